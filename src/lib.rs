@@ -1,0 +1,14 @@
+//! s2sfs: a FUSE filesystem that compresses file data block by block.
+//!
+//! The layers follow DESIGN.md: `fs` (thin fuser adapter) → `volume` (the filesystem,
+//! no FUSE types) → `cache` / `codec` / `store` (sled metadata + pack files).
+
+pub mod cache;
+pub mod codec;
+pub mod error;
+pub mod fs;
+pub mod store;
+pub mod volume;
+
+pub use error::{Error, Result};
+pub use volume::{Volume, VolumeOptions};
