@@ -2,9 +2,40 @@
 //! `Codec` trait, the classic codecs (raw, zstd), and the chooser that picks one per block.
 //! The learned `t5` codec plugs in here later without touching the volume.
 
-// Helper-owned: frame.rs, raw.rs, zstd.rs, chooser.rs (see the API below).
+mod chooser;
+mod frame;
+mod raw;
+mod zstd;
 
 use std::fmt;
+
+pub use self::chooser::{Codecs, MAX_PLAIN_LEN};
+pub use self::frame::{CodecId, FrameHeader, HEADER_LEN};
+pub use self::raw::Raw;
+pub use self::zstd::{DEFAULT_LEVEL as ZSTD_DEFAULT_LEVEL, Zstd};
+
+/// One way of turning a block's plaintext into a frame payload and back.
+///
+/// A codec only transforms bytes: the frame header, the plaintext checksum and the
+/// "is it worth it" decision live in `frame` and `chooser`, so every codec (including the
+/// learned one, later) gets the same integrity checks for free.
+/// `Send + Sync` because the volume compresses blocks on rayon threads through one shared
+/// `Codecs`.
+pub trait Codec: Send + Sync {
+    /// The id written into frames this codec produces.
+    fn id(&self) -> CodecId;
+    /// The model a learned codec needs to decode its frames; classic codecs have none.
+    fn model_id(&self) -> ModelId {
+        ModelId::NONE
+    }
+    /// Compresses one block's plaintext into a frame payload (no header).
+    fn compress(&self, plain: &[u8]) -> Result<Vec<u8>, CodecError>;
+    /// Decodes a payload back to plaintext. `plain_len` comes from an already checked
+    /// header and bounds every allocation: a corrupt payload must not make a codec
+    /// allocate more than that. Returning a different length is allowed (the caller
+    /// rejects it), returning wrong bytes of the right length is caught by the checksum.
+    fn decompress(&self, payload: &[u8], plain_len: usize) -> Result<Vec<u8>, CodecError>;
+}
 
 /// The codec a new block is written with. Reading understands every codec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,4 +81,10 @@ pub enum CodecError {
     Decompress(String),
     #[error("compression failed: {0}")]
     Compress(String),
+    #[error("unsupported frame header: {0}")]
+    Unsupported(&'static str),
+    #[error("frame claims {0} plaintext bytes, more than any block may hold")]
+    TooLarge(usize),
+    #[error("frame has {0} bytes after its payload")]
+    TrailingBytes(usize),
 }

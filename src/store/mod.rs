@@ -1,11 +1,29 @@
-//! Persistent state: sled trees for metadata and the block index, append-only pack files
-//! for frames, refcounts, compaction. No sled type leaves this module.
+//! Persistent state: sled for metadata and the block index, append-only pack files for
+//! frames, refcounts, compaction. No sled type leaves this module.
 
-use std::path::PathBuf;
+mod compact;
+mod layout;
+mod packs;
+mod records;
+mod txn;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, RwLock};
+
+pub use compact::CompactStats;
+pub use layout::FORMAT_VERSION;
+pub use records::{BlockHash, BlockRecord, EntryRecord, InodeRecord, Superblock, Timestamp};
+pub use txn::Txn;
+
+use layout::Layout;
+use packs::{ActivePack, Packs, PACK_TARGET_SIZE};
+use records::*;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("store {0} is in use by another s2sfs process (lock held on {0}/lock)")]
+    #[error("store {0} is in use by another s2sfs process (lock held on its lock file)")]
     Locked(PathBuf),
     #[error("store {path} has format version {found}; this s2sfs reads version {supported}")]
     Incompatible { path: PathBuf, found: u32, supported: u32 },
@@ -17,7 +35,7 @@ pub enum StoreError {
     },
     #[error("metadata store: {0}")]
     Meta(String),
-    #[error("metadata record {what} is damaged")]
+    #[error("damaged store: {what}")]
     Damaged { what: String },
     #[error("no space left on the store's disk")]
     NoSpace,
@@ -34,5 +52,223 @@ impl StoreError {
             },
             _ => libc::EIO,
         }
+    }
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        match e {
+            sled::Error::Io(io) if io.raw_os_error() == Some(libc::ENOSPC) => StoreError::NoSpace,
+            other => StoreError::Meta(other.to_string()),
+        }
+    }
+}
+
+/// What the writer owns: the pack being appended to and the space accounting of all packs.
+struct Writer {
+    active: ActivePack,
+    /// File length of every pack.
+    sizes: HashMap<u32, u64>,
+    /// Bytes of frames some record still points at, per pack.
+    live: HashMap<u32, u64>,
+}
+
+pub struct Store {
+    layout: Layout,
+    db: sled::Db,
+    packs: Packs,
+    writer: Mutex<Writer>,
+    /// Readers hold it shared from record lookup to frame read; deleting a pack takes it
+    /// exclusively, so no reader follows a record into a pack that just disappeared.
+    gc: RwLock<()>,
+    superblock: Superblock,
+    _lock: File,
+}
+
+/// Options used when the store is opened; `block_size` only when it is created.
+pub struct StoreOptions {
+    pub block_size: u32,
+    pub meta_cache_bytes: u64,
+}
+
+impl Store {
+    pub fn open(dir: &Path, opts: &StoreOptions) -> Result<Store, StoreError> {
+        let layout = Layout::new(dir);
+        let lock = layout.take_lock()?;
+        let created = layout.check_or_create()?;
+        let db = sled::Config::new()
+            .path(layout.meta())
+            .cache_capacity(opts.meta_cache_bytes)
+            .mode(sled::Mode::LowSpace)
+            .flush_every_ms(Some(1000))
+            .open()
+            .map_err(|e| StoreError::Meta(format!("{}: {e}", layout.meta().display())))?;
+        let superblock = match db.get([TAG_SUPER])? {
+            Some(bytes) => Superblock::decode(&bytes)?,
+            None if created || db.is_empty() => {
+                let sb = Superblock { format: FORMAT_VERSION, block_size: opts.block_size, created: now() };
+                db.insert([TAG_SUPER], sb.encode())?;
+                db.flush()?;
+                sb
+            }
+            None => return Err(StoreError::Damaged { what: "superblock missing".into() }),
+        };
+        if superblock.format != FORMAT_VERSION {
+            return Err(StoreError::Incompatible { path: dir.to_path_buf(), found: superblock.format, supported: FORMAT_VERSION });
+        }
+        let (packs, found) = Packs::open(&layout.packs())?;
+        let mut live: HashMap<u32, u64> = HashMap::new();
+        for item in db.scan_prefix([TAG_BLOCK]) {
+            let (_, v) = item?;
+            let rec = BlockRecord::decode(&v)?;
+            *live.entry(rec.pack).or_default() += rec.frame_len as u64;
+        }
+        let sizes: HashMap<u32, u64> = found.iter().copied().collect();
+        let active = match found.last() {
+            Some(&(id, len)) if len < PACK_TARGET_SIZE => packs.reopen(id)?,
+            Some(&(id, _)) => packs.create(id + 1)?,
+            None => packs.create(1)?,
+        };
+        let mut writer = Writer { active, sizes, live };
+        writer.sizes.insert(writer.active.id, writer.active.len);
+        Ok(Store { layout, db, packs, writer: Mutex::new(writer), gc: RwLock::new(()), superblock, _lock: lock })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.layout.root
+    }
+
+    pub fn superblock(&self) -> Superblock {
+        self.superblock
+    }
+
+    /// A fresh inode number; never reused, even across crashes.
+    pub fn new_ino(&self) -> Result<u64, StoreError> {
+        Ok(self.db.generate_id()? + 2)
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get(key)?.map(|v| v.to_vec()))
+    }
+
+    pub fn inode(&self, ino: u64) -> Result<Option<InodeRecord>, StoreError> {
+        self.get(&key_u64(TAG_INODE, ino))?.map(|v| InodeRecord::decode(&v)).transpose()
+    }
+
+    pub fn lookup(&self, parent: u64, name: &[u8]) -> Result<Option<EntryRecord>, StoreError> {
+        self.get(&key_u64_bytes(TAG_NAME, parent, name))?.map(|v| EntryRecord::decode(&v)).transpose()
+    }
+
+    /// Directory entries with a cookie greater than `after`, in cookie order.
+    pub fn entries_after(&self, parent: u64, after: u64, max: usize) -> Result<Vec<(EntryRecord, Vec<u8>)>, StoreError> {
+        let start = key_u64_u64(TAG_DIRENT, parent, after.saturating_add(1));
+        let end = key_u64(TAG_DIRENT, parent + 1);
+        let mut out = Vec::new();
+        for item in self.db.range(start..end).take(max) {
+            let (_, v) = item?;
+            let rec = EntryRecord::decode(&v)?;
+            out.push((rec, v[20..].to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// The content hash of block `block` of inode `ino`; None for a hole.
+    pub fn block(&self, ino: u64, block: u64) -> Result<Option<BlockHash>, StoreError> {
+        match self.db.get(key_u64_u64(TAG_BLOCKMAP, ino, block))? {
+            None => Ok(None),
+            Some(v) => Ok(Some(v.as_ref().try_into().map_err(|_| StoreError::Damaged { what: format!("block map of inode {ino}") })?)),
+        }
+    }
+
+    /// Reads the frame of a block, following its record into a pack.
+    pub fn read_frame(&self, hash: &BlockHash) -> Result<Option<Vec<u8>>, StoreError> {
+        let _gc = self.gc.read().unwrap_or_else(|p| p.into_inner());
+        let Some(v) = self.db.get(key_block(hash))? else { return Ok(None) };
+        let rec = BlockRecord::decode(&v)?;
+        self.packs.read(rec.pack, rec.offset, rec.frame_len).map(Some)
+    }
+
+    pub fn xattr(&self, ino: u64, name: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get(&key_u64_bytes(TAG_XATTR, ino, name))
+    }
+
+    pub fn xattr_names(&self, ino: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        let prefix = key_u64(TAG_XATTR, ino);
+        let mut out = Vec::new();
+        for item in self.db.scan_prefix(&prefix) {
+            let (k, _) = item?;
+            out.push(k[prefix.len()..].to_vec());
+        }
+        Ok(out)
+    }
+
+    /// Inodes that were unlinked while open: freed on the next open of the store.
+    pub fn orphans(&self) -> Result<Vec<u64>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.scan_prefix([TAG_ORPHAN]) {
+            let (k, _) = item?;
+            let ino: [u8; 8] = k[1..].try_into().map_err(|_| StoreError::Damaged { what: "orphan list".into() })?;
+            out.push(u64::from_be_bytes(ino));
+        }
+        Ok(out)
+    }
+
+    /// Bytes of live frames and bytes of all pack files.
+    pub fn usage(&self) -> (u64, u64) {
+        let w = self.lock_writer();
+        (w.live.values().sum(), w.sizes.values().sum())
+    }
+
+    /// Starts a change; changes are serialized, and each commits atomically.
+    pub fn begin(&self) -> Txn<'_> {
+        Txn::new(self, self.lock_writer())
+    }
+
+    /// Makes everything committed so far durable.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn lock_writer(&self) -> MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+pub fn now() -> Timestamp {
+    Timestamp::from(std::time::SystemTime::now())
+}
+
+impl From<std::time::SystemTime> for Timestamp {
+    fn from(t: std::time::SystemTime) -> Self {
+        match t.duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => Timestamp { secs: d.as_secs() as i64, nanos: d.subsec_nanos() },
+            Err(e) => {
+                let d = e.duration();
+                if d.subsec_nanos() == 0 {
+                    Timestamp { secs: -(d.as_secs() as i64), nanos: 0 }
+                } else {
+                    Timestamp { secs: -(d.as_secs() as i64) - 1, nanos: 1_000_000_000 - d.subsec_nanos() }
+                }
+            }
+        }
+    }
+}
+
+impl From<Timestamp> for std::time::SystemTime {
+    fn from(t: Timestamp) -> Self {
+        let base = std::time::UNIX_EPOCH;
+        if t.secs >= 0 {
+            base + std::time::Duration::new(t.secs as u64, t.nanos)
+        } else {
+            base - std::time::Duration::from_secs(t.secs.unsigned_abs()) + std::time::Duration::from_nanos(t.nanos as u64)
+        }
+    }
+}
+
+impl Store {
+    /// Whether a block with this content is already stored (its frame can be shared).
+    pub fn has_block(&self, hash: &BlockHash) -> Result<bool, StoreError> {
+        Ok(self.db.contains_key(key_block(hash))?)
     }
 }

@@ -1,114 +1,157 @@
 //! The filesystem itself, without FUSE types: inodes, directories, links, open files,
 //! dirty-block buffers, truncate and holes, xattrs. Driven by `fs` and by tests directly.
+//!
+//! Locks are taken in one order: the open-file table (briefly, never while waiting on
+//! anything else) → one file's state → the store's writer (a `Txn`).
 
+mod attrs;
+mod background;
+mod data;
+mod inode;
+mod namespace;
 mod types;
 
-use std::ffi::{OsStr, OsString};
+use std::collections::HashMap;
+use std::ops::Deref;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::{Arc, Mutex};
 
 pub use types::*;
 
+use crate::cache::BlockCache;
+use crate::codec::Codecs;
 use crate::error::Result;
+use crate::store::{Store, StoreOptions};
+use data::FileEntry;
 
+/// A mounted (or test-driven) volume. Its operations are those of [`Core`]; the volume
+/// adds the background flusher, which commits old dirty data and compacts packs.
 pub struct Volume {
-    _private: (),
+    core: Arc<Core>,
+    background: Mutex<Option<background::Background>>,
 }
 
-#[allow(unused_variables)]
+/// The volume's state and operations, shared with the background flusher.
+pub struct Core {
+    store: Store,
+    codecs: Codecs,
+    cache: Mutex<BlockCache>,
+    files: Mutex<HashMap<u64, Arc<FileEntry>>>,
+    handles: Mutex<HashMap<u64, data::Handle>>,
+    next_fh: AtomicU64,
+    dirty_bytes: AtomicUsize,
+    block_size: u32,
+    opts: VolumeOptions,
+}
+
+impl Deref for Volume {
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        &self.core
+    }
+}
+
+/// sled's page cache: small, because inode and block-index records are small and the
+/// daemon's memory belongs to the block cache and the dirty buffers.
+const META_CACHE_BYTES: u64 = 16 << 20;
+
 impl Volume {
     /// Opens (creating when empty) the volume stored in `store_dir`; takes the store lock.
     pub fn open(store_dir: &Path, opts: VolumeOptions) -> Result<Volume> {
-        todo!()
+        let store = Store::open(store_dir, &StoreOptions { block_size: opts.block_size, meta_cache_bytes: META_CACHE_BYTES })?;
+        let block_size = store.superblock().block_size;
+        if block_size != opts.block_size {
+            log::info!("store {} uses {} KiB blocks (set when it was created)", store_dir.display(), block_size / 1024);
+        }
+        let core = Arc::new(Core {
+            codecs: Codecs::new(opts.codec, opts.zstd_level),
+            cache: Mutex::new(BlockCache::new(opts.cache_bytes)),
+            files: Mutex::new(HashMap::new()),
+            handles: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            dirty_bytes: AtomicUsize::new(0),
+            block_size,
+            opts,
+            store,
+        });
+        core.ensure_root()?;
+        core.free_orphans()?;
+        let background = background::Background::start(&core);
+        Ok(Volume { core, background: Mutex::new(Some(background)) })
     }
-    /// Commits all dirty data, compacts if worthwhile, and makes everything durable.
+
+    /// Commits all dirty data, compacts packs that are mostly dead, and makes everything
+    /// durable. The volume stays usable; dropping it shuts down too.
     pub fn shutdown(&self) -> Result<()> {
-        todo!()
-    }
-    pub fn block_size(&self) -> u32 {
-        todo!()
-    }
-
-    pub fn lookup(&self, parent: u64, name: &OsStr) -> Result<Attr> {
-        todo!()
-    }
-    pub fn getattr(&self, ino: u64) -> Result<Attr> {
-        todo!()
-    }
-    pub fn setattr(&self, ino: u64, set: &SetAttr) -> Result<Attr> {
-        todo!()
-    }
-    /// Creates a regular file, fifo, socket or device node (`mode` includes the type bits).
-    pub fn mknod(&self, c: Caller, parent: u64, name: &OsStr, mode: u32, umask: u32, rdev: u32) -> Result<Attr> {
-        todo!()
-    }
-    pub fn mkdir(&self, c: Caller, parent: u64, name: &OsStr, mode: u32, umask: u32) -> Result<Attr> {
-        todo!()
-    }
-    pub fn symlink(&self, c: Caller, parent: u64, name: &OsStr, target: &Path) -> Result<Attr> {
-        todo!()
-    }
-    pub fn readlink(&self, ino: u64) -> Result<Vec<u8>> {
-        todo!()
-    }
-    pub fn link(&self, ino: u64, new_parent: u64, new_name: &OsStr) -> Result<Attr> {
-        todo!()
-    }
-    pub fn unlink(&self, parent: u64, name: &OsStr) -> Result<()> {
-        todo!()
-    }
-    pub fn rmdir(&self, parent: u64, name: &OsStr) -> Result<()> {
-        todo!()
-    }
-    pub fn rename(&self, parent: u64, name: &OsStr, new_parent: u64, new_name: &OsStr, flags: RenameFlags) -> Result<()> {
-        todo!()
-    }
-
-    /// Opens a file handle; `flags` are the open(2) flags (O_APPEND, O_TRUNC handled by the kernel).
-    pub fn open_file(&self, ino: u64, flags: i32) -> Result<u64> {
-        todo!()
-    }
-    /// Creates and opens a regular file in one step (open with O_CREAT).
-    pub fn create(&self, c: Caller, parent: u64, name: &OsStr, mode: u32, umask: u32, flags: i32) -> Result<(Attr, u64)> {
-        todo!()
-    }
-    pub fn read(&self, ino: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
-        todo!()
-    }
-    /// Writes at `offset` (at end of file for handles opened with O_APPEND); returns bytes written.
-    pub fn write(&self, ino: u64, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
-        todo!()
-    }
-    /// Commits the file's dirty data (close(2) on any descriptor).
-    pub fn flush(&self, ino: u64) -> Result<()> {
-        todo!()
-    }
-    /// Commits the file's dirty data and makes it durable before returning.
-    pub fn fsync(&self, ino: u64, datasync: bool) -> Result<()> {
-        todo!()
-    }
-    /// Drops a file handle; the last release of an unlinked file frees it.
-    pub fn release(&self, ino: u64, fh: u64) -> Result<()> {
-        todo!()
-    }
-
-    /// Entries after cookie `offset` (0 = from the start, including "." and ".."), at most `max`.
-    pub fn readdir(&self, ino: u64, offset: i64, max: usize) -> Result<Vec<DirEntry>> {
-        todo!()
-    }
-    pub fn statfs(&self) -> Result<StatFs> {
-        todo!()
-    }
-
-    pub fn setxattr(&self, ino: u64, name: &OsStr, value: &[u8], flags: XattrFlags) -> Result<()> {
-        todo!()
-    }
-    pub fn getxattr(&self, ino: u64, name: &OsStr) -> Result<Vec<u8>> {
-        todo!()
-    }
-    pub fn listxattr(&self, ino: u64) -> Result<Vec<OsString>> {
-        todo!()
-    }
-    pub fn removexattr(&self, ino: u64, name: &OsStr) -> Result<()> {
-        todo!()
+        if let Some(bg) = lock(&self.background).take() {
+            bg.stop();
+        }
+        self.core.commit_all()?;
+        self.core.compact(SHUTDOWN_COMPACT_DEAD)?;
+        self.core.store.flush()?;
+        Ok(())
     }
 }
+
+impl Drop for Volume {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            log::error!("closing the volume: {e}");
+        }
+    }
+}
+
+/// At unmount, packs more than this fraction dead are rewritten: keeps the footprint within
+/// 1 / (1 - 0.2) = 1.25x of the live frames.
+const SHUTDOWN_COMPACT_DEAD: f64 = 0.2;
+
+impl Core {
+    pub fn block_size(&self) -> u32 {
+        self.block_size
+    }
+
+    /// Rewrites packs whose dead fraction exceeds `min_dead`; returns bytes reclaimed.
+    pub fn compact(&self, min_dead: f64) -> Result<u64> {
+        let stats = self.store.compact(min_dead)?;
+        if stats.packs_rewritten > 0 {
+            log::info!(
+                "compacted {} packs: copied {} bytes, reclaimed {} bytes",
+                stats.packs_rewritten,
+                stats.bytes_copied,
+                stats.bytes_reclaimed
+            );
+        }
+        Ok(stats.bytes_reclaimed)
+    }
+
+    fn ensure_root(&self) -> Result<()> {
+        if self.store.inode(ROOT_INO)?.is_none() {
+            let mut txn = self.store.begin();
+            txn.put_inode(ROOT_INO, &inode::root_record());
+            txn.commit(true)?;
+        }
+        Ok(())
+    }
+
+    /// Frees inodes that were unlinked while open when the volume last went down.
+    fn free_orphans(&self) -> Result<()> {
+        for ino in self.store.orphans()? {
+            let mut txn = self.store.begin();
+            match txn.inode(ino)? {
+                Some(rec) if rec.nlink > 0 => txn.set_orphan(ino, false),
+                _ => txn.delete_inode(ino)?,
+            }
+            txn.commit(false)?;
+        }
+        Ok(())
+    }
+}
+
+/// Locks a mutex, ignoring poisoning: a panicked FUSE worker must not wedge the volume.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,129 @@
+//! Compaction: packs whose frames are mostly dead have their live frames copied into the
+//! active pack, the records repointed in one durable batch, and only then are deleted.
+//! A crash at any point leaves every record pointing at a complete frame.
+
+use std::collections::HashSet;
+
+use super::packs::PACK_HEADER_LEN;
+use super::records::{BlockRecord, TAG_BLOCK};
+use super::{Store, StoreError};
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CompactStats {
+    pub packs_rewritten: u64,
+    pub bytes_copied: u64,
+    pub bytes_reclaimed: u64,
+}
+
+impl Store {
+    /// Fraction of all pack bytes that no record points at.
+    pub fn dead_fraction(&self) -> f64 {
+        let (live, total) = self.usage();
+        if total == 0 { 0.0 } else { 1.0 - live as f64 / total as f64 }
+    }
+
+    /// Rewrites every pack whose dead fraction exceeds `min_dead`; returns what it did.
+    pub fn compact(&self, min_dead: f64) -> Result<CompactStats, StoreError> {
+        let mut txn = self.begin();
+        let victims: HashSet<u32> = {
+            let w = txn.writer();
+            w.sizes
+                .iter()
+                .filter(|&(&id, &size)| {
+                    let live = w.live.get(&id).copied().unwrap_or(0);
+                    let payload = size.saturating_sub(PACK_HEADER_LEN);
+                    payload > 0 && (payload - live.min(payload)) as f64 > min_dead * payload as f64
+                })
+                .map(|(&id, _)| id)
+                .collect()
+        };
+        if victims.is_empty() {
+            return Ok(CompactStats::default());
+        }
+        if victims.contains(&txn.writer().active.id) {
+            txn.rotate()?;
+        }
+        let store = txn.store();
+        let mut stats = CompactStats::default();
+        let before: u64 = victims.iter().map(|id| txn.writer().sizes.get(id).copied().unwrap_or(0)).sum();
+        for item in store.db.scan_prefix([TAG_BLOCK]) {
+            let (key, value) = item?;
+            let rec = BlockRecord::decode(&value)?;
+            if !victims.contains(&rec.pack) {
+                continue;
+            }
+            let hash = key[1..].try_into().map_err(|_| StoreError::Damaged { what: "block record key".into() })?;
+            let frame = store.packs.read(rec.pack, rec.offset, rec.frame_len)?;
+            stats.bytes_copied += frame.len() as u64;
+            txn.relocate(hash, rec, frame);
+        }
+        // Durable before any pack goes: a record must never point into a deleted pack.
+        txn.commit(true)?;
+        let _gc = self.gc.write().unwrap_or_else(|p| p.into_inner());
+        let mut w = self.lock_writer();
+        for id in victims {
+            self.packs.remove(id)?;
+            w.sizes.remove(&id);
+            w.live.remove(&id);
+            stats.packs_rewritten += 1;
+        }
+        stats.bytes_reclaimed = before.saturating_sub(stats.bytes_copied);
+        Ok(stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{StoreOptions, BlockHash};
+    use super::*;
+
+    fn open(dir: &std::path::Path) -> Store {
+        Store::open(dir, &StoreOptions { block_size: 4096, meta_cache_bytes: 1 << 20 }).unwrap()
+    }
+
+    fn put(store: &Store, ino: u64, block: u64, byte: u8, len: usize) -> BlockHash {
+        let hash = [byte; 32];
+        let mut txn = store.begin();
+        txn.set_block::<StoreError>(ino, block, Some(hash), || Ok(vec![byte; len])).unwrap();
+        txn.commit(false).unwrap();
+        hash
+    }
+
+    #[test]
+    fn refcounts_dedup_and_compaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let a = put(&store, 5, 0, 1, 1000);
+        put(&store, 6, 0, 1, 1000); // same content: no new frame
+        assert_eq!(store.usage(), (1000, PACK_HEADER_LEN + 1000));
+        put(&store, 5, 1, 2, 3000);
+        // Overwrite inode 6's block and drop inode 5: the 3000-byte frame dies.
+        let mut txn = store.begin();
+        txn.delete_inode(5).unwrap();
+        txn.commit(false).unwrap();
+        assert_eq!(store.usage().0, 1000);
+        let stats = store.compact(0.5).unwrap();
+        assert_eq!(stats.packs_rewritten, 1);
+        assert_eq!(stats.bytes_copied, 1000);
+        assert_eq!(store.read_frame(&a).unwrap().unwrap(), vec![1u8; 1000]);
+        let (live, total) = store.usage();
+        assert_eq!((live, total), (1000, PACK_HEADER_LEN + 1000));
+        drop(store);
+        let store = open(dir.path());
+        assert_eq!(store.read_frame(&a).unwrap().unwrap(), vec![1u8; 1000]);
+        assert_eq!(store.usage(), (1000, PACK_HEADER_LEN + 1000));
+        assert_eq!(store.block(6, 0).unwrap(), Some(a));
+        assert_eq!(store.block(5, 0).unwrap(), None);
+    }
+
+    #[test]
+    fn uncommitted_change_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let mut txn = store.begin();
+        txn.set_block::<StoreError>(9, 0, Some([7; 32]), || Ok(vec![7; 100])).unwrap();
+        drop(txn);
+        assert_eq!(store.block(9, 0).unwrap(), None);
+        assert_eq!(store.read_frame(&[7; 32]).unwrap(), None);
+    }
+}

@@ -1,0 +1,183 @@
+//! Append-only pack files holding frames. A pack is never modified in place: frames are
+//! appended, and a pack whose frames are mostly dead is rewritten by compaction and deleted.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use super::StoreError;
+
+/// Packs grow to about this size before a new one is started; small enough that
+/// compaction copies little, large enough that a volume has few files.
+pub const PACK_TARGET_SIZE: u64 = 64 << 20;
+const MAGIC: &[u8; 4] = b"S2PK";
+const VERSION: u32 = 1;
+pub const PACK_HEADER_LEN: u64 = 16;
+
+fn io_err(path: &Path, source: std::io::Error) -> StoreError {
+    if source.raw_os_error() == Some(libc::ENOSPC) {
+        return StoreError::NoSpace;
+    }
+    StoreError::Io { path: path.to_path_buf(), source }
+}
+
+/// The pack directory: reads frames from any pack, creates and removes packs.
+pub struct Packs {
+    dir: PathBuf,
+    readers: RwLock<HashMap<u32, Arc<File>>>,
+}
+
+/// The pack new frames are appended to; owned by the store's writer.
+pub struct ActivePack {
+    pub id: u32,
+    path: PathBuf,
+    file: File,
+    pub len: u64,
+}
+
+impl Packs {
+    /// Opens the pack directory and lists the packs in it with their sizes.
+    pub fn open(dir: &Path) -> Result<(Packs, Vec<(u32, u64)>), StoreError> {
+        let mut found = Vec::new();
+        let entries = std::fs::read_dir(dir).map_err(|e| io_err(dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| io_err(dir, e))?;
+            let name = entry.file_name();
+            let Some(id) = name.to_str().and_then(parse_pack_name) else {
+                log::warn!("ignoring unexpected file {:?} in {}", name, dir.display());
+                continue;
+            };
+            let len = entry.metadata().map_err(|e| io_err(&entry.path(), e))?.len();
+            found.push((id, len));
+        }
+        found.sort_unstable();
+        let packs = Packs { dir: dir.to_path_buf(), readers: RwLock::new(HashMap::new()) };
+        Ok((packs, found))
+    }
+
+    pub fn path(&self, id: u32) -> PathBuf {
+        self.dir.join(format!("{id:08}.pack"))
+    }
+
+    fn reader(&self, id: u32) -> Result<Arc<File>, StoreError> {
+        if let Some(f) = self.readers.read().unwrap_or_else(|p| p.into_inner()).get(&id) {
+            return Ok(f.clone());
+        }
+        let path = self.path(id);
+        let file = Arc::new(File::open(&path).map_err(|e| io_err(&path, e))?);
+        self.readers.write().unwrap_or_else(|p| p.into_inner()).insert(id, file.clone());
+        Ok(file)
+    }
+
+    /// Reads `len` bytes at `offset` of pack `id`; a short read means a truncated pack.
+    pub fn read(&self, id: u32, offset: u64, len: u32) -> Result<Vec<u8>, StoreError> {
+        let file = self.reader(id)?;
+        let mut buf = vec![0u8; len as usize];
+        file.read_exact_at(&mut buf, offset).map_err(|e| {
+            let path = self.path(id);
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                StoreError::Damaged { what: format!("{} (truncated: frame at {offset} missing)", path.display()) }
+            } else {
+                io_err(&path, e)
+            }
+        })?;
+        Ok(buf)
+    }
+
+    /// Creates a new, empty pack (header only, synced, directory entry synced).
+    pub fn create(&self, id: u32) -> Result<ActivePack, StoreError> {
+        let path = self.path(id);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| io_err(&path, e))?;
+        let mut header = Vec::with_capacity(PACK_HEADER_LEN as usize);
+        header.extend_from_slice(MAGIC);
+        header.extend_from_slice(&VERSION.to_le_bytes());
+        header.extend_from_slice(&id.to_le_bytes());
+        header.extend_from_slice(&[0u8; 4]);
+        let written = file.write_all(&header).and_then(|_| file.sync_all());
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&path);
+            return Err(io_err(&path, e));
+        }
+        self.sync_dir()?;
+        Ok(ActivePack { id, path, file, len: PACK_HEADER_LEN })
+    }
+
+    /// Reopens an existing pack for appending after its current end.
+    pub fn reopen(&self, id: u32) -> Result<ActivePack, StoreError> {
+        let path = self.path(id);
+        let file = OpenOptions::new().read(true).write(true).open(&path).map_err(|e| io_err(&path, e))?;
+        let len = file.metadata().map_err(|e| io_err(&path, e))?.len();
+        Ok(ActivePack { id, path, file, len })
+    }
+
+    /// Deletes a pack that no record points at any more.
+    pub fn remove(&self, id: u32) -> Result<(), StoreError> {
+        self.readers.write().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        let path = self.path(id);
+        std::fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
+        self.sync_dir()
+    }
+
+    fn sync_dir(&self) -> Result<(), StoreError> {
+        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(|e| io_err(&self.dir, e))
+    }
+}
+
+impl ActivePack {
+    /// Writes `data` at the end and makes it durable. On failure (a full disk) the pack is
+    /// cut back to its previous length so no half-written frame stays behind.
+    pub fn append_durable(&mut self, data: &[u8]) -> Result<u64, StoreError> {
+        let offset = self.len;
+        let result = self.file.write_all_at(data, offset).and_then(|_| self.file.sync_data());
+        if let Err(e) = result {
+            let _ = self.file.set_len(offset);
+            return Err(io_err(&self.path, e));
+        }
+        self.len += data.len() as u64;
+        Ok(offset)
+    }
+}
+
+fn parse_pack_name(name: &str) -> Option<u32> {
+    let digits = name.strip_suffix(".pack")?;
+    if digits.len() != 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_read_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let (packs, found) = Packs::open(dir.path()).unwrap();
+        assert!(found.is_empty());
+        let mut p = packs.create(1).unwrap();
+        let off = p.append_durable(b"hello frame").unwrap();
+        assert_eq!(off, PACK_HEADER_LEN);
+        assert_eq!(packs.read(1, off, 5).unwrap(), b"hello");
+        assert!(matches!(packs.read(1, off, 100), Err(StoreError::Damaged { .. })));
+        let (_, found) = Packs::open(dir.path()).unwrap();
+        assert_eq!(found, vec![(1, PACK_HEADER_LEN + 11)]);
+        packs.remove(1).unwrap();
+        assert!(packs.read(1, off, 5).is_err());
+    }
+
+    #[test]
+    fn pack_names() {
+        assert_eq!(parse_pack_name("00000012.pack"), Some(12));
+        assert_eq!(parse_pack_name("12.pack"), None);
+        assert_eq!(parse_pack_name("00000012.tmp"), None);
+    }
+}

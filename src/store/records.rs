@@ -1,0 +1,277 @@
+//! Binary encodings of the records kept in the metadata store, and the key scheme.
+//!
+//! Everything lives in one sled tree so that one `Batch` makes any change atomic.
+//! Keys start with a one-byte tag; integers are big-endian so keys sort numerically.
+
+use super::StoreError;
+
+pub const TAG_SUPER: u8 = b'S';
+pub const TAG_INODE: u8 = b'I';
+pub const TAG_NAME: u8 = b'N';
+pub const TAG_DIRENT: u8 = b'D';
+pub const TAG_BLOCKMAP: u8 = b'B';
+pub const TAG_BLOCK: u8 = b'H';
+pub const TAG_XATTR: u8 = b'X';
+pub const TAG_ORPHAN: u8 = b'O';
+
+pub type BlockHash = [u8; 32];
+
+pub fn key_u64(tag: u8, a: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
+    k.push(tag);
+    k.extend_from_slice(&a.to_be_bytes());
+    k
+}
+
+pub fn key_u64_u64(tag: u8, a: u64, b: u64) -> Vec<u8> {
+    let mut k = key_u64(tag, a);
+    k.extend_from_slice(&b.to_be_bytes());
+    k
+}
+
+pub fn key_u64_bytes(tag: u8, a: u64, bytes: &[u8]) -> Vec<u8> {
+    let mut k = key_u64(tag, a);
+    k.extend_from_slice(bytes);
+    k
+}
+
+pub fn key_block(hash: &BlockHash) -> Vec<u8> {
+    let mut k = Vec::with_capacity(33);
+    k.push(TAG_BLOCK);
+    k.extend_from_slice(hash);
+    k
+}
+
+/// Seconds and nanoseconds since the epoch (negative seconds allowed, as utimensat allows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Timestamp {
+    pub secs: i64,
+    pub nanos: u32,
+}
+
+/// Reads fixed-width fields from a record, turning a short record into `Damaged`.
+struct Reader<'a> {
+    buf: &'a [u8],
+    what: &'static str,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
+        if self.buf.len() < n {
+            return Err(StoreError::Damaged { what: self.what.to_string() });
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Ok(head)
+    }
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], StoreError> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+    fn u8(&mut self) -> Result<u8, StoreError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, StoreError> {
+        Ok(u16::from_le_bytes(self.array()?))
+    }
+    fn u32(&mut self) -> Result<u32, StoreError> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+    fn u64(&mut self) -> Result<u64, StoreError> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+    fn time(&mut self) -> Result<Timestamp, StoreError> {
+        let secs = i64::from_le_bytes(self.array()?);
+        let nanos = self.u32()?;
+        Ok(Timestamp { secs, nanos })
+    }
+}
+
+fn put_time(out: &mut Vec<u8>, t: Timestamp) {
+    out.extend_from_slice(&t.secs.to_le_bytes());
+    out.extend_from_slice(&t.nanos.to_le_bytes());
+}
+
+/// An inode as stored. `kind` uses the S_IFMT bits of st_mode (S_IFREG, S_IFDIR, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InodeRecord {
+    pub kind: u32,
+    pub perm: u16,
+    pub nlink: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub rdev: u32,
+    pub size: u64,
+    /// Bytes of plaintext held in non-hole blocks, for st_blocks.
+    pub stored_blocks: u64,
+    pub atime: Timestamp,
+    pub mtime: Timestamp,
+    pub ctime: Timestamp,
+    pub crtime: Timestamp,
+    /// Directories only: the parent, for "..".
+    pub parent: u64,
+    /// Symlinks only: the target.
+    pub target: Vec<u8>,
+}
+
+const INODE_VERSION: u8 = 1;
+
+impl InodeRecord {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(96 + self.target.len());
+        out.push(INODE_VERSION);
+        out.extend_from_slice(&self.kind.to_le_bytes());
+        out.extend_from_slice(&self.perm.to_le_bytes());
+        out.extend_from_slice(&self.nlink.to_le_bytes());
+        out.extend_from_slice(&self.uid.to_le_bytes());
+        out.extend_from_slice(&self.gid.to_le_bytes());
+        out.extend_from_slice(&self.rdev.to_le_bytes());
+        out.extend_from_slice(&self.size.to_le_bytes());
+        out.extend_from_slice(&self.stored_blocks.to_le_bytes());
+        for t in [self.atime, self.mtime, self.ctime, self.crtime] {
+            put_time(&mut out, t);
+        }
+        out.extend_from_slice(&self.parent.to_le_bytes());
+        out.extend_from_slice(&self.target);
+        out
+    }
+
+    pub fn decode(buf: &[u8]) -> Result<InodeRecord, StoreError> {
+        let mut r = Reader { buf, what: "inode" };
+        if r.u8()? != INODE_VERSION {
+            return Err(StoreError::Damaged { what: "inode (unknown record version)".into() });
+        }
+        Ok(InodeRecord {
+            kind: r.u32()?,
+            perm: r.u16()?,
+            nlink: r.u32()?,
+            uid: r.u32()?,
+            gid: r.u32()?,
+            rdev: r.u32()?,
+            size: r.u64()?,
+            stored_blocks: r.u64()?,
+            atime: r.time()?,
+            mtime: r.time()?,
+            ctime: r.time()?,
+            crtime: r.time()?,
+            parent: r.u64()?,
+            target: r.buf.to_vec(),
+        })
+    }
+}
+
+/// A directory entry: which inode a name points at, its kind, and its readdir cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryRecord {
+    pub ino: u64,
+    pub kind: u32,
+    /// Position in readdir order; never reused, so cookies stay valid while entries change.
+    pub seq: u64,
+}
+
+impl EntryRecord {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(20);
+        out.extend_from_slice(&self.ino.to_le_bytes());
+        out.extend_from_slice(&self.kind.to_le_bytes());
+        out.extend_from_slice(&self.seq.to_le_bytes());
+        out
+    }
+    pub fn decode(buf: &[u8]) -> Result<EntryRecord, StoreError> {
+        let mut r = Reader { buf, what: "directory entry" };
+        Ok(EntryRecord { ino: r.u64()?, kind: r.u32()?, seq: r.u64()? })
+    }
+}
+
+/// Where a frame lives and how many block-map entries share it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockRecord {
+    pub pack: u32,
+    pub offset: u64,
+    pub frame_len: u32,
+    pub refcount: u64,
+}
+
+impl BlockRecord {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(24);
+        out.extend_from_slice(&self.pack.to_le_bytes());
+        out.extend_from_slice(&self.offset.to_le_bytes());
+        out.extend_from_slice(&self.frame_len.to_le_bytes());
+        out.extend_from_slice(&self.refcount.to_le_bytes());
+        out
+    }
+    pub fn decode(buf: &[u8]) -> Result<BlockRecord, StoreError> {
+        let mut r = Reader { buf, what: "block record" };
+        Ok(BlockRecord { pack: r.u32()?, offset: r.u64()?, frame_len: r.u32()?, refcount: r.u64()? })
+    }
+}
+
+/// Volume-wide settings fixed at creation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Superblock {
+    pub format: u32,
+    pub block_size: u32,
+    pub created: Timestamp,
+}
+
+impl Superblock {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = b"s2sfs\0".to_vec();
+        out.extend_from_slice(&self.format.to_le_bytes());
+        out.extend_from_slice(&self.block_size.to_le_bytes());
+        put_time(&mut out, self.created);
+        out
+    }
+    pub fn decode(buf: &[u8]) -> Result<Superblock, StoreError> {
+        let mut r = Reader { buf, what: "superblock" };
+        if r.take(6)? != b"s2sfs\0" {
+            return Err(StoreError::Damaged { what: "superblock (bad magic)".into() });
+        }
+        Ok(Superblock { format: r.u32()?, block_size: r.u32()?, created: r.time()? })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inode_round_trip_and_short_record_is_damage() {
+        let rec = InodeRecord {
+            kind: libc::S_IFLNK,
+            perm: 0o777,
+            nlink: 1,
+            uid: 1000,
+            gid: 100,
+            rdev: 0,
+            size: 5 << 30,
+            stored_blocks: 3,
+            atime: Timestamp { secs: -5, nanos: 7 },
+            mtime: Timestamp { secs: 1, nanos: 2 },
+            ctime: Timestamp { secs: 3, nanos: 4 },
+            crtime: Timestamp { secs: 5, nanos: 6 },
+            parent: 9,
+            target: b"some/where".to_vec(),
+        };
+        let bytes = rec.encode();
+        assert_eq!(InodeRecord::decode(&bytes).unwrap(), rec);
+        assert!(matches!(InodeRecord::decode(&bytes[..40]), Err(StoreError::Damaged { .. })));
+    }
+
+    #[test]
+    fn block_and_entry_round_trip() {
+        let b = BlockRecord { pack: 3, offset: 1 << 40, frame_len: 9000, refcount: 2 };
+        assert_eq!(BlockRecord::decode(&b.encode()).unwrap(), b);
+        let e = EntryRecord { ino: 42, kind: libc::S_IFDIR, seq: 77 };
+        assert_eq!(EntryRecord::decode(&e.encode()).unwrap(), e);
+        assert!(BlockRecord::decode(&[1, 2, 3]).is_err());
+    }
+
+    #[test]
+    fn keys_sort_numerically() {
+        assert!(key_u64_u64(TAG_BLOCKMAP, 1, 255) < key_u64_u64(TAG_BLOCKMAP, 1, 256));
+        assert!(key_u64_u64(TAG_BLOCKMAP, 1, u64::MAX) < key_u64_u64(TAG_BLOCKMAP, 2, 0));
+    }
+}

@@ -1,0 +1,148 @@
+//! Volume behaviour checked directly, without a mount.
+
+use std::ffi::OsStr;
+
+use super::*;
+use crate::error::Error;
+
+const ME: Caller = Caller { uid: 0, gid: 0 };
+
+fn opts() -> VolumeOptions {
+    VolumeOptions { block_size: 4096, cache_bytes: 64 << 10, ..Default::default() }
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i / 7) as u8).collect()
+}
+
+fn new_file(v: &Volume, name: &str) -> (u64, u64) {
+    let (a, fh) = v.create(ME, ROOT_INO, OsStr::new(name), 0o644, 0o022, libc::O_RDWR).unwrap();
+    (a.ino, fh)
+}
+
+#[test]
+fn write_read_across_blocks_and_remount() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = pattern(3 * 4096 + 123, 1);
+    let ino = {
+        let v = Volume::open(dir.path(), opts()).unwrap();
+        let (ino, fh) = new_file(&v, "f");
+        assert_eq!(v.write(ino, fh, 0, &data).unwrap() as usize, data.len());
+        assert_eq!(v.read(ino, 0, 1 << 20).unwrap(), data, "dirty data is readable");
+        v.release(ino, fh).unwrap();
+        assert_eq!(v.read(ino, 4000, 200).unwrap(), &data[4000..4200]);
+        ino
+    };
+    let v = Volume::open(dir.path(), opts()).unwrap();
+    assert_eq!(v.lookup(ROOT_INO, OsStr::new("f")).unwrap().size, data.len() as u64);
+    assert_eq!(v.read(ino, 0, 1 << 20).unwrap(), data);
+}
+
+#[test]
+fn overwrite_middle_truncate_extend_holes() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = Volume::open(dir.path(), opts()).unwrap();
+    let (ino, fh) = new_file(&v, "f");
+    let mut model = pattern(10_000, 2);
+    v.write(ino, fh, 0, &model).unwrap();
+    v.flush(ino).unwrap();
+    v.write(ino, fh, 5000, b"middle").unwrap();
+    model[5000..5006].copy_from_slice(b"middle");
+    v.flush(ino).unwrap();
+    assert_eq!(v.read(ino, 0, 20_000).unwrap(), model);
+    v.setattr(ino, &SetAttr { size: Some(4100), ..Default::default() }).unwrap();
+    v.setattr(ino, &SetAttr { size: Some(9000), ..Default::default() }).unwrap();
+    model.truncate(4100);
+    model.resize(9000, 0);
+    assert_eq!(v.read(ino, 0, 20_000).unwrap(), model);
+    v.write(ino, fh, 50_000, b"x").unwrap();
+    model.resize(50_000, 0);
+    model.push(b'x');
+    v.release(ino, fh).unwrap();
+    assert_eq!(v.read(ino, 0, 60_000).unwrap(), model);
+    assert_eq!(v.getattr(ino).unwrap().size, 50_001);
+}
+
+#[test]
+fn unlinked_open_file_lives_until_release() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = Volume::open(dir.path(), opts()).unwrap();
+    let (ino, fh) = new_file(&v, "f");
+    v.write(ino, fh, 0, b"still here").unwrap();
+    v.unlink(ROOT_INO, OsStr::new("f")).unwrap();
+    assert!(matches!(v.lookup(ROOT_INO, OsStr::new("f")), Err(Error::NotFound)));
+    assert_eq!(v.read(ino, 0, 100).unwrap(), b"still here");
+    v.release(ino, fh).unwrap();
+    assert!(matches!(v.getattr(ino), Err(Error::NotFound)));
+    assert_eq!(v.store.usage().0, 0, "the file's frames are freed");
+}
+
+#[test]
+fn rename_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = Volume::open(dir.path(), opts()).unwrap();
+    let d = v.mkdir(ME, ROOT_INO, OsStr::new("d"), 0o755, 0).unwrap().ino;
+    let (a, fh) = new_file(&v, "a");
+    v.write(a, fh, 0, b"A").unwrap();
+    v.release(a, fh).unwrap();
+    let (b, fh) = new_file(&v, "b");
+    v.release(b, fh).unwrap();
+    let noreplace = RenameFlags { noreplace: true, exchange: false };
+    assert!(matches!(v.rename(ROOT_INO, OsStr::new("a"), ROOT_INO, OsStr::new("b"), noreplace), Err(Error::Exists)));
+    v.rename(ROOT_INO, OsStr::new("a"), ROOT_INO, OsStr::new("b"), RenameFlags::default()).unwrap();
+    assert_eq!(v.lookup(ROOT_INO, OsStr::new("b")).unwrap().ino, a);
+    assert!(matches!(v.getattr(b), Err(Error::NotFound)));
+    v.rename(ROOT_INO, OsStr::new("b"), d, OsStr::new("c"), RenameFlags::default()).unwrap();
+    assert_eq!(v.read(a, 0, 10).unwrap(), b"A");
+    assert!(matches!(v.rename(ROOT_INO, OsStr::new("d"), d, OsStr::new("x"), RenameFlags::default()), Err(Error::Invalid(_))));
+    assert!(matches!(v.rmdir(ROOT_INO, OsStr::new("d")), Err(Error::NotEmpty)));
+    assert_eq!(v.getattr(ROOT_INO).unwrap().nlink, 3);
+}
+
+#[test]
+fn readdir_cookies_survive_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = Volume::open(dir.path(), opts()).unwrap();
+    for i in 0..10 {
+        v.mknod(ME, ROOT_INO, OsStr::new(&format!("f{i}")), libc::S_IFREG | 0o644, 0, 0).unwrap();
+    }
+    let first = v.readdir(ROOT_INO, 0, 5).unwrap();
+    assert_eq!(first.len(), 5);
+    v.unlink(ROOT_INO, OsStr::new("f5")).unwrap();
+    v.unlink(ROOT_INO, OsStr::new("f1")).unwrap();
+    let rest = v.readdir(ROOT_INO, first[4].offset, 100).unwrap();
+    let names: Vec<_> = first.iter().chain(&rest).map(|e| e.name.to_string_lossy().into_owned()).collect();
+    assert_eq!(names, [".", "..", "f0", "f1", "f2", "f3", "f4", "f6", "f7", "f8", "f9"]);
+}
+
+#[test]
+fn dedup_and_holes_cost_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = Volume::open(dir.path(), VolumeOptions { codec: crate::codec::CodecChoice::Raw, ..opts() }).unwrap();
+    let data = pattern(4096, 9);
+    for name in ["x", "y"] {
+        let (ino, fh) = new_file(&v, name);
+        v.write(ino, fh, 0, &data).unwrap();
+        v.write(ino, fh, 40960, &vec![0u8; 4096]).unwrap();
+        v.release(ino, fh).unwrap();
+    }
+    let (live, _) = v.store.usage();
+    assert!(live < 4096 + 200, "one shared frame, zero blocks are holes: {live}");
+}
+
+#[test]
+fn xattrs() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = Volume::open(dir.path(), opts()).unwrap();
+    let (ino, fh) = new_file(&v, "f");
+    v.release(ino, fh).unwrap();
+    let n = OsStr::new("user.k");
+    assert!(matches!(v.setxattr(ino, n, b"v", XattrFlags { replace: true, create: false }), Err(Error::NoXattr)));
+    v.setxattr(ino, n, b"v", XattrFlags::default()).unwrap();
+    assert!(matches!(v.setxattr(ino, n, b"w", XattrFlags { create: true, replace: false }), Err(Error::Exists)));
+    assert_eq!(v.getxattr(ino, n).unwrap(), b"v");
+    assert_eq!(v.listxattr(ino).unwrap(), vec![n.to_os_string()]);
+    assert!(matches!(v.setxattr(ino, OsStr::new("trusted.k"), b"v", XattrFlags::default()), Err(Error::NotSupported(_))));
+    v.removexattr(ino, n).unwrap();
+    assert!(matches!(v.getxattr(ino, n), Err(Error::NoXattr)));
+}
