@@ -1,1 +1,147 @@
-fn main() {}
+//! The `s2sfs` command line. Everything it does lives in the library (`s2sfs::fs`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use s2sfs::VolumeOptions;
+use s2sfs::codec::CodecChoice;
+
+#[derive(Parser)]
+#[command(
+    name = "s2sfs",
+    version,
+    about = "A FUSE filesystem that compresses file data block by block"
+)]
+struct Cli {
+    /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides it.
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Mount a volume; runs in the background once the mount is live, unless --foreground.
+    Mount(MountArgs),
+    /// Unmount a volume and wait until its daemon has committed everything and closed the store.
+    Umount {
+        /// The mount point.
+        mountpoint: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct MountArgs {
+    /// Where to mount (an existing directory).
+    mountpoint: PathBuf,
+    /// The store directory [default: /var/lib/s2sfs/<escaped mount point> for root,
+    /// $XDG_DATA_HOME/s2sfs/<escaped mount point> for others].
+    #[arg(long, value_name = "DIR")]
+    store: Option<PathBuf>,
+    /// Codec for newly written blocks.
+    #[arg(long, value_enum, default_value_t = Codec::from(VolumeOptions::default().codec))]
+    codec: Codec,
+    /// zstd compression level.
+    #[arg(long, value_name = "N", default_value_t = VolumeOptions::default().zstd_level,
+          value_parser = clap::value_parser!(i32).range(1..=22))]
+    zstd_level: i32,
+    /// Memory for decoded blocks, MiB.
+    #[arg(long, value_name = "N", default_value_t = (VolumeOptions::default().cache_bytes >> 20) as u64,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    cache_mb: u64,
+    /// Block size of a new store, KiB (a power of two, 4 to 1024); an existing store keeps its own.
+    #[arg(long, value_name = "N", default_value_t = VolumeOptions::default().block_size / 1024,
+          value_parser = parse_block_kib)]
+    block_kib: u32,
+    /// Stay in the foreground and log to stderr (for systemd).
+    #[arg(short, long)]
+    foreground: bool,
+    /// Mount options, comma-separated: allow_other, allow_root, ro, rw, exec, noexec, suid,
+    /// nosuid, dev, nodev, atime, noatime, sync, async, dirsync.
+    #[arg(short = 'o', value_name = "OPTS", action = ArgAction::Append)]
+    options: Vec<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Codec {
+    Zstd,
+    Raw,
+}
+
+impl From<CodecChoice> for Codec {
+    fn from(c: CodecChoice) -> Codec {
+        match c {
+            CodecChoice::Zstd => Codec::Zstd,
+            CodecChoice::Raw => Codec::Raw,
+        }
+    }
+}
+
+impl From<Codec> for CodecChoice {
+    fn from(c: Codec) -> CodecChoice {
+        match c {
+            Codec::Zstd => CodecChoice::Zstd,
+            Codec::Raw => CodecChoice::Raw,
+        }
+    }
+}
+
+fn parse_block_kib(s: &str) -> Result<u32, String> {
+    let n: u32 = s.parse().map_err(|e| format!("{e}"))?;
+    if !(4..=1024).contains(&n) || !n.is_power_of_two() {
+        return Err("must be a power of two from 4 to 1024".into());
+    }
+    Ok(n)
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn,s2sfs=info",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    env_logger::Builder::new()
+        .parse_filters(level)
+        .parse_default_env()
+        .init();
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Mount(m) => {
+            let volume = VolumeOptions {
+                codec: m.codec.into(),
+                zstd_level: m.zstd_level,
+                block_size: m.block_kib * 1024,
+                cache_bytes: usize::try_from(m.cache_mb << 20)?,
+                ..VolumeOptions::default()
+            };
+            let req = s2sfs::fs::MountRequest {
+                mountpoint: m.mountpoint,
+                store: m.store,
+                volume,
+                options: m.options,
+                foreground: m.foreground,
+            };
+            s2sfs::fs::mount(&req)?;
+        }
+        Command::Umount { mountpoint } => s2sfs::fs::umount(&mountpoint)?,
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("s2sfs: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

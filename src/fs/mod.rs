@@ -1,1 +1,25 @@
-//! placeholder
+//! The FUSE side of s2sfs: a thin fuser adapter over [`crate::volume::Volume`] and the
+//! `mount` / `umount` commands (preflight checks, daemonizing, signals, waiting for the
+//! store to close). No fuser type leaves this module.
+//!
+//! - `adapter`: `impl fuser::Filesystem`, each operation converts arguments, calls the
+//!   volume, and replies; errors become errnos only through [`crate::Error::errno`].
+//! - `mount`: what `s2sfs mount` does besides parsing its command line, with `preflight`
+//!   (checks that create and change nothing), `options` (`-o` and the fixed mount
+//!   options), `daemon` (fork, detach, stop signals, sd_notify).
+//! - `umount`: what `s2sfs umount` does.
+//! - `error`: [`CommandError`], the one-line error of both commands.
+
+mod adapter;
+mod daemon;
+mod error;
+mod mount;
+mod options;
+mod preflight;
+mod umount;
+
+pub use error::CommandError;
+pub use mount::{
+    InProcessMount, MountRequest, default_store_dir, mount, mount_in_process, systemd_escape_path,
+};
+pub use umount::umount;

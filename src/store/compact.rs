@@ -2,10 +2,10 @@
 //! active pack, the records repointed in one durable batch, and only then are deleted.
 //! A crash at any point leaves every record pointing at a complete frame.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use super::packs::PACK_HEADER_LEN;
-use super::records::{BlockRecord, TAG_BLOCK};
+use super::records::{BlockHash, BlockRecord, TAG_BLOCK};
 use super::{Store, StoreError};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -24,10 +24,10 @@ impl Store {
 
     /// Rewrites every pack whose dead fraction exceeds `min_dead`; returns what it did.
     pub fn compact(&self, min_dead: f64) -> Result<CompactStats, StoreError> {
-        let mut txn = self.begin();
-        let victims: HashSet<u32> = {
-            let w = txn.writer();
-            w.sizes
+        let victims: Vec<u32> = {
+            let w = self.lock_writer();
+            let mut v: Vec<u32> = w
+                .sizes
                 .iter()
                 .filter(|&(&id, &size)| {
                     let live = w.live.get(&id).copied().unwrap_or(0);
@@ -35,46 +35,62 @@ impl Store {
                     payload > 0 && (payload - live.min(payload)) as f64 > min_dead * payload as f64
                 })
                 .map(|(&id, _)| id)
-                .collect()
+                .collect();
+            v.sort_unstable();
+            v
         };
-        if victims.is_empty() {
-            return Ok(CompactStats::default());
-        }
-        if victims.contains(&txn.writer().active.id) {
-            txn.rotate()?;
-        }
-        let store = txn.store();
         let mut stats = CompactStats::default();
-        let before: u64 = victims.iter().map(|id| txn.writer().sizes.get(id).copied().unwrap_or(0)).sum();
-        for item in store.db.scan_prefix([TAG_BLOCK]) {
+        if victims.is_empty() {
+            return Ok(stats);
+        }
+        // New frames must not land in a pack being emptied.
+        {
+            let mut txn = self.begin();
+            if victims.contains(&txn.writer().active.id) {
+                txn.rotate()?;
+            }
+        }
+        // Only metadata is gathered up front; frames are copied one pack at a time, so
+        // compaction holds at most one pack's live frames in memory.
+        let wanted: HashSet<u32> = victims.iter().copied().collect();
+        let mut by_pack: HashMap<u32, Vec<(BlockHash, BlockRecord)>> = HashMap::new();
+        for item in self.db.scan_prefix([TAG_BLOCK]) {
             let (key, value) = item?;
             let rec = BlockRecord::decode(&value)?;
-            if !victims.contains(&rec.pack) {
-                continue;
+            if wanted.contains(&rec.pack) {
+                let hash = key[1..].try_into().map_err(|_| StoreError::Damaged { what: "block record key".into() })?;
+                by_pack.entry(rec.pack).or_default().push((hash, rec));
             }
-            let hash = key[1..].try_into().map_err(|_| StoreError::Damaged { what: "block record key".into() })?;
-            let frame = store.packs.read(rec.pack, rec.offset, rec.frame_len)?;
-            stats.bytes_copied += frame.len() as u64;
-            txn.relocate(hash, rec, frame);
         }
-        // Durable before any pack goes: a record must never point into a deleted pack.
-        txn.commit(true)?;
-        let _gc = self.gc.write().unwrap_or_else(|p| p.into_inner());
-        let mut w = self.lock_writer();
         for id in victims {
+            let mut txn = self.begin();
+            let size = txn.writer().sizes.get(&id).copied().unwrap_or(0);
+            let mut copied = 0u64;
+            for (hash, _) in by_pack.remove(&id).unwrap_or_default() {
+                // Writers ran since the scan: copy only what is still referenced, as it is now.
+                let Some(rec) = txn.block_record(&hash)?.filter(|r| r.pack == id) else { continue };
+                let frame = self.packs.read(rec.pack, rec.offset, rec.frame_len)?;
+                copied += frame.len() as u64;
+                txn.relocate(hash, rec, frame);
+            }
+            // Durable before the pack goes: a record must never point into a deleted pack.
+            txn.commit(true)?;
+            let _gc = self.gc.write().unwrap_or_else(|p| p.into_inner());
+            let mut w = self.lock_writer();
             self.packs.remove(id)?;
             w.sizes.remove(&id);
             w.live.remove(&id);
             stats.packs_rewritten += 1;
+            stats.bytes_copied += copied;
+            stats.bytes_reclaimed += size.saturating_sub(copied);
         }
-        stats.bytes_reclaimed = before.saturating_sub(stats.bytes_copied);
         Ok(stats)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::{StoreOptions, BlockHash};
+    use super::super::StoreOptions;
     use super::*;
 
     fn open(dir: &std::path::Path) -> Store {

@@ -132,17 +132,26 @@ impl Packs {
 }
 
 impl ActivePack {
-    /// Writes `data` at the end and makes it durable. On failure (a full disk) the pack is
-    /// cut back to its previous length so no half-written frame stays behind.
-    pub fn append_durable(&mut self, data: &[u8]) -> Result<u64, StoreError> {
-        let offset = self.len;
-        let result = self.file.write_all_at(data, offset).and_then(|_| self.file.sync_data());
+    /// Writes `frames` one after another at the end and makes them durable; returns the
+    /// offset of the first. On failure (a full disk) the pack is cut back to its previous
+    /// length so no half-written frame stays behind.
+    pub fn append_durable(&mut self, frames: &[Vec<u8>]) -> Result<u64, StoreError> {
+        let start = self.len;
+        let mut at = start;
+        let result = frames
+            .iter()
+            .try_for_each(|f| {
+                self.file.write_all_at(f, at)?;
+                at += f.len() as u64;
+                Ok(())
+            })
+            .and_then(|()| self.file.sync_data());
         if let Err(e) = result {
-            let _ = self.file.set_len(offset);
+            let _ = self.file.set_len(start);
             return Err(io_err(&self.path, e));
         }
-        self.len += data.len() as u64;
-        Ok(offset)
+        self.len = at;
+        Ok(start)
     }
 }
 
@@ -164,7 +173,7 @@ mod tests {
         let (packs, found) = Packs::open(dir.path()).unwrap();
         assert!(found.is_empty());
         let mut p = packs.create(1).unwrap();
-        let off = p.append_durable(b"hello frame").unwrap();
+        let off = p.append_durable(&[b"hello".to_vec(), b" frame".to_vec()]).unwrap();
         assert_eq!(off, PACK_HEADER_LEN);
         assert_eq!(packs.read(1, off, 5).unwrap(), b"hello");
         assert!(matches!(packs.read(1, off, 100), Err(StoreError::Damaged { .. })));

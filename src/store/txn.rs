@@ -233,16 +233,17 @@ impl<'a> Txn<'a> {
             return Ok(());
         }
         let frames = std::mem::take(&mut self.new_frames);
-        let total: usize = frames.iter().map(|(_, f)| f.len()).sum();
         self.rotate_if_full()?;
-        let mut buf = Vec::with_capacity(total);
         let mut offsets = Vec::with_capacity(frames.len());
-        for (hash, frame) in &frames {
-            offsets.push((*hash, buf.len() as u64));
-            buf.extend_from_slice(frame);
+        let mut rel = 0u64;
+        let mut bodies = Vec::with_capacity(frames.len());
+        for (hash, frame) in frames {
+            offsets.push((hash, rel));
+            rel += frame.len() as u64;
+            bodies.push(frame);
         }
-        drop(frames);
-        let base = self.writer.active.append_durable(&buf)?;
+        let base = self.writer.active.append_durable(&bodies)?;
+        drop(bodies);
         let pack = self.writer.active.id;
         let len = self.writer.active.len;
         self.writer.sizes.insert(pack, len);
@@ -280,8 +281,8 @@ impl<'a> Txn<'a> {
         &mut self.writer
     }
 
-    pub(super) fn store(&self) -> &'a Store {
-        self.store
+    pub(super) fn block_record(&self, hash: &BlockHash) -> Result<Option<BlockRecord>, StoreError> {
+        self.get(&key_block(hash))?.map(|v| BlockRecord::decode(&v)).transpose()
     }
 
     /// Moves an existing block's frame: used by compaction.

@@ -64,14 +64,16 @@ pub fn new_record(c: Caller, parent: &InodeRecord, parent_ino: u64, kind: FileKi
     }
 }
 
-pub fn root_record() -> InodeRecord {
+/// The root directory of a new volume, owned by whoever creates it (as mkfs run by a
+/// user gives that user the root), so a user's own mount is writable by that user.
+pub fn root_record(owner: Caller) -> InodeRecord {
     let t = now();
     InodeRecord {
         kind: libc::S_IFDIR,
         perm: 0o755,
         nlink: 2,
-        uid: 0,
-        gid: 0,
+        uid: owner.uid,
+        gid: owner.gid,
         rdev: 0,
         size: 0,
         stored_blocks: 0,

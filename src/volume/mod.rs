@@ -128,7 +128,9 @@ impl Core {
     fn ensure_root(&self) -> Result<()> {
         if self.store.inode(ROOT_INO)?.is_none() {
             let mut txn = self.store.begin();
-            txn.put_inode(ROOT_INO, &inode::root_record());
+            // SAFETY: geteuid/getegid only read the process's credentials.
+            let owner = unsafe { Caller { uid: libc::geteuid(), gid: libc::getegid() } };
+            txn.put_inode(ROOT_INO, &inode::root_record(owner));
             txn.commit(true)?;
         }
         Ok(())

@@ -1,0 +1,626 @@
+//! `impl fuser::Filesystem` over a [`Volume`]: convert the arguments, call the volume,
+//! reply. No filesystem logic lives here (DESIGN.md: "src/fs holds no logic that the
+//! volume tests cannot see"); errors become errnos only through [`crate::Error::errno`].
+
+use std::ffi::OsStr;
+use std::io;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
+    WriteFlags,
+};
+use log::{debug, error, info, warn};
+
+use crate::volume::{self, Attr, Caller, FileKind, SetAttr, TimeSet, Volume};
+
+/// How long the kernel may cache attributes and directory entries.
+const TTL: Duration = Duration::from_secs(1);
+/// Largest write the kernel should send in one request (it may allow less).
+const MAX_WRITE: u32 = 1 << 20;
+/// Read-ahead we ask for (the kernel caps it at what the mount's bdi allows).
+const MAX_READAHEAD: u32 = 1 << 20;
+/// Directory entries fetched from the volume per round while filling a readdir reply
+/// (a one-page reply holds at most 4096 / 32 = 128 entries).
+const READDIR_BATCH: usize = 128;
+
+/// A volume shared by the FUSE session and the daemon around it, shut down exactly once:
+/// by `destroy` when the session ends, or by the daemon when the session never started
+/// or ended abnormally, or on a forced exit.
+pub(crate) struct SharedVolume {
+    vol: Volume,
+    shutdown: Mutex<Option<Result<(), String>>>,
+}
+
+impl SharedVolume {
+    pub(crate) fn new(vol: Volume) -> Arc<SharedVolume> {
+        Arc::new(SharedVolume {
+            vol,
+            shutdown: Mutex::new(None),
+        })
+    }
+
+    pub(crate) fn volume(&self) -> &Volume {
+        &self.vol
+    }
+
+    /// Commits dirty data and closes the store, once; later calls return the first result.
+    pub(crate) fn shutdown(&self) -> Result<(), String> {
+        let mut done = self.shutdown.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = &*done {
+            return r.clone();
+        }
+        let r = match catch_unwind(AssertUnwindSafe(|| self.vol.shutdown())) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(super::error::error_chain(&e)),
+            Err(_) => Err("the volume panicked while shutting down".to_string()),
+        };
+        match &r {
+            Ok(()) => info!("volume shut down: dirty data committed, store closed"),
+            Err(e) => error!("volume shutdown failed: {e}"),
+        }
+        *done = Some(r.clone());
+        r
+    }
+}
+
+/// The fuser filesystem: a thin shell around the shared volume.
+pub(crate) struct S2sFs {
+    shared: Arc<SharedVolume>,
+}
+
+impl S2sFs {
+    pub(crate) fn new(shared: Arc<SharedVolume>) -> S2sFs {
+        S2sFs { shared }
+    }
+
+    /// Runs one volume call; a volume error or a panic becomes the errno to reply with.
+    fn call<T>(
+        &self,
+        op: &str,
+        ino: u64,
+        f: impl FnOnce(&Volume) -> crate::Result<T>,
+    ) -> Result<T, Errno> {
+        match catch_unwind(AssertUnwindSafe(|| f(self.shared.volume()))) {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                let errno = e.errno();
+                if errno == libc::EIO || errno == libc::ENOSPC || errno == libc::EDQUOT {
+                    warn!("{op} (inode {ino}): {}", super::error::error_chain(&e));
+                } else {
+                    debug!("{op} (inode {ino}): {e}");
+                }
+                Err(Errno::from_i32(errno))
+            }
+            Err(_) => {
+                error!("{op} (inode {ino}): the volume panicked; replying EIO");
+                Err(Errno::EIO)
+            }
+        }
+    }
+}
+
+fn caller(req: &Request) -> Caller {
+    Caller {
+        uid: req.uid(),
+        gid: req.gid(),
+    }
+}
+
+fn file_type(kind: FileKind) -> FileType {
+    match kind {
+        FileKind::RegularFile => FileType::RegularFile,
+        FileKind::Directory => FileType::Directory,
+        FileKind::Symlink => FileType::Symlink,
+        FileKind::NamedPipe => FileType::NamedPipe,
+        FileKind::Socket => FileType::Socket,
+        FileKind::CharDevice => FileType::CharDevice,
+        FileKind::BlockDevice => FileType::BlockDevice,
+    }
+}
+
+fn file_attr(a: &Attr) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(a.ino),
+        size: a.size,
+        blocks: a.blocks,
+        atime: a.atime,
+        mtime: a.mtime,
+        ctime: a.ctime,
+        crtime: a.crtime,
+        kind: file_type(a.kind),
+        perm: a.perm,
+        nlink: a.nlink,
+        uid: a.uid,
+        gid: a.gid,
+        rdev: a.rdev,
+        blksize: a.blksize,
+        flags: 0,
+    }
+}
+
+fn time_set(t: TimeOrNow) -> TimeSet {
+    match t {
+        TimeOrNow::SpecificTime(t) => TimeSet::At(t),
+        TimeOrNow::Now => TimeSet::Now,
+    }
+}
+
+/// renameat2 flags → the volume's; RENAME_WHITEOUT and unknown bits are not supported.
+fn rename_flags(flags: fuser::RenameFlags) -> Result<volume::RenameFlags, Errno> {
+    let known = fuser::RenameFlags::RENAME_NOREPLACE | fuser::RenameFlags::RENAME_EXCHANGE;
+    if !known.contains(flags) {
+        return Err(Errno::EINVAL);
+    }
+    Ok(volume::RenameFlags {
+        noreplace: flags.contains(fuser::RenameFlags::RENAME_NOREPLACE),
+        exchange: flags.contains(fuser::RenameFlags::RENAME_EXCHANGE),
+    })
+}
+
+/// setxattr(2) flags → the volume's; unknown bits are EINVAL, as on ext4.
+fn xattr_flags(flags: i32) -> Result<volume::XattrFlags, Errno> {
+    if flags & !(libc::XATTR_CREATE | libc::XATTR_REPLACE) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    Ok(volume::XattrFlags {
+        create: flags & libc::XATTR_CREATE != 0,
+        replace: flags & libc::XATTR_REPLACE != 0,
+    })
+}
+
+/// The getxattr/listxattr size protocol: size 0 asks for the length, a buffer too small
+/// is ERANGE, otherwise the data.
+fn reply_sized(reply: ReplyXattr, size: u32, data: &[u8]) {
+    if size == 0 {
+        match u32::try_from(data.len()) {
+            Ok(len) => reply.size(len),
+            Err(_) => reply.error(Errno::from_i32(libc::E2BIG)),
+        }
+    } else if data.len() > size as usize {
+        reply.error(Errno::from_i32(libc::ERANGE));
+    } else {
+        reply.data(data);
+    }
+}
+
+impl Filesystem for S2sFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
+        // Large writes: fewer, bigger requests, close to whole blocks.
+        if let Err(most) = config.set_max_write(MAX_WRITE) {
+            let _ = config.set_max_write(most);
+        }
+        if let Err(most) = config.set_max_readahead(MAX_READAHEAD) {
+            let _ = config.set_max_readahead(most);
+        }
+        // Lookups and readdirs in one directory may run concurrently: the volume
+        // synchronizes internally.
+        if config
+            .capabilities()
+            .contains(InitFlags::FUSE_PARALLEL_DIROPS)
+        {
+            let _ = config.add_capabilities(InitFlags::FUSE_PARALLEL_DIROPS);
+        }
+        // FUSE_WRITEBACK_CACHE stays off: the volume must see every write as it happens.
+        debug!("FUSE init: kernel ABI {:?}", config.kernel_abi());
+        Ok(())
+    }
+
+    fn destroy(&mut self) {
+        // Errors are logged by shutdown(); the daemon reads the cached result too.
+        let _ = self.shared.shutdown();
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        match self.call("lookup", parent.0, |v| v.lookup(parent.0, name)) {
+            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.call("getattr", ino.0, |v| v.getattr(ino.0)) {
+            Ok(a) => reply.attr(&TTL, &file_attr(&a)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let set = SetAttr {
+            // The kernel sends the whole st_mode; the type of an inode never changes.
+            mode: mode.map(|m| m & 0o7777),
+            uid,
+            gid,
+            size,
+            atime: atime.map(time_set),
+            mtime: mtime.map(time_set),
+        };
+        match self.call("setattr", ino.0, |v| v.setattr(ino.0, &set)) {
+            Ok(a) => reply.attr(&TTL, &file_attr(&a)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.call("readlink", ino.0, |v| v.readlink(ino.0)) {
+            Ok(target) => reply.data(&target),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let c = caller(req);
+        match self.call("mknod", parent.0, |v| {
+            v.mknod(c, parent.0, name, mode, umask, rdev)
+        }) {
+            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let c = caller(req);
+        match self.call("mkdir", parent.0, |v| {
+            v.mkdir(c, parent.0, name, mode, umask)
+        }) {
+            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.call("unlink", parent.0, |v| v.unlink(parent.0, name)) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.call("rmdir", parent.0, |v| v.rmdir(parent.0, name)) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let c = caller(req);
+        match self.call("symlink", parent.0, |v| {
+            v.symlink(c, parent.0, link_name, target)
+        }) {
+            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: fuser::RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let flags = match rename_flags(flags) {
+            Ok(f) => f,
+            Err(e) => return reply.error(e),
+        };
+        match self.call("rename", parent.0, |v| {
+            v.rename(parent.0, name, newparent.0, newname, flags)
+        }) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        match self.call("link", ino.0, |v| v.link(ino.0, newparent.0, newname)) {
+            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        match self.call("open", ino.0, |v| v.open_file(ino.0, flags.0)) {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.call("read", ino.0, |v| v.read(ino.0, offset, size)) {
+            Ok(data) => reply.data(&data),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        match self.call("write", ino.0, |v| v.write(ino.0, fh.0, offset, data)) {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        match self.call("flush", ino.0, |v| v.flush(ino.0)) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        match self.call("release", ino.0, |v| v.release(ino.0, fh.0)) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        match self.call("fsync", ino.0, |v| v.fsync(ino.0, datasync)) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        // The kernel hands back the cookie of the last entry it took; the volume's cookies
+        // are i64 and never negative.
+        let mut cookie = match i64::try_from(offset) {
+            Ok(c) => c,
+            Err(_) => return reply.error(Errno::EINVAL),
+        };
+        loop {
+            let entries = match self.call("readdir", ino.0, |v| {
+                v.readdir(ino.0, cookie, READDIR_BATCH)
+            }) {
+                Ok(e) => e,
+                Err(e) => return reply.error(e),
+            };
+            let got = entries.len();
+            for e in entries {
+                // `add` returns true when the buffer is full (and the entry was not added):
+                // the kernel asks again from the last cookie it received.
+                if reply.add(INodeNo(e.ino), e.offset as u64, file_type(e.kind), &e.name) {
+                    return reply.ok();
+                }
+                cookie = e.offset;
+            }
+            if got < READDIR_BATCH {
+                return reply.ok();
+            }
+        }
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        // The volume's fsync makes the inode's state durable, directories included.
+        match self.call("fsyncdir", ino.0, |v| v.fsync(ino.0, datasync)) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn statfs(&self, _req: &Request, ino: INodeNo, reply: ReplyStatfs) {
+        match self.call("statfs", ino.0, |v| v.statfs()) {
+            Ok(s) => reply.statfs(
+                s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize,
+            ),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        position: u32,
+        reply: ReplyEmpty,
+    ) {
+        if position != 0 {
+            // Only macOS resource forks use a position.
+            return reply.error(Errno::EINVAL);
+        }
+        let flags = match xattr_flags(flags) {
+            Ok(f) => f,
+            Err(e) => return reply.error(e),
+        };
+        match self.call("setxattr", ino.0, |v| v.setxattr(ino.0, name, value, flags)) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        match self.call("getxattr", ino.0, |v| v.getxattr(ino.0, name)) {
+            Ok(value) => reply_sized(reply, size, &value),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        match self.call("listxattr", ino.0, |v| v.listxattr(ino.0)) {
+            Ok(names) => {
+                // The list is each name followed by a NUL.
+                let mut buf = Vec::new();
+                for n in &names {
+                    buf.extend_from_slice(std::os::unix::ffi::OsStrExt::as_bytes(n.as_os_str()));
+                    buf.push(0);
+                }
+                reply_sized(reply, size, &buf)
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.call("removexattr", ino.0, |v| v.removexattr(ino.0, name)) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let c = caller(req);
+        match self.call("create", parent.0, |v| {
+            v.create(c, parent.0, name, mode, umask, flags)
+        }) {
+            Ok((a, fh)) => reply.created(
+                &TTL,
+                &file_attr(&a),
+                Generation(0),
+                FileHandle(fh),
+                FopenFlags::empty(),
+            ),
+            Err(e) => reply.error(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rename_flags_map() {
+        let f = rename_flags(fuser::RenameFlags::RENAME_NOREPLACE).unwrap();
+        assert!(f.noreplace && !f.exchange);
+        let f = rename_flags(fuser::RenameFlags::RENAME_EXCHANGE).unwrap();
+        assert!(!f.noreplace && f.exchange);
+        assert_eq!(
+            rename_flags(fuser::RenameFlags::empty()).unwrap(),
+            volume::RenameFlags::default()
+        );
+        assert!(rename_flags(fuser::RenameFlags::RENAME_WHITEOUT).is_err());
+    }
+
+    #[test]
+    fn xattr_flags_map() {
+        assert_eq!(xattr_flags(0).unwrap(), volume::XattrFlags::default());
+        assert!(xattr_flags(libc::XATTR_CREATE).unwrap().create);
+        assert!(xattr_flags(libc::XATTR_REPLACE).unwrap().replace);
+        assert!(xattr_flags(0x100).is_err());
+    }
+}

@@ -1,0 +1,314 @@
+//! `s2sfs umount`: find the s2sfs mount in /proc/self/mountinfo, unmount it, and wait
+//! until its daemon has committed everything and closed the store.
+
+use std::ffi::{CString, OsString};
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::daemon::LOG_FILE;
+use super::error::CommandError;
+use super::preflight;
+
+/// How long to wait for the daemon to close the store after the unmount.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The lock file every open store holds an exclusive flock on.
+const LOCK_FILE: &str = "lock";
+/// fsname prefix of s2sfs mounts; the store path follows.
+const FSNAME_PREFIX: &str = "s2sfs:";
+
+/// Unmounts an s2sfs mount and waits (up to 60 s) until its daemon has closed the store,
+/// i.e. until an exclusive flock on `STORE/lock` can be taken. Errors: not mounted, not an
+/// s2sfs mount, busy, or a daemon that does not finish in time.
+pub fn umount(mountpoint: &Path) -> Result<(), CommandError> {
+    let (target, entry) = find_target(mountpoint)?;
+    let store = entry.store().ok_or_else(|| {
+        CommandError::new(format!(
+            "{} is not an s2sfs mount (it is a {} mount of {})",
+            target.display(),
+            entry.fstype,
+            entry.source.to_string_lossy()
+        ))
+    })?;
+    unmount(&target)?;
+    wait_store_closed(&store, CLOSE_TIMEOUT)
+}
+
+/// One line of /proc/self/mountinfo, the fields we use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct MountEntry {
+    mount_point: PathBuf,
+    fstype: String,
+    source: OsString,
+}
+
+impl MountEntry {
+    /// The store of an s2sfs mount: fstype fuse (mount(2) by root) or fuse.s2sfs
+    /// (through fusermount3), source `s2sfs:STORE`.
+    fn store(&self) -> Option<PathBuf> {
+        if self.fstype != "fuse" && self.fstype != "fuse.s2sfs" {
+            return None;
+        }
+        let store = self
+            .source
+            .as_bytes()
+            .strip_prefix(FSNAME_PREFIX.as_bytes())?;
+        Some(PathBuf::from(OsString::from_vec(store.to_vec())))
+    }
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape(field: &str) -> Vec<u8> {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[i + 1] - b'0') as u32 * 64
+                + (b[i + 2] - b'0') as u32 * 8
+                + (b[i + 3] - b'0') as u32;
+            if let Ok(v) = u8::try_from(v) {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
+}
+
+fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
+    text.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let sep = fields.iter().skip(6).position(|f| *f == "-")? + 6;
+            Some(MountEntry {
+                mount_point: PathBuf::from(OsString::from_vec(unescape(fields.get(4)?))),
+                fstype: String::from_utf8_lossy(&unescape(fields.get(sep + 1)?)).into_owned(),
+                source: OsString::from_vec(unescape(fields.get(sep + 2)?)),
+            })
+        })
+        .collect()
+}
+
+/// The topmost mount at `path` (the last one listed).
+fn find_mount(path: &Path) -> Result<Option<MountEntry>, CommandError> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| CommandError::with_cause("cannot read /proc/self/mountinfo", &e))?;
+    Ok(parse_mountinfo(&text)
+        .into_iter()
+        .rev()
+        .find(|m| m.mount_point == path))
+}
+
+/// The store of the s2sfs mount at `mountpoint` (exact path), if there is one.
+pub(crate) fn mounted_store(mountpoint: &Path) -> Option<PathBuf> {
+    find_mount(mountpoint).ok().flatten()?.store()
+}
+
+/// Finds the mount for the path the user gave. The mount's own root is not stat'ed
+/// first (its daemon may be dead or hung): the parent is canonicalized and the name
+/// appended; only when that is not a mount point is the whole path canonicalized.
+fn find_target(mountpoint: &Path) -> Result<(PathBuf, MountEntry), CommandError> {
+    let shown = mountpoint.display();
+    let abs = if mountpoint.is_absolute() {
+        mountpoint.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| CommandError::with_cause("cannot read the current directory", &e))?
+            .join(mountpoint)
+    };
+    let lexical = normalize(&abs);
+    let mut candidates = Vec::new();
+    if let (Some(parent), Some(name)) = (lexical.parent(), lexical.file_name()) {
+        if let Ok(p) = parent.canonicalize() {
+            candidates.push(p.join(name));
+        }
+    } else {
+        candidates.push(lexical.clone());
+    }
+    for c in &candidates {
+        if let Some(e) = find_mount(c)? {
+            return Ok((c.clone(), e));
+        }
+    }
+    let full = match abs.canonicalize() {
+        Ok(p) => p,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(CommandError::new(format!("{shown} does not exist")));
+        }
+        Err(e) => return Err(CommandError::with_cause(shown.to_string(), &e)),
+    };
+    match find_mount(&full)? {
+        Some(e) => Ok((full, e)),
+        None => Err(CommandError::new(format!(
+            "{} is not mounted",
+            full.display()
+        ))),
+    }
+}
+
+/// `.` dropped, `..` taken lexically.
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn busy(target: &Path) -> CommandError {
+    let t = target.display();
+    CommandError::new(format!(
+        "cannot unmount {t}: target is busy (a process has a file open or its working directory \
+         there; find it with `fuser -vm {t}`)"
+    ))
+}
+
+/// umount2 as root, `fusermount3 -u` otherwise.
+pub(crate) fn unmount(target: &Path) -> Result<(), CommandError> {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        let c = CString::new(target.as_os_str().as_bytes())
+            .map_err(|_| CommandError::new("mount point contains a NUL byte"))?;
+        // SAFETY: `c` is a valid path string.
+        if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        return Err(match e.raw_os_error() {
+            Some(libc::EBUSY) => busy(target),
+            _ => CommandError::with_cause(format!("cannot unmount {}", target.display()), &e),
+        });
+    }
+    let fusermount = preflight::check_fusermount()?;
+    let out = std::process::Command::new(&fusermount)
+        .args(["-u", "--"])
+        .arg(target)
+        .output()
+        .map_err(|e| {
+            CommandError::with_cause(format!("cannot run {}", fusermount.display()), &e)
+        })?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr)
+        .trim()
+        .replace('\n', " ");
+    if stderr.contains("busy") {
+        return Err(busy(target));
+    }
+    Err(CommandError::new(format!(
+        "cannot unmount {}: {stderr}",
+        target.display()
+    )))
+}
+
+/// Waits until an exclusive flock on `STORE/lock` can be taken (the daemon has shut the
+/// volume down and closed the store), and releases it at once.
+fn wait_store_closed(store: &Path, timeout: Duration) -> Result<(), CommandError> {
+    let lock_path = store.join(LOCK_FILE);
+    let file = match File::open(&lock_path) {
+        Ok(f) => f,
+        // No lock file: no daemon ever opened this store, nothing to wait for.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(CommandError::with_cause(
+                format!("cannot open {}", lock_path.display()),
+                &e,
+            ));
+        }
+    };
+    let deadline = Instant::now() + timeout;
+    loop {
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            // SAFETY: as above.
+            unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EWOULDBLOCK) => {}
+            Some(libc::EINTR) => continue,
+            _ => {
+                return Err(CommandError::with_cause(
+                    format!("cannot lock {}", lock_path.display()),
+                    &e,
+                ));
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(CommandError::new(format!(
+                "unmounted, but the daemon still holds {} after {} s: it may still be committing \
+                 data (see {})",
+                lock_path.display(),
+                timeout.as_secs(),
+                store.join(LOG_FILE).display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "\
+22 1 0:21 / /proc rw,nosuid shared:12 - proc proc rw
+98 22 0:52 / /mnt/my\\040vol rw,nosuid,nodev,relatime shared:50 - fuse s2sfs:/var/lib/s2sfs/mnt-my\\134x20vol rw,user_id=0
+99 22 0:53 / /data rw - fuse.s2sfs s2sfs:/home/u/.local/share/s2sfs/data rw,user_id=1000
+100 22 0:54 / /data rw - fuse.sshfs host:/x rw
+";
+
+    #[test]
+    fn parses_mountinfo() {
+        let m = parse_mountinfo(SAMPLE);
+        assert_eq!(m.len(), 4);
+        assert_eq!(m[1].mount_point, Path::new("/mnt/my vol"));
+        assert_eq!(
+            m[1].store().unwrap(),
+            Path::new("/var/lib/s2sfs/mnt-my\\x20vol")
+        );
+        assert_eq!(
+            m[2].store().unwrap(),
+            Path::new("/home/u/.local/share/s2sfs/data")
+        );
+        assert_eq!(m[3].store(), None);
+        assert_eq!(m[0].store(), None);
+    }
+
+    #[test]
+    fn unescapes() {
+        assert_eq!(unescape("a\\040b\\134c\\"), b"a b\\c\\");
+        assert_eq!(unescape("\\12"), b"\\12");
+    }
+
+    #[test]
+    fn lock_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        // No lock file: nothing to wait for.
+        wait_store_closed(dir.path(), Duration::from_millis(10)).unwrap();
+        let lock = File::create(dir.path().join(LOCK_FILE)).unwrap();
+        unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+        let e = wait_store_closed(dir.path(), Duration::from_millis(100)).unwrap_err();
+        assert!(e.message().contains("still holds"), "{e}");
+        drop(lock);
+        wait_store_closed(dir.path(), Duration::from_millis(100)).unwrap();
+    }
+}
