@@ -96,13 +96,7 @@ impl Store {
         let layout = Layout::new(dir);
         let lock = layout.take_lock()?;
         let created = layout.check_or_create()?;
-        let db = sled::Config::new()
-            .path(layout.meta())
-            .cache_capacity(opts.meta_cache_bytes)
-            .mode(sled::Mode::LowSpace)
-            .flush_every_ms(Some(1000))
-            .open()
-            .map_err(|e| StoreError::Meta(format!("{}: {e}", layout.meta().display())))?;
+        let db = open_meta(&layout.meta(), opts.meta_cache_bytes)?;
         let superblock = match db.get([TAG_SUPER])? {
             Some(bytes) => Superblock::decode(&bytes)?,
             None if created || db.is_empty() => {
@@ -232,6 +226,32 @@ impl Store {
 
     fn lock_writer(&self) -> MutexGuard<'_, Writer> {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Opens sled. sled's background threads may hold its own file lock for a moment after
+/// the previous `Db` in this process was dropped (a remount); `STORE/lock` already keeps
+/// other processes out, so waiting briefly for that lock is safe.
+fn open_meta(path: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let result = sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_bytes)
+            .mode(sled::Mode::LowSpace)
+            .flush_every_ms(Some(1000))
+            .open();
+        match result {
+            Ok(db) => return Ok(db),
+            // sled reports its lock conflict as an error of kind Other with this text.
+            Err(sled::Error::Io(e))
+                if (e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("could not acquire lock"))
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(StoreError::Meta(format!("{}: {e}", path.display()))),
+        }
     }
 }
 
