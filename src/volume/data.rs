@@ -1,6 +1,5 @@
-//! File contents: open handles, per-inode dirty-block buffers (reads see them), the read
-//! path through the block cache, truncation, and the commit that turns dirty blocks into
-//! frames and points the block index at them in one atomic store change.
+//! File contents: open handles, per-inode dirty blocks (reads see them), the read path
+//! through the block cache, and truncation. Committing dirty blocks is in `commit.rs`.
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -10,11 +9,12 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
+use super::dirty::DirtyBlock;
 use super::inode;
 use super::types::{Attr, Caller, FileKind};
 use super::{Core, lock};
 use crate::error::{Error, Result};
-use crate::store::{BlockHash, StoreError, Timestamp, now};
+use crate::store::{StoreError, Timestamp, now};
 
 /// Largest file size accepted (2^60 bytes, far beyond any real volume, well inside i64).
 const MAX_FILE_SIZE: u64 = 1 << 60;
@@ -35,30 +35,34 @@ pub(super) struct FileEntry {
 
 pub(super) struct FileState {
     /// The file's size including uncommitted writes: authoritative while the entry lives.
-    size: u64,
-    /// Whole-block buffers (bytes past `size` are zero), keyed by block number.
-    dirty: BTreeMap<u64, Vec<u8>>,
-    dirty_since: Option<Instant>,
+    pub(super) size: u64,
+    /// Uncommitted blocks by block number (bytes past `size` are zero).
+    pub(super) dirty: BTreeMap<u64, DirtyBlock>,
+    pub(super) dirty_since: Option<Instant>,
     /// The file shrank since the last commit: committed blocks past the end must go.
-    shrunk: bool,
+    pub(super) shrunk: bool,
     /// mtime and ctime of uncommitted writes.
-    times: Option<(Timestamp, Timestamp)>,
+    pub(super) times: Option<(Timestamp, Timestamp)>,
 }
 
-/// A dirty block made ready outside the store's writer lock.
-struct Prepared<'a> {
-    block: u64,
-    plain: &'a [u8],
-    hash: Option<BlockHash>,
-    frame: Option<Vec<u8>>,
+impl FileEntry {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, FileState> {
+        lock(&self.state)
+    }
+    pub(super) fn set_dirty(&self, dirty: bool) {
+        self.has_dirty.store(dirty, Ordering::SeqCst);
+    }
+    pub(super) fn is_dirty(&self) -> bool {
+        self.has_dirty.load(Ordering::SeqCst)
+    }
 }
 
 impl Core {
-    fn bs(&self) -> u64 {
+    pub(super) fn bs(&self) -> u64 {
         self.block_size as u64
     }
 
-    fn existing_entry(&self, ino: u64) -> Option<Arc<FileEntry>> {
+    pub(super) fn existing_entry(&self, ino: u64) -> Option<Arc<FileEntry>> {
         lock(&self.files).get(&ino).cloned()
     }
 
@@ -94,7 +98,7 @@ impl Core {
     }
 
     /// Drops the entry once nothing needs it: no handle and no dirty data.
-    fn prune(&self, ino: u64) {
+    pub(super) fn prune(&self, ino: u64) {
         let mut files = lock(&self.files);
         if let Some(e) = files.get(&ino) {
             if e.opens.load(Ordering::SeqCst) == 0 && !e.has_dirty.load(Ordering::SeqCst) {
@@ -113,6 +117,7 @@ impl Core {
             let st = lock(&e.state);
             attr.size = st.size;
             let dirty_blocks = st.dirty.len() as u64 * self.bs();
+            // Approximate while uncommitted: dirty blocks count as whole blocks.
             attr.blocks = attr.blocks.max(dirty_blocks.min(st.size.next_multiple_of(512)) / 512);
             if let Some((m, c)) = st.times {
                 attr.mtime = m.into();
@@ -159,7 +164,7 @@ impl Core {
     /// Throws away uncommitted data of a file that no longer has a name.
     fn discard(&self, e: &FileEntry) {
         let mut st = lock(&e.state);
-        let freed = st.dirty.len() * self.block_size as usize;
+        let freed: usize = st.dirty.values().map(DirtyBlock::cost).sum();
         st.dirty.clear();
         st.dirty_since = None;
         e.has_dirty.store(false, Ordering::SeqCst);
@@ -181,8 +186,9 @@ impl Core {
 
     pub fn read(&self, ino: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
         let bs = self.bs();
-        let mut fetch = Vec::new();
-        let (start, out) = {
+        // Blocks to fetch from the store, with the uncommitted pieces to lay over them.
+        let mut fetch: Vec<(u64, Option<DirtyBlock>)> = Vec::new();
+        let mut out = {
             let e = self.existing_entry(ino);
             let guard = e.as_ref().map(|e| lock(&e.state));
             let file_size = match &guard {
@@ -196,18 +202,27 @@ impl Core {
             let mut out = vec![0u8; (end - offset) as usize];
             for block in offset / bs..=(end - 1) / bs {
                 match guard.as_ref().and_then(|st| st.dirty.get(&block)) {
-                    Some(buf) => copy_block_part(buf, block * bs, offset, &mut out),
-                    None => fetch.push(block),
+                    Some(DirtyBlock::Full(buf)) => copy_block_part(buf, block * bs, offset, &mut out),
+                    Some(partial) => fetch.push((block, partial.clone_pieces())),
+                    None => fetch.push((block, None)),
                 }
             }
-            (offset, out)
+            out
         };
-        let mut out = out;
-        // Committed blocks are decoded without holding the file's lock, so readers of
-        // one file decode in parallel.
-        for block in fetch {
-            if let Some(data) = self.load_block(ino, block)? {
-                copy_block_part(&data, block * bs, start, &mut out);
+        // Committed blocks are decoded without holding the file's lock, and a read that
+        // spans several blocks decodes them on all cores.
+        let blocks: Vec<(u64, Option<Arc<Vec<u8>>>, Option<DirtyBlock>)> = fetch
+            .into_par_iter()
+            .map(|(block, pieces)| Ok((block, self.load_block(ino, block)?, pieces)))
+            .collect::<Result<_>>()?;
+        for (block, base, pieces) in blocks {
+            match (base, pieces) {
+                (base, Some(pieces)) => {
+                    let merged = pieces.contents(base.as_deref().map(Vec::as_slice), bs as usize);
+                    copy_block_part(&merged, block * bs, offset, &mut out);
+                }
+                (Some(data), None) => copy_block_part(&data, block * bs, offset, &mut out),
+                (None, None) => {}
             }
         }
         Ok(out)
@@ -215,7 +230,7 @@ impl Core {
 
     /// The committed contents of a block (shorter than a block at end of file), or None
     /// for a hole. A damaged frame is EIO, logged with inode and block.
-    fn load_block(&self, ino: u64, block: u64) -> Result<Option<Arc<Vec<u8>>>> {
+    pub(super) fn load_block(&self, ino: u64, block: u64) -> Result<Option<Arc<Vec<u8>>>> {
         let Some(hash) = self.store.block(ino, block)? else { return Ok(None) };
         if let Some(hit) = lock(&self.cache).get(&hash) {
             return Ok(Some(hit));
@@ -233,16 +248,16 @@ impl Core {
         Ok(Some(plain))
     }
 
-    /// A whole-block buffer holding the block's current contents (zeros past the data).
-    fn block_buffer(&self, ino: u64, block: u64, file_size: u64) -> Result<Vec<u8>> {
-        let mut buf = vec![0u8; self.block_size as usize];
-        if block * self.bs() < file_size {
-            if let Some(data) = self.load_block(ino, block)? {
-                let n = data.len().min(buf.len());
-                buf[..n].copy_from_slice(&data[..n]);
-            }
+    /// Makes a partial dirty block whole, loading the committed contents under it.
+    fn make_full(&self, ino: u64, block: u64, dirty: &mut DirtyBlock) -> Result<()> {
+        if dirty.needs_base() {
+            let before = dirty.cost();
+            let base = self.load_block(ino, block)?;
+            dirty.make_full(base.as_deref().map(Vec::as_slice), self.block_size as usize);
+            self.dirty_bytes.fetch_add(dirty.cost(), Ordering::SeqCst);
+            self.dirty_bytes.fetch_sub(before, Ordering::SeqCst);
         }
-        Ok(buf)
+        Ok(())
     }
 
     /// Writes at `offset` (at end of file for handles opened with O_APPEND); returns bytes written.
@@ -264,15 +279,28 @@ impl Core {
                 let block_start = block * bs;
                 let from = offset.max(block_start);
                 let to = end.min(block_start + bs);
-                if !st.dirty.contains_key(&block) {
-                    let whole = from == block_start && to == block_start + bs;
-                    let buf = if whole { vec![0u8; bs as usize] } else { self.block_buffer(ino, block, st.size)? };
-                    st.dirty.insert(block, buf);
-                    self.dirty_bytes.fetch_add(bs as usize, Ordering::SeqCst);
+                let piece = &data[(from - offset) as usize..(to - offset) as usize];
+                let at = (from - block_start) as usize;
+                let st = &mut *st;
+                match st.dirty.get_mut(&block) {
+                    Some(dirty) => {
+                        let before = dirty.cost();
+                        if dirty.write(at, piece, bs as usize) {
+                            self.make_full(ino, block, dirty)?;
+                        }
+                        self.dirty_bytes.fetch_add(dirty.cost(), Ordering::SeqCst);
+                        self.dirty_bytes.fetch_sub(before, Ordering::SeqCst);
+                    }
+                    None => {
+                        let dirty = if piece.len() as u64 == bs {
+                            DirtyBlock::Full(piece.to_vec())
+                        } else {
+                            DirtyBlock::Partial(vec![(at as u32, piece.to_vec())])
+                        };
+                        self.dirty_bytes.fetch_add(dirty.cost(), Ordering::SeqCst);
+                        st.dirty.insert(block, dirty);
+                    }
                 }
-                let buf = st.dirty.get_mut(&block).ok_or(Error::Invalid("dirty block vanished"))?;
-                buf[(from - block_start) as usize..(to - block_start) as usize]
-                    .copy_from_slice(&data[(from - offset) as usize..(to - offset) as usize]);
             }
             st.size = st.size.max(end);
             let t = now();
@@ -302,18 +330,21 @@ impl Core {
             if size < st.size {
                 let keep = size.div_ceil(bs);
                 let dropped = st.dirty.split_off(&keep);
-                self.dirty_bytes.fetch_sub(dropped.len() * bs as usize, Ordering::SeqCst);
+                self.dirty_bytes.fetch_sub(dropped.values().map(DirtyBlock::cost).sum(), Ordering::SeqCst);
                 let tail = (size % bs) as usize;
                 if tail != 0 {
                     let block = size / bs;
-                    if !st.dirty.contains_key(&block) {
-                        let buf = self.block_buffer(ino, block, st.size)?;
-                        st.dirty.insert(block, buf);
-                        self.dirty_bytes.fetch_add(bs as usize, Ordering::SeqCst);
-                    }
-                    if let Some(buf) = st.dirty.get_mut(&block) {
-                        buf[tail..].fill(0);
-                    }
+                    let mut dirty = match st.dirty.remove(&block) {
+                        Some(d) => d,
+                        None => {
+                            let d = DirtyBlock::Partial(Vec::new());
+                            self.dirty_bytes.fetch_add(d.cost(), Ordering::SeqCst);
+                            d
+                        }
+                    };
+                    self.make_full(ino, block, &mut dirty)?;
+                    dirty.zero_from(tail);
+                    st.dirty.insert(block, dirty);
                 }
                 st.shrunk = true;
             }
@@ -344,114 +375,6 @@ impl Core {
         }
     }
 
-    pub(super) fn commit_all(&self) -> Result<()> {
-        let entries: Vec<(u64, Arc<FileEntry>)> = lock(&self.files).iter().map(|(&i, e)| (i, e.clone())).collect();
-        for (ino, e) in entries {
-            self.commit_entry(ino, &e, false)?;
-            self.prune(ino);
-        }
-        Ok(())
-    }
-
-    /// Commits files whose oldest uncommitted write is older than the volume's commit age.
-    pub(super) fn commit_old(&self) -> Result<()> {
-        let entries: Vec<(u64, Arc<FileEntry>)> = lock(&self.files)
-            .iter()
-            .filter(|(_, e)| e.has_dirty.load(Ordering::SeqCst))
-            .map(|(&i, e)| (i, e.clone()))
-            .collect();
-        for (ino, e) in entries {
-            let old = lock(&e.state).dirty_since.is_some_and(|t| t.elapsed() >= self.opts.commit_age);
-            if old {
-                self.commit_entry(ino, &e, false)?;
-                self.prune(ino);
-            }
-        }
-        Ok(())
-    }
-
-    fn commit_entry(&self, ino: u64, e: &FileEntry, durable: bool) -> Result<()> {
-        let mut st = lock(&e.state);
-        self.commit_locked(ino, e, &mut st, durable)
-    }
-
-    /// Turns the file's dirty blocks into frames (in parallel, outside the store's writer
-    /// lock) and commits them with the file's size and times as one atomic change. On
-    /// failure (a full disk) the dirty data stays in memory, so a later commit can succeed.
-    fn commit_locked(&self, ino: u64, e: &FileEntry, st: &mut FileState, durable: bool) -> Result<()> {
-        if st.dirty.is_empty() && !st.shrunk && st.times.is_none() {
-            return if durable { Ok(self.store.flush()?) } else { Ok(()) };
-        }
-        let bs = self.bs();
-        let size = st.size;
-        let prepared: Vec<Prepared> = st
-            .dirty
-            .par_iter()
-            .filter(|&(&block, _)| block * bs < size)
-            .map(|(&block, buf)| self.prepare(block, &buf[..(size - block * bs).min(bs) as usize]))
-            .collect::<Result<_>>()?;
-        let mut txn = self.store.begin();
-        let Some(mut rec) = txn.inode(ino)? else {
-            drop(txn);
-            drop(prepared);
-            return self.finish_commit(e, st, Vec::new());
-        };
-        let mut mapped = rec.stored_blocks as i64;
-        if st.shrunk {
-            mapped -= txn.drop_blocks_from(ino, size.div_ceil(bs))? as i64;
-        }
-        let mut written = Vec::with_capacity(prepared.len());
-        for p in prepared {
-            let Prepared { block, plain, hash, frame } = p;
-            mapped += txn.set_block(ino, block, hash, || match frame {
-                Some(f) => Ok(f),
-                None => self.codecs.encode_block(plain).map_err(Error::from),
-            })?;
-            if let Some(h) = hash {
-                written.push((block, h));
-            }
-        }
-        rec.size = size;
-        rec.stored_blocks = mapped.max(0) as u64;
-        if let Some((m, c)) = st.times {
-            rec.mtime = m;
-            rec.ctime = c;
-        }
-        txn.put_inode(ino, &rec);
-        txn.commit(durable)?;
-        self.finish_commit(e, st, written)
-    }
-
-    fn prepare<'a>(&self, block: u64, plain: &'a [u8]) -> Result<Prepared<'a>> {
-        if plain.iter().all(|&b| b == 0) {
-            return Ok(Prepared { block, plain, hash: None, frame: None });
-        }
-        let hash: BlockHash = *blake3::hash(plain).as_bytes();
-        let frame = if self.store.has_block(&hash)? { None } else { Some(self.codecs.encode_block(plain)?) };
-        Ok(Prepared { block, plain, hash: Some(hash), frame })
-    }
-
-    /// Clears the committed dirty state; the written blocks go to the cache, where reads
-    /// that follow writes (a build, a copy's verify) find them.
-    fn finish_commit(&self, e: &FileEntry, st: &mut FileState, written: Vec<(u64, BlockHash)>) -> Result<()> {
-        let size = st.size;
-        let bs = self.bs();
-        let dirty = std::mem::take(&mut st.dirty);
-        self.dirty_bytes.fetch_sub(dirty.len() * bs as usize, Ordering::SeqCst);
-        let mut dirty = dirty;
-        let mut cache = lock(&self.cache);
-        for (block, hash) in written {
-            if let Some(mut buf) = dirty.remove(&block) {
-                buf.truncate((size - block * bs).min(bs) as usize);
-                cache.insert(hash, Arc::new(buf));
-            }
-        }
-        st.dirty_since = None;
-        st.shrunk = false;
-        st.times = None;
-        e.has_dirty.store(false, Ordering::SeqCst);
-        Ok(())
-    }
 }
 
 /// Copies the part of a block (starting at file offset `block_start`) that overlaps

@@ -6,7 +6,9 @@
 
 mod attrs;
 mod background;
+mod commit;
 mod data;
+mod dirty;
 mod inode;
 mod namespace;
 mod types;
