@@ -7,14 +7,17 @@
 //! - `mount`: what `s2sfs mount` does besides parsing its command line, with `preflight`
 //!   (checks that create and change nothing), `options` (`-o` and the fixed mount
 //!   options), `daemon` (fork, detach, stop signals, sd_notify).
-//! - `umount`: what `s2sfs umount` does.
+//! - `umount`: what `s2sfs umount` does; `mountinfo` finds mounts for both.
+//! - `readahead`: widens the kernel's read-ahead for a new mount.
 //! - `error`: [`CommandError`], the one-line error of both commands.
 
 mod adapter;
 mod daemon;
 mod error;
 mod mount;
+mod mountinfo;
 mod options;
+mod readahead;
 mod preflight;
 mod umount;
 

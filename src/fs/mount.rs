@@ -116,6 +116,18 @@ fn serve_catching(plan: &Plan, ready: &mut Option<Ready>) -> Result<(), CommandE
     }
 }
 
+/// Keeps glibc from giving each of the daemon's threads its own heap arena: block-sized
+/// buffers allocated by one thread and freed by another then stay spread over many arenas,
+/// and the daemon's resident memory grows far past what it uses (measured: 361 MiB with
+/// the default, 213 MiB with two arenas, copying 2 GiB with a 64 MiB cache).
+fn limit_malloc_arenas() {
+    // SAFETY: mallopt only changes allocator tuning; called before the daemon's threads start.
+    let ok = unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
+    if ok != 1 {
+        debug!("mallopt(M_ARENA_MAX) refused");
+    }
+}
+
 /// Runs the session's event loops on a background thread; returns that thread's handle.
 ///
 /// The rest of fuser's `BackgroundSession` (its copy of the /dev/fuse descriptor and the
@@ -145,6 +157,7 @@ fn serve(plan: &Plan, ready: &mut Option<Ready>) -> Result<(), CommandError> {
     // Before any thread exists (the volume may start some): every thread inherits the mask,
     // and only the watcher thread takes the stop signals.
     let signals = StopSignals::block();
+    limit_malloc_arenas();
     daemon::create_store_dir(&plan.store)?;
     let vol = Volume::open(&plan.store, plan.volume.clone())?;
     let shared = SharedVolume::new(vol);
@@ -169,6 +182,7 @@ fn serve(plan: &Plan, ready: &mut Option<Ready>) -> Result<(), CommandError> {
     )?;
     let guard = spawn_session(session)
         .map_err(|e| CommandError::with_cause("cannot start the FUSE session", &e))?;
+    super::readahead::widen(&plan.mountpoint);
     info!(
         "mounted {} (store {})",
         plan.mountpoint.display(),

@@ -4,6 +4,7 @@
 //! stay in memory, so a later commit can succeed.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -120,7 +121,12 @@ impl Core {
                 None => self.codecs.encode_block(&plain).map_err(Error::from),
             })?;
             if let Some(h) = hash {
-                written.push((block, h, plain.into_owned()));
+                // A merged partial block owns its bytes; a whole block's are in `st.dirty`.
+                let merged = match plain {
+                    Cow::Owned(v) => Some(v),
+                    Cow::Borrowed(_) => None,
+                };
+                written.push((block, h, merged));
             }
         }
         rec.size = if last {
@@ -137,16 +143,22 @@ impl Core {
         txn.put_inode(ino, &rec);
         txn.commit(durable)?;
         st.shrunk = false;
-        for block in chunk {
-            if let Some(d) = st.dirty.remove(block) {
+        let mut freed: HashMap<u64, DirtyBlock> = HashMap::with_capacity(chunk.len());
+        for &block in chunk {
+            if let Some(d) = st.dirty.remove(&block) {
                 self.dirty_bytes.fetch_sub(d.cost(), Ordering::SeqCst);
+                freed.insert(block, d);
             }
         }
-        // Written blocks go to the cache: reads that follow writes (a build, a copy's
-        // verify) find them there.
+        // Written blocks go to the cache (their buffers move, no copy): reads that follow
+        // writes (a build, a copy's verify) find them there.
         let mut cache = lock(&self.cache);
-        for (_, hash, plain) in written {
-            cache.insert(hash, Arc::new(plain));
+        for (block, hash, merged) in written {
+            let plain = merged.or_else(|| freed.remove(&block).and_then(DirtyBlock::into_full));
+            if let Some(mut plain) = plain {
+                plain.truncate((size - block * bs).min(bs) as usize);
+                cache.insert(hash, Arc::new(plain));
+            }
         }
         Ok(())
     }

@@ -83,6 +83,13 @@ impl DirtyBlock {
         }
     }
 
+    pub(super) fn into_full(self) -> Option<Vec<u8>> {
+        match self {
+            DirtyBlock::Full(buf) => Some(buf),
+            DirtyBlock::Partial(_) => None,
+        }
+    }
+
     pub(super) fn clone_pieces(&self) -> Option<DirtyBlock> {
         match self {
             DirtyBlock::Full(_) => None,
