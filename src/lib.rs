@@ -7,6 +7,7 @@ pub mod cache;
 pub mod codec;
 pub mod error;
 pub mod fs;
+pub mod fsck;
 pub mod store;
 pub mod volume;
 

@@ -31,6 +31,33 @@ enum Command {
         /// The mount point.
         mountpoint: PathBuf,
     },
+    /// Check an unmounted store: every frame decoded, block index, refcounts, directory tree,
+    /// link counts.
+    #[command(after_help = "\
+With --repair, fixes what needs no guessing (refcounts, orphans, link counts, stray records),
+links unreachable inodes into /lost+found as #<ino>, and moves files with unreadable blocks
+into /lost+found as <ino>-<name>, their bad byte ranges in the xattr user.s2sfs.bad_ranges;
+then checks again.
+
+Exit status:
+  0  clean
+  1  problems were repaired, and the check after the repair found the store clean
+  4  problems remain (found without --repair, or not repairable)
+  8  operational error: the store cannot be opened (mounted, missing, unreadable)")]
+    Fsck(FsckArgs),
+}
+
+#[derive(Args)]
+struct FsckArgs {
+    /// The store directory.
+    #[arg(long, value_name = "DIR")]
+    store: PathBuf,
+    /// Fix what can be fixed without guessing, then check again.
+    #[arg(long)]
+    repair: bool,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -110,7 +137,17 @@ fn init_logging(verbose: u8) {
         .init();
 }
 
-fn run(cli: Cli) -> Result<()> {
+fn fsck(args: FsckArgs) -> ExitCode {
+    match s2sfs::fsck::run(&args.store, args.repair, args.json) {
+        Ok(outcome) => ExitCode::from(s2sfs::fsck::exit_code(outcome)),
+        Err(e) => {
+            eprintln!("s2sfs fsck: {e}");
+            ExitCode::from(s2sfs::fsck::EXIT_ERROR)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Mount(m) => {
             let volume = VolumeOptions {
@@ -130,15 +167,16 @@ fn run(cli: Cli) -> Result<()> {
             s2sfs::fs::mount(&req)?;
         }
         Command::Umount { mountpoint } => s2sfs::fs::umount(&mountpoint)?,
+        Command::Fsck(args) => return Ok(fsck(args)),
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("s2sfs: {e:#}");
             ExitCode::FAILURE

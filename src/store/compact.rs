@@ -133,6 +133,19 @@ mod tests {
     }
 
     #[test]
+    fn a_lost_packs_id_is_never_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let a = put(&store, 5, 0, 1, 1000);
+        drop(store);
+        std::fs::remove_file(dir.path().join("packs/00000001.pack")).unwrap();
+        let store = open(dir.path());
+        put(&store, 6, 0, 2, 1000);
+        assert!(store.read_frame(&a).is_err(), "the lost frame must not be found in a new pack");
+        assert!(dir.path().join("packs/00000002.pack").exists());
+    }
+
+    #[test]
     fn uncommitted_change_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());

@@ -2,6 +2,7 @@
 //! frames, refcounts, compaction. No sled type leaves this module.
 
 mod compact;
+mod fsck;
 mod layout;
 mod packs;
 mod records;
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, RwLock};
 
 pub use compact::CompactStats;
+pub use fsck::{FsckOutcome, FsckReport, PassResult, Problem, Progress, Totals, Verify};
 pub use layout::FORMAT_VERSION;
 pub use records::{BlockHash, BlockRecord, EntryRecord, InodeRecord, Superblock, Timestamp};
 pub use txn::Txn;
@@ -113,19 +115,34 @@ impl Store {
         let (packs, found) = Packs::open(&layout.packs())?;
         let mut live: HashMap<u32, u64> = HashMap::new();
         for item in db.scan_prefix([TAG_BLOCK]) {
-            let (_, v) = item?;
-            let rec = BlockRecord::decode(&v)?;
-            *live.entry(rec.pack).or_default() += rec.frame_len as u64;
+            let (k, v) = item?;
+            // A damaged record must not keep the store from opening (fsck has to): reads
+            // of the blocks that use it fail on their own.
+            match BlockRecord::decode(&v) {
+                Ok(rec) => *live.entry(rec.pack).or_default() += rec.frame_len as u64,
+                Err(e) => log::warn!("block record {}: {e}; run s2sfs fsck", txn::hex(&k[1..])),
+            }
         }
         let sizes: HashMap<u32, u64> = found.iter().copied().collect();
+        // A pack id that some record names is never reused, even when its file is gone
+        // (lost or deleted by hand): a new pack under that id would give those records
+        // other frames than theirs.
+        let highest_named = live.keys().copied().max().unwrap_or(0);
         let active = match found.last() {
-            Some(&(id, len)) if len < PACK_TARGET_SIZE => packs.reopen(id)?,
-            Some(&(id, _)) => packs.create(id + 1)?,
-            None => packs.create(1)?,
+            Some(&(id, len)) if len < PACK_TARGET_SIZE && id >= highest_named => packs.reopen(id)?,
+            Some(&(id, _)) => packs.create(id.max(highest_named) + 1)?,
+            None => packs.create(highest_named + 1)?,
         };
         let mut writer = Writer { active, sizes, live };
         writer.sizes.insert(writer.active.id, writer.active.len);
         Ok(Store { layout, db, packs, writer: Mutex::new(writer), gc: RwLock::new(()), superblock, _lock: lock })
+    }
+
+    /// Whether `dir` holds a store, or what is left of one (`open` then says what is
+    /// wrong with it); unlike `open`, creates nothing.
+    pub fn exists(dir: &Path) -> bool {
+        let layout = Layout::new(dir);
+        layout.format().is_file() || layout.meta().exists() || layout.packs().exists()
     }
 
     pub fn dir(&self) -> &Path {
@@ -303,5 +320,22 @@ impl Store {
     /// Whether a block with this content is already stored (its frame can be shared).
     pub fn has_block(&self, hash: &BlockHash) -> Result<bool, StoreError> {
         Ok(self.db.contains_key(key_block(hash))?)
+    }
+}
+
+/// Raw access for tests that damage a store on purpose.
+#[cfg(test)]
+impl Store {
+    pub(crate) fn raw_put(&self, key: &[u8], value: &[u8]) {
+        self.db.insert(key, value).unwrap();
+    }
+    pub(crate) fn raw_remove(&self, key: &[u8]) {
+        self.db.remove(key).unwrap();
+    }
+    pub(crate) fn raw_get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.db.get(key).unwrap().map(|v| v.to_vec())
+    }
+    pub(crate) fn pack_path(&self, id: u32) -> PathBuf {
+        self.packs.path(id)
     }
 }

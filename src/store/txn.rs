@@ -199,7 +199,8 @@ impl<'a> Txn<'a> {
         let mut batch = sled::Batch::default();
         for (key, value) in &self.overlay {
             if key.first() == Some(&TAG_BLOCK) {
-                let before = self.store.db.get(key)?.map(|v| BlockRecord::decode(&v)).transpose()?;
+                // An undecodable old record (fsck removes those) counted no live bytes at open.
+                let before = self.store.db.get(key)?.and_then(|v| BlockRecord::decode(&v).ok());
                 let after = value.as_deref().map(BlockRecord::decode).transpose()?;
                 let place = |r: &BlockRecord| (r.pack, r.offset);
                 if before.map(|r| place(&r)) != after.map(|r| place(&r)) {
@@ -270,7 +271,8 @@ impl<'a> Txn<'a> {
 
     /// Starts a new active pack.
     pub(super) fn rotate(&mut self) -> Result<(), StoreError> {
-        let next = self.writer.sizes.keys().max().copied().unwrap_or(0) + 1;
+        let w = &self.writer;
+        let next = w.sizes.keys().chain(w.live.keys()).max().copied().unwrap_or(0) + 1;
         let fresh = self.store.packs.create(next)?;
         self.writer.sizes.insert(next, fresh.len);
         self.writer.active = fresh;
@@ -283,6 +285,24 @@ impl<'a> Txn<'a> {
 
     pub(super) fn block_record(&self, hash: &BlockHash) -> Result<Option<BlockRecord>, StoreError> {
         self.get(&key_block(hash))?.map(|v| BlockRecord::decode(&v)).transpose()
+    }
+
+    /// Writes one record by its raw key: fsck's repairs (refcounts, quarantined blocks).
+    pub(super) fn put_raw(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.put(key, value);
+    }
+
+    /// Deletes one record by its raw key: fsck's repairs.
+    pub(super) fn del_raw(&mut self, key: Vec<u8>) {
+        self.del(key);
+    }
+
+    /// Deletes every record under `prefix`, as this change sees them: fsck's repairs.
+    pub(super) fn del_prefix(&mut self, prefix: &[u8]) -> Result<(), StoreError> {
+        for key in self.keys_with_prefix(prefix)? {
+            self.del(key);
+        }
+        Ok(())
     }
 
     /// Moves an existing block's frame: used by compaction.
