@@ -1,4 +1,4 @@
-//! `s2sfs fsck`: checks an unmounted store and, with `--repair`, fixes what can be fixed
+//! `s2sfs fsck`: checks a store (a mounted one read-only, through its daemon) and, with `--repair`, fixes what can be fixed
 //! without guessing (the checks and repairs live in `store::fsck`). This module opens the
 //! store, draws the progress bar, prints the report and picks the exit code.
 //!
@@ -23,8 +23,10 @@ pub const EXIT_ERROR: u8 = 8;
 pub enum FsckError {
     #[error("{0}: not an s2sfs store (it has no format file)")]
     NotAStore(PathBuf),
-    #[error("store {0} is in use by a mounted s2sfs daemon (or another fsck): unmount it first")]
+    #[error("store {0} is in use by a mounted s2sfs daemon (or another fsck): unmount it first to repair it")]
     InUse(PathBuf),
+    #[error("store {0} is locked by a process that does not answer on its control socket (another fsck?)")]
+    NoAnswer(PathBuf),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("writing the report: {0}")]
@@ -42,17 +44,34 @@ pub fn exit_code(outcome: FsckOutcome) -> u8 {
 
 /// Checks (and with `repair`, repairs) the store in `store_dir`; prints the report on
 /// stdout, as JSON with `json`, and a progress bar on stderr when it is a terminal.
-pub fn run(store_dir: &Path, repair: bool, json: bool) -> Result<FsckOutcome, FsckError> {
-    let report = check(store_dir, repair, !json && std::io::stderr().is_terminal())?;
+///
+/// A store in use by a mounted daemon is checked read-only through that daemon (its
+/// control socket); `--repair` needs it unmounted.
+pub fn run(store_dir: &Path, repair: bool, json: bool) -> Result<u8, FsckError> {
+    let report = match check(store_dir, repair, !json && std::io::stderr().is_terminal()) {
+        Err(FsckError::InUse(dir)) if !repair => {
+            let mut out = std::io::stdout().lock();
+            return match crate::fs::control::fsck_mounted(&dir, json, &mut out)? {
+                Some(code) => Ok(code),
+                None => Err(FsckError::NoAnswer(dir)),
+            };
+        }
+        other => other?,
+    };
     let mut out = std::io::stdout().lock();
-    if json {
-        serde_json::to_writer_pretty(&mut out, &report).map_err(std::io::Error::from)?;
-        writeln!(out)?;
-    } else {
-        write_report(&mut out, store_dir, &report)?;
-    }
+    render(&mut out, store_dir, &report, json)?;
     out.flush()?;
-    Ok(report.outcome)
+    Ok(exit_code(report.outcome))
+}
+
+/// The report as `run` prints it: human-readable, or JSON.
+pub fn render(out: &mut dyn Write, store_dir: &Path, report: &FsckReport, json: bool) -> std::io::Result<()> {
+    if json {
+        serde_json::to_writer_pretty(&mut *out, report).map_err(std::io::Error::from)?;
+        writeln!(out)
+    } else {
+        write_report(out, store_dir, report)
+    }
 }
 
 /// Opens the store (never creating one) and runs the check.

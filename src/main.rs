@@ -43,7 +43,11 @@ Exit status:
   0  clean
   1  problems were repaired, and the check after the repair found the store clean
   4  problems remain (found without --repair, or not repairable)
-  8  operational error: the store cannot be opened (mounted, missing, unreadable)")]
+  8  operational error: the store cannot be opened (missing, unreadable, or mounted
+     with --repair)
+
+A mounted store is checked read-only through its daemon (writes wait while the
+metadata is read); --repair needs the store unmounted.")]
     Fsck(FsckArgs),
 }
 
@@ -139,7 +143,7 @@ fn init_logging(verbose: u8) {
 
 fn fsck(args: FsckArgs) -> ExitCode {
     match s2sfs::fsck::run(&args.store, args.repair, args.json) {
-        Ok(outcome) => ExitCode::from(s2sfs::fsck::exit_code(outcome)),
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("s2sfs fsck: {e}");
             ExitCode::from(s2sfs::fsck::EXIT_ERROR)

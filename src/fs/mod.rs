@@ -10,8 +10,10 @@
 //! - `umount`: what `s2sfs umount` does; `mountinfo` finds mounts for both.
 //! - `readahead`: widens the kernel's read-ahead for a new mount.
 //! - `error`: [`CommandError`], the one-line error of both commands.
+//! - `control`: the daemon's control socket (a read-only fsck of a mounted store).
 
 mod adapter;
+pub mod control;
 mod daemon;
 mod error;
 mod mount;

@@ -161,6 +161,9 @@ fn serve(plan: &Plan, ready: &mut Option<Ready>) -> Result<(), CommandError> {
     daemon::create_store_dir(&plan.store)?;
     let vol = Volume::open(&plan.store, plan.volume.clone())?;
     let shared = SharedVolume::new(vol);
+    if let Err(e) = super::control::start(&plan.store, Arc::downgrade(&shared)) {
+        log::warn!("no control socket (read-only fsck while mounted unavailable): {e}");
+    }
 
     let session =
         match fuser::Session::new(S2sFs::new(shared.clone()), &plan.mountpoint, &plan.config) {
@@ -199,6 +202,7 @@ fn serve(plan: &Plan, ready: &mut Option<Ready>) -> Result<(), CommandError> {
     // session ended abnormally (a panicking event loop skips destroy), do it here. The
     // store, and its lock that `s2sfs umount` waits for, closes when `shared` drops.
     let run = join_session(guard);
+    super::control::stop(&plan.store);
     let shut = shared.shutdown();
     drop(shared);
     run?;

@@ -159,3 +159,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[cfg(test)]
 mod tests;
+
+impl Core {
+    /// Checks the store read-only while the volume is in use (`s2sfs fsck` of a mounted
+    /// store): writers wait while the metadata is read, then frames are verified.
+    pub fn check(&self, progress: &mut dyn FnMut(crate::store::Progress)) -> Result<crate::store::FsckReport> {
+        let verify = |frame: &[u8]| self.codecs.decode_frame(frame).map_err(|e| e.to_string());
+        Ok(self.store.fsck(&verify, false, progress)?)
+    }
+}

@@ -308,3 +308,29 @@ fn cli_umount_of_something_not_mounted_fails() {
     let out = run_cli(&[OsStr::new("umount"), base.path().as_os_str()], None, Duration::from_secs(60));
     assert!(!out.status.success(), "umount of a plain directory succeeded: {}", out.describe());
 }
+
+#[test]
+fn fsck_of_a_mounted_store_checks_it_read_only_through_the_daemon() {
+    let m = Mounted::new(&[]);
+    fs::write(m.path("f"), text_bytes(3, 300_000)).unwrap();
+    fs::create_dir(m.path("d")).unwrap();
+    fs::write(m.path("d/g"), random_bytes(4, 200_000)).unwrap();
+    let fsck = |extra: &[&str]| {
+        let mut args: Vec<&OsStr> = vec![OsStr::new("fsck"), OsStr::new("--store"), m.store.as_os_str()];
+        args.extend(extra.iter().map(OsStr::new));
+        run_cli(&args, None, Duration::from_secs(60))
+    };
+    let out = fsck(&[]);
+    assert_eq!(out.status.code(), Some(0), "read-only fsck of a mounted store: {}", out.describe());
+    assert!(out.stdout.contains("clean") && out.stdout.contains("frames"), "{}", out.describe());
+    let out = fsck(&["--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", out.describe());
+    assert!(out.stdout.contains("\"outcome\": \"clean\""), "{}", out.describe());
+    let out = fsck(&["--repair"]);
+    assert_eq!(out.status.code(), Some(8), "--repair of a mounted store must be refused: {}", out.describe());
+    assert!(out.stderr.contains("unmount it first"), "{}", out.describe());
+    // The volume is untouched and still works.
+    assert_file_eq(&m.path("d/g"), &random_bytes(4, 200_000));
+    fs::write(m.path("h"), b"after").unwrap();
+    m.finish();
+}

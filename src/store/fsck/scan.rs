@@ -92,6 +92,9 @@ pub(super) struct Scan {
     pub bad_keys: Vec<(Vec<u8>, &'static str)>,
     /// Pack id → file length.
     pub packs: BTreeMap<u32, u64>,
+    /// Kept blocks of files that point at a block record, for the frame check's verdict:
+    /// (inode, block, block id).
+    pub frame_uses: Vec<(u64, u64, BlockHash)>,
 }
 
 /// Frame check results of a pass, reused by the next one for records that did not move.
@@ -131,13 +134,26 @@ impl Store {
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Scan, StoreError> {
         let mut scan = Scan { block_size: self.superblock.block_size as u64, ..Scan::default() };
-        let (_, found) = Packs::open(&self.layout.packs())?;
-        scan.packs = found.into_iter().collect();
-        scan.totals.packs = scan.packs.len() as u64;
-        scan.totals.pack_bytes = scan.packs.values().sum();
-        self.scan_block_records(&mut scan)?;
+        {
+            // On a mounted store, writers wait while the metadata is read, so it is read
+            // as of one moment. Frames are verified afterwards: packs are append-only and
+            // none is deleted while `verify_frames` holds the gc lock.
+            let _writer = self.lock_writer();
+            let (_, found) = Packs::open(&self.layout.packs())?;
+            scan.packs = found.into_iter().collect();
+            scan.totals.packs = scan.packs.len() as u64;
+            scan.totals.pack_bytes = scan.packs.values().sum();
+            self.scan_block_records(&mut scan)?;
+            self.scan_metadata(&mut scan)?;
+        }
         self.verify_frames(&mut scan, verify, cache, pass, progress)?;
-        self.scan_inodes(&mut scan)?;
+        scan.attribute_frame_faults();
+        Ok(scan)
+    }
+
+    /// Inodes and everything else but block records.
+    fn scan_metadata(&self, scan: &mut Scan) -> Result<(), StoreError> {
+        self.scan_inodes(scan)?;
         // Everything else, in key order: the keys below 'H' and above 'I' (the tags are
         // adjacent, so nothing lies between them).
         const _: () = assert!(TAG_BLOCK + 1 == TAG_INODE);
@@ -150,7 +166,7 @@ impl Store {
                 scan.record(&k, &v);
             }
         }
-        Ok(scan)
+        Ok(())
     }
 
     fn scan_block_records(&self, scan: &mut Scan) -> Result<(), StoreError> {
@@ -345,6 +361,19 @@ impl Scan {
         }
     }
 
+    /// Blocks whose frame failed the check become bad blocks of their files.
+    fn attribute_frame_faults(&mut self) {
+        for (ino, block, hash) in std::mem::take(&mut self.frame_uses) {
+            let Some(fault) = self.hashes.get(&hash).and_then(|h| h.fault.as_ref()) else { continue };
+            if let Some(state) = self.inodes.get_mut(&ino) {
+                state.bad_blocks.push(BadBlock { block, hash: Some(hash), why: fault.why.clone() });
+            }
+        }
+        for state in self.inodes.values_mut() {
+            state.bad_blocks.sort_by_key(|b| b.block);
+        }
+    }
+
     fn block_map_entry(&mut self, ino: u64, block: u64, v: &[u8]) {
         self.totals.blocks += 1;
         let hash = BlockHash::try_from(v).ok();
@@ -368,7 +397,10 @@ impl Scan {
                     hs.refs += 1;
                     hs.keep_refs += keep as u64;
                     hs.first_ref.get_or_insert(ino);
-                    hs.fault.as_ref().map(|f| f.why.clone())
+                    if keep && state.rec.is_some() {
+                        self.frame_uses.push((ino, block, h));
+                    }
+                    None
                 }
                 None if self.bad_block_records.contains_key(&h) => Some(format!("block record {} does not decode", hex(&h))),
                 None => Some(format!("block record {} missing", hex(&h))),
