@@ -118,6 +118,29 @@ pub struct InodeRecord {
 const INODE_VERSION: u8 = 1;
 
 impl InodeRecord {
+    /// A fresh, empty inode of `kind` (S_IFMT bits), all times now. Directories start with
+    /// two links ("." and their name) and know their parent; others start with one.
+    pub fn new(kind: u32, perm: u16, uid: u32, gid: u32, parent: u64) -> InodeRecord {
+        let t = super::now();
+        let dir = kind == libc::S_IFDIR;
+        InodeRecord {
+            kind,
+            perm,
+            nlink: if dir { 2 } else { 1 },
+            uid,
+            gid,
+            rdev: 0,
+            size: 0,
+            stored_blocks: 0,
+            atime: t,
+            mtime: t,
+            ctime: t,
+            crtime: t,
+            parent: if dir { parent } else { 0 },
+            target: Vec::new(),
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(96 + self.target.len());
         out.push(INODE_VERSION);

@@ -39,51 +39,19 @@ pub fn is_dir(rec: &InodeRecord) -> bool {
 /// A fresh inode owned by the caller. In a setgid directory the group (and, for
 /// directories, the setgid bit) comes from the directory, as on ext4.
 pub fn new_record(c: Caller, parent: &InodeRecord, parent_ino: u64, kind: FileKind, perm: u16) -> InodeRecord {
-    let t = now();
     let setgid_dir = parent.perm as u32 & libc::S_ISGID != 0;
     let gid = if setgid_dir { parent.gid } else { c.gid };
     let mut perm = perm & 0o7777;
     if setgid_dir && kind == FileKind::Directory {
         perm |= libc::S_ISGID as u16;
     }
-    InodeRecord {
-        kind: mode_bits(kind),
-        perm,
-        nlink: if kind == FileKind::Directory { 2 } else { 1 },
-        uid: c.uid,
-        gid,
-        rdev: 0,
-        size: 0,
-        stored_blocks: 0,
-        atime: t,
-        mtime: t,
-        ctime: t,
-        crtime: t,
-        parent: if kind == FileKind::Directory { parent_ino } else { 0 },
-        target: Vec::new(),
-    }
+    InodeRecord::new(mode_bits(kind), perm, c.uid, gid, parent_ino)
 }
 
 /// The root directory of a new volume, owned by whoever creates it (as mkfs run by a
 /// user gives that user the root), so a user's own mount is writable by that user.
 pub fn root_record(owner: Caller) -> InodeRecord {
-    let t = now();
-    InodeRecord {
-        kind: libc::S_IFDIR,
-        perm: 0o755,
-        nlink: 2,
-        uid: owner.uid,
-        gid: owner.gid,
-        rdev: 0,
-        size: 0,
-        stored_blocks: 0,
-        atime: t,
-        mtime: t,
-        ctime: t,
-        crtime: t,
-        parent: super::types::ROOT_INO,
-        target: Vec::new(),
-    }
+    InodeRecord::new(libc::S_IFDIR, 0o755, owner.uid, owner.gid, super::types::ROOT_INO)
 }
 
 pub fn attr(ino: u64, rec: &InodeRecord, block_size: u32) -> Result<Attr> {

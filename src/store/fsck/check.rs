@@ -10,7 +10,7 @@ use super::scan::{BAD_RANGES_XATTR, BadBlock, Scan, block_kept};
 use crate::store::packs::PACK_HEADER_LEN;
 use crate::store::records::*;
 use crate::store::txn::hex;
-use crate::store::{Store, StoreError, now};
+use crate::store::{Store, StoreError};
 
 const ROOT: u64 = 1;
 const LOST_FOUND: &[u8] = b"lost+found";
@@ -889,23 +889,7 @@ fn fix(what: &str) -> Option<String> {
 }
 
 fn new_dir(perm: u16) -> InodeRecord {
-    let t = now();
-    InodeRecord {
-        kind: libc::S_IFDIR,
-        perm,
-        nlink: 2,
-        uid: 0,
-        gid: 0,
-        rdev: 0,
-        size: 0,
-        stored_blocks: 0,
-        atime: t,
-        mtime: t,
-        ctime: t,
-        crtime: t,
-        parent: ROOT,
-        target: Vec::new(),
-    }
+    InodeRecord::new(libc::S_IFDIR, perm, 0, 0, ROOT)
 }
 
 pub(super) fn kind_name(kind: u32) -> &'static str {
