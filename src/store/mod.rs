@@ -60,7 +60,9 @@ impl StoreError {
 impl From<sled::Error> for StoreError {
     fn from(e: sled::Error) -> Self {
         match e {
-            sled::Error::Io(io) if io.raw_os_error() == Some(libc::ENOSPC) => StoreError::NoSpace,
+            sled::Error::Io(io) if io.raw_os_error() == Some(libc::ENOSPC) || io.kind() == std::io::ErrorKind::StorageFull => {
+                StoreError::NoSpace
+            }
             other => StoreError::Meta(other.to_string()),
         }
     }
@@ -76,6 +78,10 @@ struct Writer {
 }
 
 pub struct Store {
+    /// Frames no record points at any more, whose disk space is given back (a hole is
+    /// punched) once the change that freed them is durable: before that, a crash could
+    /// bring the old records back.
+    freed: Mutex<Vec<(u32, u64, u32)>>,
     layout: Layout,
     db: sled::Db,
     packs: Packs,
@@ -114,12 +120,18 @@ impl Store {
         }
         let (packs, found) = Packs::open(&layout.packs())?;
         let mut live: HashMap<u32, u64> = HashMap::new();
+        // Where the last frame each pack's records name ends.
+        let mut named_end: HashMap<u32, u64> = HashMap::new();
         for item in db.scan_prefix([TAG_BLOCK]) {
             let (k, v) = item?;
             // A damaged record must not keep the store from opening (fsck has to): reads
             // of the blocks that use it fail on their own.
             match BlockRecord::decode(&v) {
-                Ok(rec) => *live.entry(rec.pack).or_default() += rec.frame_len as u64,
+                Ok(rec) => {
+                    *live.entry(rec.pack).or_default() += rec.frame_len as u64;
+                    let end = named_end.entry(rec.pack).or_default();
+                    *end = (*end).max(rec.offset + rec.frame_len as u64);
+                }
                 Err(e) => log::warn!("block record {}: {e}; run s2sfs fsck", txn::hex(&k[1..])),
             }
         }
@@ -128,14 +140,17 @@ impl Store {
         // (lost or deleted by hand): a new pack under that id would give those records
         // other frames than theirs.
         let highest_named = live.keys().copied().max().unwrap_or(0);
+        // Nor is a pack appended to that is shorter than its records say (cut by damage):
+        // new frames would land where the lost ones' records still point.
+        let intact = |id: u32, len: u64| named_end.get(&id).is_none_or(|&end| end <= len);
         let active = match found.last() {
-            Some(&(id, len)) if len < PACK_TARGET_SIZE && id >= highest_named => packs.reopen(id)?,
+            Some(&(id, len)) if len < PACK_TARGET_SIZE && id >= highest_named && intact(id, len) => packs.reopen(id)?,
             Some(&(id, _)) => packs.create(id.max(highest_named) + 1)?,
             None => packs.create(highest_named + 1)?,
         };
         let mut writer = Writer { active, sizes, live };
         writer.sizes.insert(writer.active.id, writer.active.len);
-        Ok(Store { layout, db, packs, writer: Mutex::new(writer), gc: RwLock::new(()), superblock, _lock: lock })
+        Ok(Store { freed: Mutex::new(Vec::new()), layout, db, packs, writer: Mutex::new(writer), gc: RwLock::new(()), superblock, _lock: lock })
     }
 
     /// Whether `dir` holds a store, or what is left of one (`open` then says what is
@@ -237,14 +252,42 @@ impl Store {
 
     /// Makes everything committed so far durable.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
+        let freed = std::mem::take(&mut *self.freed.lock().unwrap_or_else(|p| p.into_inner()));
+        if let Err(e) = self.db.flush() {
+            self.freed.lock().unwrap_or_else(|p| p.into_inner()).extend(freed);
+            return Err(e.into());
+        }
+        self.packs.punch(&freed);
         Ok(())
+    }
+
+    /// Whether freed frames wait for a flush to give their space back.
+    pub fn has_freed(&self) -> bool {
+        !self.freed.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
+    }
+
+    /// Whether the store's disk has room for changes that add data. Below the margin only
+    /// changes that free space go through, so sled never meets a full disk (it cannot
+    /// recover from one) and deleting files always works.
+    pub fn has_room(&self) -> bool {
+        let Ok(c) = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(self.layout.root.as_os_str())) else {
+            return true;
+        };
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid C string and a writable statvfs.
+        if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+            return true;
+        }
+        (st.f_bavail as u64).saturating_mul(st.f_frsize as u64) >= FREE_MARGIN
     }
 
     fn lock_writer(&self) -> MutexGuard<'_, Writer> {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
+
+/// Free space kept on the store's disk for metadata and for changes that free space.
+const FREE_MARGIN: u64 = 8 << 20;
 
 /// sled's log segment size for new stores. sled reclaims space a segment at a time; with
 /// its default (512 KiB) the metadata of a small volume grew from 55 KB to 530 KB under

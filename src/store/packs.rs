@@ -126,6 +126,30 @@ impl Packs {
         self.sync_dir()
     }
 
+    /// Gives the disk space of dead frames back to the filesystem (punches holes; the
+    /// packs keep their length, so no offset moves). Best effort: a filesystem without
+    /// hole punching keeps the space until compaction rewrites the pack.
+    pub fn punch(&self, ranges: &[(u32, u64, u32)]) {
+        let mut open: HashMap<u32, Option<File>> = HashMap::new();
+        for &(id, offset, len) in ranges {
+            let file = open.entry(id).or_insert_with(|| OpenOptions::new().write(true).open(self.path(id)).ok());
+            let Some(file) = file else { continue };
+            // SAFETY: fallocate on a descriptor we own; no memory is passed.
+            let rc = unsafe {
+                libc::fallocate(
+                    std::os::fd::AsRawFd::as_raw_fd(file),
+                    libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                    offset as libc::off_t,
+                    len as libc::off_t,
+                )
+            };
+            if rc != 0 {
+                log::debug!("punching a hole in pack {id}: {}", std::io::Error::last_os_error());
+                return;
+            }
+        }
+    }
+
     fn sync_dir(&self) -> Result<(), StoreError> {
         File::open(&self.dir).and_then(|d| d.sync_all()).map_err(|e| io_err(&self.dir, e))
     }

@@ -17,11 +17,17 @@ pub struct Txn<'a> {
     writer: MutexGuard<'a, Writer>,
     overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     new_frames: Vec<(BlockHash, Vec<u8>)>,
+    /// The change adds names or attributes (new frames count too): refused on a full disk.
+    adds: bool,
+    /// Frames whose last reference this change drops (their space is given back once the
+    /// change is durable). Only refcounts free frames: a record deleted by other means
+    /// (fsck) may share its place with another.
+    freed: Vec<(u32, u64, u32)>,
 }
 
 impl<'a> Txn<'a> {
     pub(super) fn new(store: &'a Store, writer: MutexGuard<'a, Writer>) -> Txn<'a> {
-        Txn { store, writer, overlay: BTreeMap::new(), new_frames: Vec::new() }
+        Txn { store, writer, overlay: BTreeMap::new(), new_frames: Vec::new(), adds: false, freed: Vec::new() }
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -71,6 +77,7 @@ impl<'a> Txn<'a> {
 
     /// Adds `name` → `ino` to directory `parent` with a fresh readdir cookie.
     pub fn add_entry(&mut self, parent: u64, name: &[u8], ino: u64, kind: u32) -> Result<(), StoreError> {
+        self.adds = true;
         let seq = self.store.db.generate_id()? + 1;
         let rec = EntryRecord { ino, kind, seq };
         let mut dirent = rec.encode();
@@ -141,6 +148,9 @@ impl<'a> Txn<'a> {
         rec.refcount = rec.refcount.saturating_sub(1);
         if rec.refcount == 0 {
             self.del(rec_key);
+            if rec.pack != PENDING_PACK {
+                self.freed.push((rec.pack, rec.offset, rec.frame_len));
+            }
         } else {
             self.put(rec_key, rec.encode());
         }
@@ -186,6 +196,7 @@ impl<'a> Txn<'a> {
         self.get(&key_u64_bytes(TAG_XATTR, ino, name))
     }
     pub fn set_xattr(&mut self, ino: u64, name: &[u8], value: &[u8]) {
+        self.adds = true;
         self.put(key_u64_bytes(TAG_XATTR, ino, name), value.to_vec());
     }
     pub fn remove_xattr(&mut self, ino: u64, name: &[u8]) {
@@ -194,6 +205,9 @@ impl<'a> Txn<'a> {
 
     /// Applies the change atomically; with `durable`, returns only once it is on disk.
     pub fn commit(mut self, durable: bool) -> Result<(), StoreError> {
+        if (self.adds || !self.new_frames.is_empty()) && !self.store.has_room() {
+            return Err(StoreError::NoSpace);
+        }
         self.write_frames()?;
         let mut live_delta: HashMap<u32, i64> = HashMap::new();
         let mut batch = sled::Batch::default();
@@ -222,8 +236,10 @@ impl<'a> Txn<'a> {
             let live = self.writer.live.entry(pack).or_default();
             *live = live.saturating_add_signed(delta);
         }
+        self.store.freed.lock().unwrap_or_else(|p| p.into_inner()).append(&mut self.freed);
+        drop(self.writer);
         if durable {
-            self.store.db.flush()?;
+            self.store.flush()?;
         }
         Ok(())
     }

@@ -36,6 +36,12 @@ impl Background {
                     if let Err(e) = core.commit_old() {
                         log::error!("background commit: {e}");
                     }
+                    // Space of deleted data comes back once the deletion is durable.
+                    if core.store.has_freed() {
+                        if let Err(e) = core.store.flush() {
+                            log::error!("background flush: {e}");
+                        }
+                    }
                     if last_compact.elapsed() >= COMPACT_EVERY {
                         last_compact = Instant::now();
                         if core.store.dead_fraction() > BACKGROUND_COMPACT_DEAD {

@@ -90,7 +90,12 @@ impl Volume {
             bg.stop();
         }
         self.core.commit_all()?;
-        self.core.compact(SHUTDOWN_COMPACT_DEAD)?;
+        // Durable first: that also gives the space of deleted data back, which compaction
+        // may need on a full disk. Compaction only saves space: its failure loses nothing.
+        self.core.store.flush()?;
+        if let Err(e) = self.core.compact(SHUTDOWN_COMPACT_DEAD) {
+            log::warn!("compaction at unmount skipped: {e}");
+        }
         self.core.store.flush()?;
         Ok(())
     }

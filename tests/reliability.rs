@@ -1,0 +1,33 @@
+//! Reliability: what happens to an s2sfs volume when things go wrong. Real FUSE mounts of
+//! the built binary, each test bounded in time (the whole binary takes 12-20 s on 2 cores, debug build).
+//!
+//! - `crash`: SIGKILL of the daemon at random moments of a random workload; after
+//!   `s2sfs umount` of the dead mount, fsck must be clean and every fsync'd state must be
+//!   there (or a later one). Also kills during unmount-time compaction. The long run for
+//!   releases: `S2SFS_CRASH_ITERATIONS=500 cargo test --release --test reliability --
+//!   --ignored crash_points_long --nocapture`.
+//! - `faults`: bit flips and truncation in pack files, bit flips in the sled metadata.
+//! - `enospc`: a store on a 24 MiB tmpfs filled up.
+//! - `cli`: wrong command lines.
+//!
+//! Each test prints a one-line `[reliability] ...` summary (visible without --nocapture).
+//! Seeds: S2SFS_CRASH_SEED, S2SFS_FAULT_SEED (decimal or 0x-hex) repeat a run.
+//! One test shows a bug not fixed yet and is ignored (run it with `--ignored`):
+//! `faults::damaged_metadata_fails_cleanly_or_reads_correctly` (a flipped byte in sled's
+//! log makes sled drop the log from there on, silently).
+//!
+//! Needs root, /dev/fuse, fusermount3 and tmpfs mounts.
+
+#[path = "mounted/harness.rs"]
+mod harness;
+
+#[path = "reliability/cli.rs"]
+mod cli;
+#[path = "reliability/common.rs"]
+mod common;
+#[path = "reliability/crash.rs"]
+mod crash;
+#[path = "reliability/enospc.rs"]
+mod enospc;
+#[path = "reliability/faults.rs"]
+mod faults;

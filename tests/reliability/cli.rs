@@ -1,0 +1,192 @@
+//! Bad input at the command line: every wrong command must fail with a non-zero exit and a
+//! clear error (the first stderr line names the problem; s2sfs's own errors are exactly
+//! one line), and must create or change nothing: the directory around it is compared,
+//! entry by entry with sizes and mtimes, before and after.
+
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use crate::common::*;
+use crate::harness::*;
+
+/// How the error must look.
+#[derive(Clone, Copy)]
+enum Style {
+    /// From the argument parser: the first line is `error: ...` naming the problem.
+    Usage,
+    /// From s2sfs itself: exactly one line, `s2sfs...: ...`.
+    Own,
+}
+
+/// Runs one command that must fail and checks it; returns what was wrong, if anything.
+fn must_fail(watch: &Path, args: &[&OsStr], style: Style, needle: &str, code: Option<i32>) -> Option<String> {
+    let before = snapshot(watch);
+    let mounted_before = is_mounted(&watch.join("mnt"));
+    let out = s2sfs(args);
+    let after = snapshot(watch);
+    let shown: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    let cmd = format!("`s2sfs {}`", shown.join(" "));
+    let mut wrong = Vec::new();
+    if out.status.success() {
+        wrong.push("exited 0".to_string());
+    }
+    if let Some(c) = code
+        && exit_code(&out) != c
+    {
+        wrong.push(format!("exit code {} (want {c})", exit_code(&out)));
+    }
+    let line = first_line(&out.stderr);
+    match style {
+        Style::Usage => {
+            if !line.starts_with("error:") {
+                wrong.push(format!("first stderr line is not `error: ...`: {line:?}"));
+            }
+        }
+        Style::Own => {
+            let lines = out.stderr.trim().lines().count();
+            if lines != 1 || !line.starts_with("s2sfs") {
+                wrong.push(format!("want one stderr line `s2sfs...: ...`, got {lines} lines"));
+            }
+        }
+    }
+    if !line.contains(needle) {
+        wrong.push(format!("first stderr line does not name {needle:?}: {line:?}"));
+    }
+    let diff = snapshot_diff(&before, &after);
+    if !diff.is_empty() {
+        wrong.push(format!("it changed the file system: {}", diff.join("; ")));
+    }
+    let mounted_after = is_mounted(&watch.join("mnt"));
+    if mounted_after != mounted_before {
+        wrong.push(format!("it changed what is mounted at {}: {mounted_before} -> {mounted_after}", watch.join("mnt").display()));
+        if mounted_after {
+            force_detach(&watch.join("mnt"));
+        }
+    }
+    if wrong.is_empty() {
+        None
+    } else {
+        Some(format!("{cmd}: {}\n{}", wrong.join("; "), out.describe()))
+    }
+}
+
+#[test]
+fn bad_command_lines_fail_cleanly_and_change_nothing() {
+    let base = test_dir("cli-bad");
+    let b = base.path();
+    let mnt = b.join("mnt");
+    let store = b.join("store");
+    let afile = b.join("afile");
+    let junk = b.join("junk");
+    fs::create_dir(&mnt).unwrap();
+    fs::write(&afile, b"not a directory").unwrap();
+    fs::create_dir(&junk).unwrap();
+    fs::write(junk.join("notes.txt"), b"some unrelated data").unwrap();
+    fs::create_dir(junk.join("sub")).unwrap();
+    let inside = mnt.join("store");
+    let nothing = b.join("nothing");
+    let m = |extra: &[&'static str]| -> Vec<OsString> {
+        let mut v: Vec<OsString> = vec!["mount".into(), mnt.clone().into(), "--store".into(), store.clone().into()];
+        v.extend(extra.iter().map(OsString::from));
+        v
+    };
+    use Style::*;
+    let cases: Vec<(Vec<OsString>, Style, &str, Option<i32>)> = vec![
+        (vec!["frobnicate".into()], Usage, "frobnicate", None),
+        (m(&["--frobnicate"]), Usage, "--frobnicate", None),
+        (m(&["--codec", "lz4"]), Usage, "lz4", None),
+        (m(&["--zstd-level", "99"]), Usage, "99", None),
+        (m(&["--cache-mb", "-1"]), Usage, "-1", None),
+        (m(&["--cache-mb", "0"]), Usage, "0", None),
+        (m(&["--block-kib", "3"]), Usage, "3", None),
+        (m(&["-o", "bogus"]), Own, "bogus", None),
+        (vec!["mount".into()], Usage, "required", None),
+        (vec!["umount".into()], Usage, "required", None),
+        (vec!["fsck".into()], Usage, "required", None),
+        (vec!["mount".into(), afile.clone().into(), "--store".into(), store.clone().into()], Own, "not a directory", None),
+        (vec!["mount".into(), mnt.clone().into(), "--store".into(), afile.clone().into()], Own, "not a directory", None),
+        (vec!["mount".into(), mnt.clone().into(), "--store".into(), inside.clone().into()], Own, "inside", None),
+        (vec!["mount".into(), mnt.clone().into(), "--store".into(), b.into()], Own, "inside", None),
+        (vec!["umount".into(), mnt.clone().into()], Own, "not mounted", None),
+        (vec!["umount".into(), nothing.clone().into()], Own, "does not exist", None),
+        (vec!["fsck".into(), "--store".into(), mnt.clone().into()], Own, "not an s2sfs store", Some(8)),
+        (vec!["fsck".into(), "--store".into(), junk.clone().into()], Own, "not an s2sfs store", Some(8)),
+        (vec!["fsck".into(), "--repair".into(), "--store".into(), junk.clone().into()], Own, "not an s2sfs store", Some(8)),
+        (vec!["fsck".into(), "--store".into(), nothing.clone().into()], Own, "not an s2sfs store", Some(8)),
+        (vec!["fsck".into(), "--store".into(), afile.clone().into()], Own, "not an s2sfs store", Some(8)),
+    ];
+    let mut failures = Vec::new();
+    for (args, style, needle, code) in &cases {
+        let args: Vec<&OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+        if let Some(f) = must_fail(b, &args, *style, needle, *code) {
+            failures.push(f);
+        }
+    }
+    assert!(!store.exists() && !inside.exists() && !nothing.exists(), "a failed command created a store directory");
+    summary(&format!(
+        "cli: {}/{} bad command lines failed with a clear error and changed nothing",
+        cases.len() - failures.len(),
+        cases.len()
+    ));
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn umount_of_a_mount_that_is_not_s2sfs_is_refused() {
+    let base = test_dir("cli-tmpfs");
+    let t = base.path().join("mnt");
+    fs::create_dir(&t).unwrap();
+    assert!(Command::new("mount").args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"]).arg(&t).status().unwrap().success());
+    fs::write(t.join("keep"), b"tmpfs data").unwrap();
+    let r = must_fail(base.path(), &[OsStr::new("umount"), t.as_os_str()], Style::Own, "not an s2sfs mount", None);
+    let still = is_mounted(&t) && fs::read(t.join("keep")).ok().as_deref() == Some(&b"tmpfs data"[..]);
+    let _ = Command::new("umount").arg(&t).status();
+    summary(&format!("cli: umount of a tmpfs mount refused, tmpfs left mounted: {}", if r.is_none() && still { "pass" } else { "FAIL" }));
+    assert!(r.is_none(), "{}", r.unwrap());
+    assert!(still, "`s2sfs umount` of a tmpfs unmounted it or changed it");
+}
+
+/// `fsck --repair` of a mounted store is refused (exit 8) and changes nothing. (A plain
+/// `fsck` of a mounted store is a read-only check through the daemon's control socket,
+/// README "fsck": it must report the store clean and change nothing but the daemon's log.)
+#[test]
+fn fsck_repair_of_a_mounted_store_is_refused_and_changes_nothing() {
+    let vol = Vol::new("cli-fsck-mounted", &[]);
+    vol.mount();
+    let data = text_bytes(5, 300 * KIB);
+    let f = fs::File::create(vol.path("f")).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &data, 0).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    // Let the daemon's periodic metadata flush pass, so the store is at rest.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let mut failures = Vec::new();
+    let args = [OsStr::new("fsck"), OsStr::new("--repair"), OsStr::new("--store"), vol.store.as_os_str()];
+    if let Some(f) = must_fail(&vol.store, &args, Style::Own, "unmount it first", Some(8)) {
+        failures.push(f);
+    }
+    let log = vol.store.join("daemon.log");
+    let before: std::collections::BTreeMap<_, _> = snapshot(&vol.store).into_iter().filter(|(p, _)| *p != log).collect();
+    let ro = vol.fsck(false);
+    let after: std::collections::BTreeMap<_, _> = snapshot(&vol.store).into_iter().filter(|(p, _)| *p != log).collect();
+    if ro.code != 0 || ro.report["outcome"] != "clean" {
+        failures.push(format!("read-only fsck of the mounted store: {}", ro.describe()));
+    }
+    let diff = snapshot_diff(&before, &after);
+    if !diff.is_empty() {
+        failures.push(format!("read-only fsck of the mounted store changed it: {}", diff.join("; ")));
+    }
+    match read_timed(&vol.path("f")) {
+        Ok(got) if got == data => {}
+        other => failures.push(format!("the mounted volume after fsck: {:?}", other.map(|g| g.len()))),
+    }
+    vol.umount();
+    assert_eq!(vol.fsck(false).code, 0);
+    summary(&format!(
+        "cli: fsck --repair of a mounted store refused with exit 8, store unchanged; read-only fsck of it clean: {}",
+        if failures.is_empty() { "pass" } else { "FAIL" }
+    ));
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
