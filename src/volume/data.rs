@@ -285,11 +285,13 @@ impl Core {
                 match st.dirty.get_mut(&block) {
                     Some(dirty) => {
                         let before = dirty.cost();
-                        if dirty.write(at, piece, bs as usize) {
-                            self.make_full(ino, block, dirty)?;
-                        }
+                        let grow = dirty.write(at, piece, bs as usize);
                         self.dirty_bytes.fetch_add(dirty.cost(), Ordering::SeqCst);
                         self.dirty_bytes.fetch_sub(before, Ordering::SeqCst);
+                        if grow {
+                            // Accounts for its own change in size.
+                            self.make_full(ino, block, dirty)?;
+                        }
                     }
                     None => {
                         let dirty = if piece.len() as u64 == bs {

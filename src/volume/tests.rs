@@ -146,3 +146,22 @@ fn xattrs() {
     v.removexattr(ino, n).unwrap();
     assert!(matches!(v.getxattr(ino, n), Err(Error::NoXattr)));
 }
+
+#[test]
+fn dirty_accounting_returns_to_zero() {
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().unwrap();
+    let v = Volume::open(dir.path(), opts()).unwrap();
+    let (ino, fh) = new_file(&v, "f");
+    v.write(ino, fh, 0, &pattern(3 * 4096, 1)).unwrap();
+    v.flush(ino).unwrap();
+    // Many small writes into one committed block: partial pieces, then a whole block.
+    for i in 0..40u64 {
+        v.write(ino, fh, 4096 + i * 7, b"xyz").unwrap();
+    }
+    v.setattr(ino, &SetAttr { size: Some(4100), ..Default::default() }).unwrap();
+    v.write(ino, fh, 9000, b"tail").unwrap();
+    assert!(v.dirty_bytes.load(Ordering::SeqCst) > 0);
+    v.release(ino, fh).unwrap();
+    assert_eq!(v.dirty_bytes.load(Ordering::SeqCst), 0, "every dirty byte counted is uncounted at commit");
+}
