@@ -55,6 +55,7 @@ need brotli brotli
 need split coreutils
 need cmp diffutils
 need awk gawk
+need flock util-linux
 need fusermount3 fuse3
 need xargs findutils
 [ -x "$S2SFS" ] || die "no s2sfs binary at $S2SFS: run 'cargo build --release' in $REPO"
@@ -64,6 +65,9 @@ fstype=$(stat -f -c %T "$(dirname "$BENCH_DIR")" 2>/dev/null || echo unknown)
 mkdir -p "$BENCH_DIR"
 [ "$(stat -f -c %T "$BENCH_DIR")" = tmpfs ] && die "BENCH_DIR $BENCH_DIR is on tmpfs; use a disk directory"
 W=$BENCH_DIR/footprint
+# One run at a time per work dir: a second run would wipe this one's volumes.
+exec 9>"$BENCH_DIR/.footprint.lock"
+flock -n 9 || die "another footprint run is using $W (lock $BENCH_DIR/.footprint.lock); wait for it or set BENCH_DIR"
 MNT=$W/mnt
 STORE=$W/store
 REF=$W/ref
@@ -78,7 +82,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-mount_vol() { "$S2SFS" mount "$MNT" --store "$STORE" $S2SFS_OPTS "$@"; MOUNTED=1; }
+mount_vol() { "$S2SFS" mount "$MNT" --store "$STORE" $S2SFS_OPTS "$@" 9>&-; MOUNTED=1; }
 umount_vol() { "$S2SFS" umount "$MNT"; MOUNTED=0; }
 
 if mountpoint -q "$MNT" 2>/dev/null; then "$S2SFS" umount "$MNT" || fusermount3 -uz "$MNT"; fi

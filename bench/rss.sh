@@ -46,11 +46,15 @@ need fusermount3 fuse3
 need cmp diffutils
 need pgrep procps
 need awk gawk
+need flock util-linux
 [ -x "$S2SFS" ] || die "no s2sfs binary at $S2SFS: run 'cargo build --release' in $REPO"
 
 mkdir -p "$BENCH_DIR"
 [ "$(stat -f -c %T "$BENCH_DIR")" = tmpfs ] && die "BENCH_DIR $BENCH_DIR is on tmpfs; use a disk directory"
 W=$BENCH_DIR/rss
+# One run at a time per work dir: a second run would wipe this one's volumes.
+exec 9>"$BENCH_DIR/.rss.lock"
+flock -n 9 || die "another rss run is using $W (lock $BENCH_DIR/.rss.lock); wait for it or set BENCH_DIR"
 DATA=$BENCH_DIR/data
 MNT=$W/mnt
 STORE=$W/store
@@ -105,7 +109,7 @@ SRCS=("$DATA/mixed-1g-a.bin" "$DATA/mixed-1g-b.bin")
 if mountpoint -q "$MNT" 2>/dev/null; then "$S2SFS" umount "$MNT" || fusermount3 -uz "$MNT"; fi
 rm -rf "$W"
 mkdir -p "$MNT" "$STORE"
-"$S2SFS" mount "$MNT" --store "$STORE" "${CACHE_OPT[@]}" $S2SFS_OPTS
+"$S2SFS" mount "$MNT" --store "$STORE" "${CACHE_OPT[@]}" $S2SFS_OPTS 9>&-
 UP=1
 
 # The daemon: the s2sfs process serving MNT (the mount command itself has returned).

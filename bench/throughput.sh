@@ -68,6 +68,7 @@ need fusermount3 fuse3
 need dd coreutils
 need cmp diffutils
 need awk gawk
+need flock util-linux
 need pgrep procps
 [ "$(id -u)" = 0 ] || die "run as root (drop_caches, mounts)"
 [ -x "$S2SFS" ] || die "no s2sfs binary at $S2SFS: run 'cargo build --release' in $REPO"
@@ -76,6 +77,9 @@ need pgrep procps
 mkdir -p "$BENCH_DIR"
 [ "$(stat -f -c %T "$BENCH_DIR")" = tmpfs ] && die "BENCH_DIR $BENCH_DIR is on tmpfs; use a disk directory"
 W=$BENCH_DIR/throughput
+# One run at a time per work dir: a second run would wipe this one's volumes.
+exec 9>"$BENCH_DIR/.throughput.lock"
+flock -n 9 || die "another throughput run is using $W (lock $BENCH_DIR/.throughput.lock); wait for it or set BENCH_DIR"
 DATA=$BENCH_DIR/data
 SRC=$DATA/mixed-1g-a.bin
 S_MNT=$W/s2sfs-mnt
@@ -100,14 +104,14 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-s_mount() { "$S2SFS" mount "$S_MNT" --store "$S_STORE" $S2SFS_OPTS; S_UP=1; }
+s_mount() { "$S2SFS" mount "$S_MNT" --store "$S_STORE" $S2SFS_OPTS 9>&-; S_UP=1; }
 s_umount() { "$S2SFS" umount "$S_MNT"; S_UP=0; }
 s_fresh() { # a fresh, empty s2sfs volume
     if [ "$S_UP" = 1 ]; then s_umount; fi
     rm -rf "$S_STORE"; mkdir -p "$S_STORE"
     s_mount
 }
-b_mount() { bindfs "$B_BACK" "$B_MNT"; B_UP=1; }
+b_mount() { bindfs "$B_BACK" "$B_MNT" 9>&-; B_UP=1; }
 b_umount() { fusermount3 -u "$B_MNT"; B_UP=0; }
 remount() { # remount FS (cold start of its daemon)
     case $1 in
