@@ -123,7 +123,7 @@ impl Default for VolumeOptions {
             zstd_level: 3,
             block_size: 128 * 1024,
             cache_bytes: 64 << 20,
-            dirty_limit_bytes: 32 << 20,
+            dirty_limit_bytes: 24 << 20,
             commit_age: Duration::from_secs(5),
         }
     }
