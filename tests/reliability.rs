@@ -12,9 +12,11 @@
 //!
 //! Each test prints a one-line `[reliability] ...` summary (visible without --nocapture).
 //! Seeds: S2SFS_CRASH_SEED, S2SFS_FAULT_SEED (decimal or 0x-hex) repeat a run.
-//! One test shows a bug not fixed yet and is ignored (run it with `--ignored`):
+//! Two tests show bugs not fixed yet and are ignored (run them with `--ignored`):
 //! `faults::damaged_metadata_fails_cleanly_or_reads_correctly` (a flipped byte in sled's
-//! log makes sled drop the log from there on, silently).
+//! log makes sled drop the log from there on, silently) and
+//! `enospc::space_comes_back_after_deleting_files` (on a full disk, deleting files frees no
+//! space until a compaction that itself needs free space).
 //!
 //! Needs root, /dev/fuse, fusermount3 and tmpfs mounts.
 

@@ -257,7 +257,9 @@ impl Store {
             self.freed.lock().unwrap_or_else(|p| p.into_inner()).extend(freed);
             return Err(e.into());
         }
-        self.packs.punch(&freed);
+        if PUNCH_FREED_FRAMES {
+            self.packs.punch(&freed);
+        }
         Ok(())
     }
 
@@ -285,6 +287,13 @@ impl Store {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
+
+/// Whether dead frames get their disk space back at once (holes punched once the change
+/// that freed them is durable). Off for now: with it on, one crash point in 80 came back
+/// with a file content matching no state the workload produced (tests/reliability.rs,
+/// crash), against one in about 4,400 without it. Until that is understood, space comes
+/// back through compaction only.
+const PUNCH_FREED_FRAMES: bool = false;
 
 /// Free space kept on the store's disk for metadata and for changes that free space.
 const FREE_MARGIN: u64 = 8 << 20;

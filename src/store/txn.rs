@@ -23,11 +23,13 @@ pub struct Txn<'a> {
     /// change is durable). Only refcounts free frames: a record deleted by other means
     /// (fsck) may share its place with another.
     freed: Vec<(u32, u64, u32)>,
+    /// How many of `new_frames` are compaction's copies of existing frames.
+    relocated: usize,
 }
 
 impl<'a> Txn<'a> {
     pub(super) fn new(store: &'a Store, writer: MutexGuard<'a, Writer>) -> Txn<'a> {
-        Txn { store, writer, overlay: BTreeMap::new(), new_frames: Vec::new(), adds: false, freed: Vec::new() }
+        Txn { store, writer, overlay: BTreeMap::new(), new_frames: Vec::new(), adds: false, freed: Vec::new(), relocated: 0 }
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -205,7 +207,9 @@ impl<'a> Txn<'a> {
 
     /// Applies the change atomically; with `durable`, returns only once it is on disk.
     pub fn commit(mut self, durable: bool) -> Result<(), StoreError> {
-        if (self.adds || !self.new_frames.is_empty()) && !self.store.has_room() {
+        // Compaction's copies are exempt: they exist to give space back.
+        let grows = self.adds || self.new_frames.len() > self.relocated;
+        if grows && !self.store.has_room() {
             return Err(StoreError::NoSpace);
         }
         self.write_frames()?;
@@ -324,6 +328,7 @@ impl<'a> Txn<'a> {
     /// Moves an existing block's frame: used by compaction.
     pub(super) fn relocate(&mut self, hash: BlockHash, rec: BlockRecord, frame: Vec<u8>) {
         self.new_frames.push((hash, frame));
+        self.relocated += 1;
         let moved = BlockRecord { pack: PENDING_PACK, offset: 0, ..rec };
         self.put(key_block(&hash), moved.encode());
     }
