@@ -206,24 +206,9 @@ impl Mounted {
         self.unmount();
     }
 
-    /// Pids of s2sfs daemons serving this mount point (found through /proc).
+    /// Pids of s2sfs daemons serving this mount point.
     pub fn daemon_pids(&self) -> Vec<i32> {
-        let me = std::process::id() as i32;
-        let mnt = self.mnt.as_os_str().as_bytes();
-        let mut pids = Vec::new();
-        for e in fs::read_dir("/proc").unwrap().flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
-            if pid == me {
-                continue;
-            }
-            let Ok(cmdline) = fs::read(e.path().join("cmdline")) else { continue };
-            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-            let is_s2sfs = args.first().is_some_and(|a| a.ends_with(b"s2sfs"));
-            if is_s2sfs && args.iter().any(|a| *a == mnt) && args.iter().any(|a| *a == b"mount") {
-                pids.push(pid);
-            }
-        }
-        pids
+        daemon_pids(&self.mnt)
     }
 
     /// Kills the daemon with SIGKILL (a crash), then detaches the dead mount.
@@ -466,4 +451,25 @@ impl Rng {
     pub fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
+}
+
+/// Pids of the s2sfs daemons serving `mnt` (found through /proc/*/cmdline).
+pub fn daemon_pids(mnt: &Path) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let want = mnt.as_os_str().as_bytes();
+    let mut pids = Vec::new();
+    let Ok(rd) = fs::read_dir("/proc") else { return pids };
+    for e in rd.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        if pid == me {
+            continue;
+        }
+        let Ok(cmdline) = fs::read(e.path().join("cmdline")) else { continue };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let is_s2sfs = args.first().is_some_and(|a| a.ends_with(b"s2sfs"));
+        if is_s2sfs && args.contains(&want) && args.contains(&&b"mount"[..]) {
+            pids.push(pid);
+        }
+    }
+    pids
 }

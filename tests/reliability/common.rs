@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -148,26 +147,6 @@ pub fn fsck(store: &Path, repair: bool) -> Fsck {
     Fsck { code: exit_code(&out), report, out }
 }
 
-/// Pids of the s2sfs daemons serving `mnt` (found through /proc/*/cmdline).
-pub fn daemon_pids(mnt: &Path) -> Vec<i32> {
-    let me = std::process::id() as i32;
-    let want = mnt.as_os_str().as_bytes();
-    let mut pids = Vec::new();
-    let Ok(rd) = fs::read_dir("/proc") else { return pids };
-    for e in rd.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
-        if pid == me {
-            continue;
-        }
-        let Ok(cmdline) = fs::read(e.path().join("cmdline")) else { continue };
-        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-        let is_s2sfs = args.first().is_some_and(|a| a.ends_with(b"s2sfs"));
-        if is_s2sfs && args.contains(&want) && args.contains(&&b"mount"[..]) {
-            pids.push(pid);
-        }
-    }
-    pids
-}
 
 /// Whether process `pid` is gone or a zombie (dead, not yet reaped).
 pub fn is_dead(pid: i32) -> bool {
