@@ -176,6 +176,14 @@ fn xattr_flags(flags: i32) -> Result<volume::XattrFlags, Errno> {
 
 /// The getxattr/listxattr size protocol: size 0 asks for the length, a buffer too small
 /// is ERANGE, otherwise the data.
+/// Replies to an operation that returns nothing but success or an errno.
+fn reply_empty(reply: ReplyEmpty, result: Result<(), Errno>) {
+    match result {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(e),
+    }
+}
+
 fn reply_sized(reply: ReplyXattr, size: u32, data: &[u8]) {
     if size == 0 {
         match u32::try_from(data.len()) {
@@ -308,17 +316,17 @@ impl Filesystem for S2sFs {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.call("unlink", parent.0, |v| v.unlink(parent.0, name)) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        reply_empty(
+            reply,
+            self.call("unlink", parent.0, |v| v.unlink(parent.0, name)),
+        )
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.call("rmdir", parent.0, |v| v.rmdir(parent.0, name)) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        reply_empty(
+            reply,
+            self.call("rmdir", parent.0, |v| v.rmdir(parent.0, name)),
+        )
     }
 
     fn symlink(
@@ -352,12 +360,12 @@ impl Filesystem for S2sFs {
             Ok(f) => f,
             Err(e) => return reply.error(e),
         };
-        match self.call("rename", parent.0, |v| {
-            v.rename(parent.0, name, newparent.0, newname, flags)
-        }) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        reply_empty(
+            reply,
+            self.call("rename", parent.0, |v| {
+                v.rename(parent.0, name, newparent.0, newname, flags)
+            }),
+        )
     }
 
     fn link(
@@ -424,10 +432,7 @@ impl Filesystem for S2sFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        match self.call("flush", ino.0, |v| v.flush(ino.0)) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        reply_empty(reply, self.call("flush", ino.0, |v| v.flush(ino.0)))
     }
 
     fn release(
@@ -440,10 +445,10 @@ impl Filesystem for S2sFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        match self.call("release", ino.0, |v| v.release(ino.0, fh.0)) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        reply_empty(
+            reply,
+            self.call("release", ino.0, |v| v.release(ino.0, fh.0)),
+        )
     }
 
     fn fsync(
@@ -454,10 +459,10 @@ impl Filesystem for S2sFs {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self.call("fsync", ino.0, |v| v.fsync(ino.0, datasync)) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        reply_empty(
+            reply,
+            self.call("fsync", ino.0, |v| v.fsync(ino.0, datasync)),
+        )
     }
 
     fn readdir(
@@ -505,10 +510,10 @@ impl Filesystem for S2sFs {
         reply: ReplyEmpty,
     ) {
         // The volume's fsync makes the inode's state durable, directories included.
-        match self.call("fsyncdir", ino.0, |v| v.fsync(ino.0, datasync)) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        reply_empty(
+            reply,
+            self.call("fsyncdir", ino.0, |v| v.fsync(ino.0, datasync)),
+        )
     }
 
     fn statfs(&self, _req: &Request, ino: INodeNo, reply: ReplyStatfs) {
@@ -538,10 +543,10 @@ impl Filesystem for S2sFs {
             Ok(f) => f,
             Err(e) => return reply.error(e),
         };
-        match self.call("setxattr", ino.0, |v| v.setxattr(ino.0, name, value, flags)) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        reply_empty(
+            reply,
+            self.call("setxattr", ino.0, |v| v.setxattr(ino.0, name, value, flags)),
+        )
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
@@ -567,10 +572,10 @@ impl Filesystem for S2sFs {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.call("removexattr", ino.0, |v| v.removexattr(ino.0, name)) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        reply_empty(
+            reply,
+            self.call("removexattr", ino.0, |v| v.removexattr(ino.0, name)),
+        )
     }
 
     fn create(
