@@ -82,25 +82,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # make_mixed OUT CORPUS_OFFSET_MIB : 1 GiB, 64 MiB chunks alternating corpus stream / random.
-make_mixed() {
-    local out=$1 off=$2 tmp=$1.tmp
-    local files=() f
-    mapfile -t files < <(find "$CORPUS" -maxdepth 1 -type f | LC_ALL=C sort)
-    local per=$(cat -- "${files[@]}" | wc -c)
-    local need=$(((off + 512) << 20))
-    local reps=$(((need + per - 1) / per)) r
-    log "generating $out (corpus stream from $off MiB + random, interleaved by 64 MiB)"
-    for ((r = 0; r < reps; r++)); do cat -- "${files[@]}"; done > "$tmp.corpus"
-    truncate -s "$need" "$tmp.corpus"
-    : > "$tmp"
-    for ((c = 0; c < 8; c++)); do
-        dd if="$tmp.corpus" bs=1M skip=$((off + c * 64)) count=64 status=none >> "$tmp"
-        head -c $((64 << 20)) /dev/urandom >> "$tmp"
-    done
-    rm -f "$tmp.corpus"
-    [ "$(stat -c %s "$tmp")" = $GIB ] || die "generated $tmp has the wrong size"
-    mv "$tmp" "$out"
-}
+# shellcheck source=bench/mixed.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/mixed.sh"
 mkdir -p "$DATA"
 SRCS=("$DATA/mixed-1g-a.bin" "$DATA/mixed-1g-b.bin")
 [ -f "${SRCS[0]}" ] && [ "$(stat -c %s "${SRCS[0]}")" = $GIB ] || make_mixed "${SRCS[0]}" 0
