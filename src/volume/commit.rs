@@ -33,8 +33,9 @@ impl Core {
     pub(super) fn commit_all(&self) -> Result<()> {
         let entries: Vec<(u64, Arc<FileEntry>)> = lock(&self.files).iter().map(|(&i, e)| (i, e.clone())).collect();
         for (ino, e) in entries {
-            self.commit_entry(ino, &e, false)?;
-            self.prune(ino);
+            let result = self.commit_entry(ino, &e, false);
+            self.unpin(ino, e);
+            result?;
         }
         Ok(())
     }
@@ -45,10 +46,9 @@ impl Core {
             lock(&self.files).iter().filter(|(_, e)| e.is_dirty()).map(|(&i, e)| (i, e.clone())).collect();
         for (ino, e) in entries {
             let old = e.lock().dirty_since.is_some_and(|t| t.elapsed() >= self.opts.commit_age);
-            if old {
-                self.commit_entry(ino, &e, false)?;
-                self.prune(ino);
-            }
+            let result = if old { self.commit_entry(ino, &e, false) } else { Ok(()) };
+            self.unpin(ino, e);
+            result?;
         }
         Ok(())
     }

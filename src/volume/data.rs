@@ -67,41 +67,46 @@ impl Core {
     }
 
     /// The entry of a regular file, created from the store when absent; `open` counts a handle.
-    fn entry(&self, ino: u64, open: bool) -> Result<Arc<FileEntry>> {
-        if let Some(e) = self.existing_entry(ino) {
-            if open {
-                e.opens.fetch_add(1, Ordering::SeqCst);
-            }
-            return Ok(e);
-        }
-        let rec = self.store.inode(ino)?.ok_or(Error::NotFound)?;
-        match inode::kind_of(rec.kind)? {
-            FileKind::RegularFile => {}
-            FileKind::Directory => return Err(Error::IsDir),
-            _ => return Err(Error::Invalid("not a regular file")),
-        }
+    ///
+    /// Everything happens under the table's lock: an entry leaves the table only when no
+    /// one holds it and all its changes are committed (`unpin`), so when the table has none
+    /// the store holds the file's current state, and an entry someone is using is never
+    /// replaced by a second one (two entries of one file lose each other's writes).
+    pub(super) fn entry(&self, ino: u64, open: bool) -> Result<Arc<FileEntry>> {
         let mut files = lock(&self.files);
-        let e = files
-            .entry(ino)
-            .or_insert_with(|| {
-                Arc::new(FileEntry {
+        let e = match files.get(&ino) {
+            Some(e) => e.clone(),
+            None => {
+                let rec = self.store.inode(ino)?.ok_or(Error::NotFound)?;
+                match inode::kind_of(rec.kind)? {
+                    FileKind::RegularFile => {}
+                    FileKind::Directory => return Err(Error::IsDir),
+                    _ => return Err(Error::Invalid("not a regular file")),
+                }
+                let e = Arc::new(FileEntry {
                     opens: AtomicU32::new(0),
                     has_dirty: AtomicBool::new(false),
                     state: Mutex::new(FileState { size: rec.size, dirty: BTreeMap::new(), dirty_since: None, shrunk: false, times: None }),
-                })
-            })
-            .clone();
+                });
+                files.insert(ino, e.clone());
+                e
+            }
+        };
         if open {
             e.opens.fetch_add(1, Ordering::SeqCst);
         }
         Ok(e)
     }
 
-    /// Drops the entry once nothing needs it: no handle and no dirty data.
-    pub(super) fn prune(&self, ino: u64) {
+    /// Gives back a caller's hold on an entry, dropping the entry from the table once
+    /// nothing needs it: no other holder, no handle, no dirty data.
+    pub(super) fn unpin(&self, ino: u64, e: Arc<FileEntry>) {
         let mut files = lock(&self.files);
+        drop(e);
         if let Some(e) = files.get(&ino) {
-            if e.opens.load(Ordering::SeqCst) == 0 && !e.has_dirty.load(Ordering::SeqCst) {
+            // Holders clone under this lock, so the count cannot grow while it is held.
+            let unused = Arc::strong_count(e) == 1;
+            if unused && e.opens.load(Ordering::SeqCst) == 0 && !e.has_dirty.load(Ordering::SeqCst) {
                 files.remove(&ino);
             }
         }
@@ -149,15 +154,23 @@ impl Core {
             let _files = lock(&self.files);
             e.opens.fetch_sub(1, Ordering::SeqCst) == 1
         };
-        let result = if !last {
-            Ok(())
-        } else if self.store.inode(ino)?.is_some_and(|r| r.nlink == 0) {
-            self.discard(&e);
-            self.free_if_unlinked(ino)
-        } else {
-            self.commit_entry(ino, &e, false)
+        let unlinked = match last {
+            true => self.store.inode(ino).map(|r| r.is_some_and(|r| r.nlink == 0)),
+            false => Ok(false),
         };
-        self.prune(ino);
+        let result = match &unlinked {
+            Ok(true) => {
+                self.discard(&e);
+                Ok(())
+            }
+            Ok(false) if last => self.commit_entry(ino, &e, false),
+            Ok(false) => Ok(()),
+            Err(_) => Ok(()),
+        };
+        self.unpin(ino, e);
+        if unlinked? {
+            self.free_if_unlinked(ino)?;
+        }
         result
     }
 
@@ -357,7 +370,7 @@ impl Core {
             st.size = size;
             self.commit_locked(ino, &e, &mut st, false)
         };
-        self.prune(ino);
+        self.unpin(ino, e);
         result
     }
 

@@ -165,3 +165,23 @@ fn dirty_accounting_returns_to_zero() {
     v.release(ino, fh).unwrap();
     assert_eq!(v.dirty_bytes.load(Ordering::SeqCst), 0, "every dirty byte counted is uncounted at commit");
 }
+
+/// The kernel sends RELEASE asynchronously after close(2), so a release often overlaps
+/// the next open of the same file. An entry someone holds must stay the file's only entry:
+/// once a release dropped an entry an opener had just found, the opener's writes went to
+/// a second entry, and an unlinked-but-open file was freed under its handle (ENOENT).
+#[test]
+fn a_held_file_entry_is_never_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = Volume::open(dir.path(), opts()).unwrap();
+    let (ino, fh) = new_file(&v, "f");
+    v.release(ino, fh).unwrap();
+    let held = v.entry(ino, false).unwrap();
+    // Another thread's operation on the same file ends while `held` is still in use.
+    let other = v.entry(ino, false).unwrap();
+    v.unpin(ino, other);
+    assert!(std::sync::Arc::ptr_eq(&held, &v.entry(ino, false).unwrap()), "a held entry was replaced");
+    v.unpin(ino, held);
+    // Unused, clean and closed: it leaves the table, and the next user starts from the store.
+    assert!(v.existing_entry(ino).is_none());
+}
