@@ -80,7 +80,7 @@ pub fn check(store_dir: &Path, repair: bool, show_progress: bool) -> Result<Fsck
         return Err(FsckError::NotAStore(store_dir.to_path_buf()));
     }
     // The block size only matters when a store is created, which `exists` rules out.
-    let opts = StoreOptions { block_size: 128 * 1024, meta_cache_bytes: 64 << 20 };
+    let opts = StoreOptions { block_size: 128 * 1024, meta_cache_bytes: 64 << 20, allow_lost_changes: true };
     let store = match Store::open(store_dir, &opts) {
         Err(StoreError::Locked(_)) => return Err(FsckError::InUse(store_dir.to_path_buf())),
         other => other?,

@@ -94,7 +94,7 @@ mod tests {
     use super::*;
 
     fn open(dir: &std::path::Path) -> Store {
-        Store::open(dir, &StoreOptions { block_size: 4096, meta_cache_bytes: 1 << 20 }).unwrap()
+        Store::open(dir, &StoreOptions { block_size: 4096, meta_cache_bytes: 1 << 20, allow_lost_changes: false }).unwrap()
     }
 
     fn put(store: &Store, ino: u64, block: u64, byte: u8, len: usize) -> BlockHash {

@@ -4,6 +4,7 @@
 //! ```text
 //! STORE/format   "s2sfs-store 1": the on-disk format version, readable by people and tools
 //! STORE/lock     flock()ed by the process that has the store open
+//! STORE/durable  how far the metadata store is known to be durable (watermark.rs)
 //! STORE/meta/    sled: inodes, directory entries, block index, block records, xattrs
 //! STORE/packs/   append-only pack files of frames
 //! STORE/models/  learned models the volume's frames refer to
@@ -42,6 +43,9 @@ impl Layout {
     }
     pub fn lock(&self) -> PathBuf {
         self.root.join("lock")
+    }
+    pub fn durable(&self) -> PathBuf {
+        self.root.join("durable")
     }
     pub fn format(&self) -> PathBuf {
         self.root.join("format")

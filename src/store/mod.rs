@@ -7,6 +7,7 @@ mod layout;
 mod packs;
 mod records;
 mod txn;
+mod watermark;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -20,6 +21,7 @@ pub use records::{BlockHash, BlockRecord, EntryRecord, InodeRecord, Superblock, 
 pub use txn::Txn;
 
 use layout::Layout;
+use watermark::Watermark;
 use packs::{ActivePack, Packs, PACK_TARGET_SIZE};
 use records::*;
 
@@ -41,6 +43,11 @@ pub enum StoreError {
     Damaged { what: String },
     #[error("no space left on the store's disk")]
     NoSpace,
+    #[error(
+        "metadata store {meta} lost changes that were durable (it ends at change {found}, change {durable} had been flushed): \
+         its log is damaged; nothing was changed. `s2sfs fsck --store {store}` reports, `--repair` accepts the loss"
+    )]
+    LostChanges { meta: PathBuf, store: PathBuf, found: u64, durable: u64 },
 }
 
 impl StoreError {
@@ -75,6 +82,8 @@ struct Writer {
     sizes: HashMap<u32, u64>,
     /// Bytes of frames some record still points at, per pack.
     live: HashMap<u32, u64>,
+    /// Sequence number of the last change applied to the metadata store.
+    seq: u64,
 }
 
 pub struct Store {
@@ -90,6 +99,9 @@ pub struct Store {
     /// exclusively, so no reader follows a record into a pack that just disappeared.
     gc: RwLock<()>,
     superblock: Superblock,
+    watermark: Watermark,
+    /// (changes found, changes known durable) when opened despite lost changes (fsck).
+    lost_changes: Option<(u64, u64)>,
     _lock: File,
 }
 
@@ -97,6 +109,8 @@ pub struct Store {
 pub struct StoreOptions {
     pub block_size: u32,
     pub meta_cache_bytes: u64,
+    /// Open even when the metadata store lost durable changes (fsck, which reports it).
+    pub allow_lost_changes: bool,
 }
 
 impl Store {
@@ -117,6 +131,15 @@ impl Store {
         };
         if superblock.format != FORMAT_VERSION {
             return Err(StoreError::Incompatible { path: dir.to_path_buf(), found: superblock.format, supported: FORMAT_VERSION });
+        }
+        let seq = match db.get([TAG_SEQ])? {
+            Some(v) => u64::from_le_bytes(v.as_ref().try_into().map_err(|_| StoreError::Damaged { what: "change counter".into() })?),
+            None => 0,
+        };
+        let (watermark, durable) = Watermark::open(&layout.durable())?;
+        let lost_changes = durable.filter(|&d| d > seq).map(|d| (seq, d));
+        if let Some((found, durable)) = lost_changes.filter(|_| !opts.allow_lost_changes) {
+            return Err(StoreError::LostChanges { meta: layout.meta(), store: layout.root.clone(), found, durable });
         }
         let (packs, found) = Packs::open(&layout.packs())?;
         let mut live: HashMap<u32, u64> = HashMap::new();
@@ -148,9 +171,20 @@ impl Store {
             Some(&(id, _)) => packs.create(id.max(highest_named) + 1)?,
             None => packs.create(highest_named + 1)?,
         };
-        let mut writer = Writer { active, sizes, live };
+        let mut writer = Writer { active, sizes, live, seq };
         writer.sizes.insert(writer.active.id, writer.active.len);
-        Ok(Store { freed: Mutex::new(Vec::new()), layout, db, packs, writer: Mutex::new(writer), gc: RwLock::new(()), superblock, _lock: lock })
+        Ok(Store {
+            freed: Mutex::new(Vec::new()),
+            layout,
+            db,
+            packs,
+            writer: Mutex::new(writer),
+            gc: RwLock::new(()),
+            superblock,
+            watermark,
+            lost_changes,
+            _lock: lock,
+        })
     }
 
     /// Whether `dir` holds a store, or what is left of one (`open` then says what is
@@ -252,10 +286,15 @@ impl Store {
 
     /// Makes everything committed so far durable.
     pub fn flush(&self) -> Result<(), StoreError> {
+        // Every change up to here is in sled's memory: the flush makes them durable.
+        let seq = self.lock_writer().seq;
         let freed = std::mem::take(&mut *self.freed.lock().unwrap_or_else(|p| p.into_inner()));
         if let Err(e) = self.db.flush() {
             self.freed.lock().unwrap_or_else(|p| p.into_inner()).extend(freed);
             return Err(e.into());
+        }
+        if self.lost_changes.is_none() {
+            self.watermark.record(seq)?;
         }
         if PUNCH_FREED_FRAMES {
             self.packs.punch(&freed);

@@ -13,6 +13,8 @@ pub const TAG_BLOCKMAP: u8 = b'B';
 pub const TAG_BLOCK: u8 = b'H';
 pub const TAG_XATTR: u8 = b'X';
 pub const TAG_ORPHAN: u8 = b'O';
+/// The sequence number of the last change (`watermark.rs`); key is the tag alone.
+pub const TAG_SEQ: u8 = b'Q';
 
 pub type BlockHash = [u8; 32];
 

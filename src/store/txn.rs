@@ -235,7 +235,10 @@ impl<'a> Txn<'a> {
                 None => batch.remove(key.as_slice()),
             }
         }
+        let seq = self.writer.seq + 1;
+        batch.insert(&[TAG_SEQ], &seq.to_le_bytes());
         self.store.db.apply_batch(batch)?;
+        self.writer.seq = seq;
         for (pack, delta) in live_delta {
             let live = self.writer.live.entry(pack).or_default();
             *live = live.saturating_add_signed(delta);

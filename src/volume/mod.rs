@@ -61,7 +61,7 @@ const META_CACHE_BYTES: u64 = 16 << 20;
 impl Volume {
     /// Opens (creating when empty) the volume stored in `store_dir`; takes the store lock.
     pub fn open(store_dir: &Path, opts: VolumeOptions) -> Result<Volume> {
-        let store = Store::open(store_dir, &StoreOptions { block_size: opts.block_size, meta_cache_bytes: META_CACHE_BYTES })?;
+        let store = Store::open(store_dir, &StoreOptions { block_size: opts.block_size, meta_cache_bytes: META_CACHE_BYTES, allow_lost_changes: false })?;
         let block_size = store.superblock().block_size;
         if block_size != opts.block_size {
             log::info!("store {} uses {} KiB blocks (set when it was created)", store_dir.display(), block_size / 1024);

@@ -280,14 +280,12 @@ fn truncated_pack_offsets_are_never_reused() {
     assert!(failures.is_empty(), "KNOWN BUG: reused pack offsets give wrong bytes:\n{}", failures.join("\n"));
 }
 
-/// KNOWN BUG (ignored in CI until fixed): a flipped byte in sled's log (STORE/meta/db) of a store whose
-/// log has no snapshot yet (a volume mounted once), or in the log written after sled's last
-/// snapshot, makes sled drop the log from that point on, silently: the mount succeeds,
-/// files written before are missing or empty, and fsck calls the store clean. (Then
-/// unmount's compaction deletes the packs no record points at any more, which makes the
-/// loss permanent.) Damage inside what a snapshot covers is refused cleanly.
+/// Flipped bits in the metadata store (STORE/meta), mostly in sled's log: the mount must
+/// either refuse with one line naming the metadata store, or serve every file correctly
+/// (EIO allowed, never wrong or missing files). sled drops its log silently from a damaged
+/// message on; the durable watermark (`STORE/durable`) turns that into a refusal. A refused
+/// store must not be called clean by fsck.
 #[test]
-#[ignore = "KNOWN BUG: sled silently drops its log after a flipped byte (see RELIABILITY.md); run with --ignored"]
 fn damaged_metadata_fails_cleanly_or_reads_correctly() {
     let seed = seed_from_env("S2SFS_FAULT_SEED");
     let files = sample_files();
@@ -358,6 +356,10 @@ fn damaged_metadata_fails_cleanly_or_reads_correctly() {
             if is_mounted(&vol.mnt) {
                 failures.push(format!("{what}: mount failed but left the mount point mounted"));
             }
+            let f = vol.fsck(false);
+            if f.code == 0 {
+                failures.push(format!("{what}: mount refused, but fsck calls the store clean"));
+            }
             continue;
         }
         let mut problems = Vec::new();
@@ -394,8 +396,7 @@ fn damaged_metadata_fails_cleanly_or_reads_correctly() {
     }
     summary(&format!(
         "metadata damage: {rounds} rounds: {refused} refused to mount with a clear error, {intact} read correctly, \
-         {lossy} SILENT LOSS (mounted, files missing/empty/wrong){} (seed {seed:#x})",
-        if lossy > 0 { " - KNOWN BUG" } else { "" }
+         {lossy} SILENT LOSS (mounted, files missing/empty/wrong) (seed {seed:#x})"
     ));
-    assert!(failures.is_empty(), "KNOWN BUG: damaged metadata is not detected:\n{}", failures.join("\n"));
+    assert!(failures.is_empty(), "damaged metadata is not detected:\n{}", failures.join("\n"));
 }

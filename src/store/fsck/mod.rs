@@ -33,6 +33,7 @@
 //! | `stored_blocks` | an inode's count of mapped blocks is wrong | set |
 //! | `refcount` | a block record's refcount differs from the block-map entries using it | set |
 //! | `orphaned_frame` | a block record no block-map entry uses | removed (compaction reclaims the bytes) |
+//! | `lost_changes` | the metadata store ends before changes that had been made durable (its log is damaged: sled drops everything after a damaged message), so the files they made are missing or old | the loss is accepted (the durable watermark is set back); nothing else can bring them back |
 //! | `unreadable_block` | blocks of a file whose frame is missing, outside its pack, does not decode, decodes to other data, or whose record is missing or damaged | file moved to /lost+found as `<ino>-<name>`, bad byte ranges in xattr `user.s2sfs.bad_ranges`; the blocks still read as EIO |
 //!
 //! Notes (information, not problems): `dead_pack` (a pack no record points into;
@@ -150,16 +151,30 @@ impl Store {
         let totals = scan.totals.clone();
         let cache = scan.frame_cache();
         let found = self.fsck_check(scan, repair)?;
+        let mut problems = found.problems;
+        let mut accepted_loss = false;
+        if let Some((found, durable)) = self.lost_changes {
+            if repair {
+                self.watermark.reset(found)?;
+                accepted_loss = true;
+            }
+            let detail = format!(
+                "the metadata store ends at change {found}, but changes up to {durable} had been made durable: \
+                 whatever changes {}..={durable} did is missing (damaged metadata log)",
+                found + 1
+            );
+            problems.insert(0, Problem { kind: "lost_changes", ino: None, path: None, detail, repaired: repair });
+        }
         let mut report = FsckReport {
             outcome: FsckOutcome::Clean,
             block_size: self.superblock.block_size,
             totals,
-            problems: found.problems,
+            problems,
             notes: found.notes,
-            changes_written: false,
+            changes_written: accepted_loss,
             after_repair: None,
         };
-        if repair && !found.plan.is_empty() {
+        if repair && (accepted_loss || !found.plan.is_empty()) {
             self.fsck_apply(found.plan)?;
             report.changes_written = true;
             let scan = self.fsck_scan(verify, Some(&cache), 2, progress)?;

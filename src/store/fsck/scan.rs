@@ -320,7 +320,7 @@ impl Scan {
             return;
         };
         match tag {
-            TAG_SUPER if k.len() == 1 => {}
+            TAG_SUPER | TAG_SEQ if k.len() == 1 => {}
             TAG_NAME if k.len() > 9 => {
                 let group = self.names.entry((be_u64(&k[1..]), k[9..].to_vec())).or_default();
                 group.n = Some(EntryRecord::decode(v).map_err(|e| e.to_string()));
@@ -354,7 +354,7 @@ impl Scan {
                     None => self.stray_orphans.push(ino),
                 }
             }
-            TAG_SUPER | TAG_NAME | TAG_DIRENT | TAG_BLOCKMAP | TAG_XATTR | TAG_ORPHAN | TAG_BLOCK | TAG_INODE => {
+            TAG_SUPER | TAG_SEQ | TAG_NAME | TAG_DIRENT | TAG_BLOCKMAP | TAG_XATTR | TAG_ORPHAN | TAG_BLOCK | TAG_INODE => {
                 self.bad_keys.push((k.to_vec(), "key of the wrong length for its kind"))
             }
             _ => self.bad_keys.push((k.to_vec(), "unknown kind of key")),
