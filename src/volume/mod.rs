@@ -86,6 +86,7 @@ impl Volume {
     /// Commits all dirty data, compacts packs that are mostly dead, and makes everything
     /// durable. The volume stays usable; dropping it shuts down too.
     pub fn shutdown(&self) -> Result<()> {
+        let start = std::time::Instant::now();
         if let Some(bg) = lock(&self.background).take() {
             bg.stop();
         }
@@ -93,10 +94,13 @@ impl Volume {
         // Durable first: that also gives the space of deleted data back, which compaction
         // may need on a full disk. Compaction only saves space: its failure loses nothing.
         self.core.store.flush()?;
+        let committed = start.elapsed();
         if let Err(e) = self.core.compact(SHUTDOWN_COMPACT_DEAD) {
             log::warn!("compaction at unmount skipped: {e}");
         }
         self.core.store.flush()?;
+        // Slow unmounts are worth seeing in the log: `s2sfs umount` waits for them.
+        log::info!("closed: committed in {:.2?}, compacted and closed in {:.2?}", committed, start.elapsed() - committed);
         Ok(())
     }
 }

@@ -235,7 +235,12 @@ impl Vol {
     #[track_caller]
     pub fn umount(&self) {
         let out = self.try_umount();
-        assert!(out.status.success(), "`s2sfs umount` failed: {}", out.describe());
+        if !out.status.success() {
+            let log = fs::read_to_string(self.store.join("daemon.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            panic!("`s2sfs umount` failed: {}\n--- end of daemon.log ---\n{}", out.describe(), tail.join("\n"));
+        }
         assert!(!is_mounted(&self.mnt), "`s2sfs umount` returned 0 but {} is still mounted", self.mnt.display());
     }
 

@@ -692,7 +692,6 @@ fn crash_campaign(label: &str, iterations: usize) {
 
 /// 20 crash points at random moments of a random workload (about 30 s).
 #[test]
-#[ignore = "KNOWN BUG: about one crash point in 20-100 comes back with a file content matching no state (RELIABILITY.md); run with --ignored"]
 fn crash_points_keep_every_fsynced_state() {
     crash_campaign("crash", 20);
 }

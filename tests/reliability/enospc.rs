@@ -109,15 +109,10 @@ fn full_disk_gives_enospc_and_keeps_fsynced_files() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// KNOWN BUG (ignored in CI until fixed): space freed by deleting files comes back only
-/// through compaction (hole punching is switched off: see `PUNCH_FREED_FRAMES` in
-/// src/store/mod.rs), and through
-/// compaction, which copies a pack's live frames into a new pack before deleting the old
-/// one, so it needs free space as large as the live data of the pack. On a full disk it
-/// fails with ENOSPC (at unmount, and the `s2sfs umount` still exits 0), the dead frames
-/// stay, and the volume stays full however many files are deleted.
+/// Space freed by deleting files on a full disk comes back at once: the frames whose last
+/// reference went have holes punched in their packs once the deletion is durable.
+/// Compaction could not do it here, since it copies live frames before it frees anything.
 #[test]
-#[ignore = "KNOWN BUG: deleted space comes back only through compaction, which needs free space; run with --ignored"]
 fn space_comes_back_after_deleting_files() {
     let seed = seed_from_env("S2SFS_FAULT_SEED") ^ 0x5bac;
     let vol = Vol::on_tmpfs("enospc-free", STORE_SIZE, &[]);
