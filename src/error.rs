@@ -77,3 +77,19 @@ impl Error {
         }
     }
 }
+
+/// An error and its causes joined by ": ", skipping a cause whose text the message
+/// before it already ends with (several of our errors print their source themselves).
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let s = e.to_string();
+        if !s.is_empty() && !out.ends_with(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = e.source();
+    }
+    out
+}

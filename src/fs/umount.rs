@@ -13,6 +13,7 @@ use super::daemon::LOG_FILE;
 use super::error::CommandError;
 use super::mountinfo::{MountEntry, find_mount};
 use super::preflight;
+use crate::volume::{self, CloseState};
 
 /// How long to wait for the daemon to close the store after the unmount.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -33,7 +34,25 @@ pub fn umount(mountpoint: &Path) -> Result<(), CommandError> {
         ))
     })?;
     unmount(&target)?;
-    wait_store_closed(&store, CLOSE_TIMEOUT)
+    wait_store_closed(&store, CLOSE_TIMEOUT)?;
+    match volume::close_state(&store) {
+        CloseState::Failed(why) => Err(CommandError::new(format!(
+            "unmounted, but the daemon could not commit all data: {why} (see {}); \
+             what fsync returned for is safe, later writes may be missing",
+            store.join(LOG_FILE).display()
+        ))),
+        CloseState::Died => {
+            // A dead mount being cleaned up: saying so is useful, failing is not.
+            eprintln!(
+                "s2sfs: the daemon of {} had exited without closing its store (killed?): \
+                 writes not yet fsync'd may be missing; `s2sfs fsck --store {}` checks it",
+                target.display(),
+                store.display()
+            );
+            Ok(())
+        }
+        CloseState::Clean | CloseState::Unknown => Ok(()),
+    }
 }
 
 /// The store of the s2sfs mount at `mountpoint` (exact path), if there is one.

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! STORE/format   "s2sfs-store 1": the on-disk format version, readable by people and tools
-//! STORE/lock     flock()ed by the process that has the store open
+//! STORE/lock     flock()ed by the process that has the store open; its text says whether
+//!                that process closed the store cleanly (`CloseState`)
 //! STORE/durable  how far the metadata store is known to be durable (watermark.rs)
 //! STORE/meta/    sled: inodes, directory entries, block index, block records, xattrs
 //! STORE/packs/   append-only pack files of frames
@@ -12,6 +13,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
@@ -19,6 +21,52 @@ use super::StoreError;
 
 pub const FORMAT_VERSION: u32 = 1;
 const FORMAT_PREFIX: &str = "s2sfs-store ";
+
+/// How the last process that had a store open left it, as its lock file tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseState {
+    /// Closed with every change committed and durable.
+    Clean,
+    /// Closed, but the last commits failed (the message says why): data is missing.
+    Failed(String),
+    /// Never closed: the process died with the store open (killed, crashed, power loss).
+    Died,
+    /// No process ever opened it, or an s2sfs that did not record this.
+    Unknown,
+}
+
+const OPEN_TEXT: &str = "open\n";
+const CLEAN_TEXT: &str = "closed\n";
+const FAILED_PREFIX: &str = "close failed: ";
+
+/// Writes the state into a lock file we hold.
+pub fn record_state(lock: &File, path: &Path, text: &str) -> Result<(), StoreError> {
+    lock.set_len(0).and_then(|_| lock.write_all_at(text.as_bytes(), 0)).map_err(|e| io_err(path, e))
+}
+
+pub fn open_text() -> &'static str {
+    OPEN_TEXT
+}
+
+pub fn close_text(error: Option<&str>) -> String {
+    match error {
+        None => CLEAN_TEXT.to_string(),
+        Some(e) => format!("{FAILED_PREFIX}{}\n", e.replace('\n', " ")),
+    }
+}
+
+/// Reads how the store was last closed (meaningful once no process holds the lock).
+pub fn close_state(root: &Path) -> CloseState {
+    match std::fs::read_to_string(root.join("lock")) {
+        Ok(t) if t == OPEN_TEXT => CloseState::Died,
+        Ok(t) if t == CLEAN_TEXT => CloseState::Clean,
+        Ok(t) => match t.strip_prefix(FAILED_PREFIX) {
+            Some(msg) => CloseState::Failed(msg.trim_end().to_string()),
+            None => CloseState::Unknown,
+        },
+        Err(_) => CloseState::Unknown,
+    }
+}
 
 pub struct Layout {
     pub root: PathBuf,

@@ -16,7 +16,7 @@ use std::sync::{Mutex, MutexGuard, RwLock};
 
 pub use compact::CompactStats;
 pub use fsck::{FsckOutcome, FsckReport, PassResult, Problem, Progress, Totals, Verify};
-pub use layout::FORMAT_VERSION;
+pub use layout::{CloseState, FORMAT_VERSION, close_state};
 pub use records::{BlockHash, BlockRecord, EntryRecord, InodeRecord, Superblock, Timestamp};
 pub use txn::Txn;
 
@@ -117,6 +117,7 @@ impl Store {
     pub fn open(dir: &Path, opts: &StoreOptions) -> Result<Store, StoreError> {
         let layout = Layout::new(dir);
         let lock = layout.take_lock()?;
+        layout::record_state(&lock, &layout.lock(), layout::open_text())?;
         let created = layout.check_or_create()?;
         let db = open_meta(&layout.meta(), opts.meta_cache_bytes)?;
         let superblock = match db.get([TAG_SUPER])? {
@@ -300,6 +301,12 @@ impl Store {
         // frees space without a compaction (which needs free space itself).
         self.packs.punch(&freed);
         Ok(())
+    }
+
+    /// Records in the lock file how this process closes the store (`close_state` reads it
+    /// once the lock is released): `s2sfs umount` reports a close that lost data.
+    pub fn record_close(&self, error: Option<&str>) -> Result<(), StoreError> {
+        layout::record_state(&self._lock, &self.layout.lock(), &layout::close_text(error))
     }
 
     /// Whether freed frames wait for a flush to give their space back.

@@ -20,6 +20,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex};
 
 pub use types::*;
+/// How the last daemon left a store: read by `s2sfs umount` once the daemon is gone.
+pub use crate::store::{CloseState, close_state};
 
 use crate::cache::BlockCache;
 use crate::codec::Codecs;
@@ -85,7 +87,18 @@ impl Volume {
 
     /// Commits all dirty data, compacts packs that are mostly dead, and makes everything
     /// durable. The volume stays usable; dropping it shuts down too.
+    /// Commits everything, compacts, makes it durable, and records in the store how that
+    /// went (`close_state`).
     pub fn shutdown(&self) -> Result<()> {
+        let result = self.close();
+        let error = result.as_ref().err().map(|e| crate::error::error_chain(e));
+        if let Err(e) = self.core.store.record_close(error.as_deref()) {
+            log::warn!("recording how the store was closed: {e}");
+        }
+        result
+    }
+
+    fn close(&self) -> Result<()> {
         let start = std::time::Instant::now();
         if let Some(bg) = lock(&self.background).take() {
             bg.stop();

@@ -182,13 +182,70 @@ fn space_comes_back_after_deleting_files() {
     summary(&format!(
         "enospc recovery: deleted {deleted} of {} fsync'd MiB, then a 2 MiB write {}{}",
         deleted + kept.len(),
-        if wrote { "worked: pass" } else { "FAILED with ENOSPC - KNOWN BUG (compaction needs free space)" },
+        if wrote { "worked: pass" } else { "FAILED with ENOSPC" },
         match shutdown_errors.last() {
             None => String::new(),
             Some(last) => format!("; `s2sfs umount` exited {first_umount} while the daemon logged {:?}", last.rsplit("] ").next().unwrap_or(last)),
         }
     ));
-    assert!(failures.is_empty(), "KNOWN BUG: deleting files does not free space on a full store:\n{}", failures.join("\n"));
+    assert!(failures.is_empty(), "deleting files does not free space on a full store:\n{}", failures.join("\n"));
+}
+
+/// Data the daemon cannot commit at unmount (the disk is full) is not lost silently:
+/// `s2sfs umount` exits non-zero and says so; what was fsync'd before stays intact.
+#[test]
+fn umount_reports_data_it_could_not_commit() {
+    let seed = seed_from_env("S2SFS_FAULT_SEED") ^ 0x0c1e;
+    let vol = Vol::on_tmpfs("enospc-umount", STORE_SIZE, &[]);
+    vol.mount();
+    let filled = fill(&vol, seed);
+    assert_eq!(filled.errno, libc::ENOSPC, "{} of {} failed with {}", filled.stage, filled.failed, errno_name(filled.errno));
+    remove_failed(&vol, &filled.failed);
+    // Overwrite an fsync'd file without fsync: the close fails (no room for the new
+    // frames) and the data stays in the daemon, which cannot commit it at unmount either.
+    let (name, old) = filled.kept.first().cloned().expect("some file was fsync'd");
+    let path = vol.path(&name);
+    let new = random_bytes(seed ^ 0x77, FILE_SIZE);
+    let r = timed("overwriting a file on the full store", OP_TIMEOUT, move || -> io::Result<()> {
+        let f = fs::OpenOptions::new().write(true).open(&path)?;
+        f.write_all_at(&new, 0)?;
+        close(f)
+    });
+    let mut failures = Vec::new();
+    if let Err(e) = &r {
+        if errno_or(e) != libc::ENOSPC {
+            failures.push(format!("the overwrite failed with {e}, want ENOSPC or success"));
+        }
+    }
+    let out = vol.try_umount();
+    if out.status.success() {
+        failures.push(format!("umount exited 0 although the daemon could not commit the overwrite: {}", out.describe()));
+    } else if !out.stderr.contains("could not commit") || out.stderr.trim().lines().count() != 1 {
+        failures.push(format!("umount failed, but not with one line saying what was not committed: {}", out.describe()));
+    }
+    if is_mounted(&vol.mnt) {
+        failures.push("umount left the volume mounted".to_string());
+        force_detach(&vol.mnt);
+    }
+    let f = vol.fsck(false);
+    if f.code != 0 {
+        failures.push(format!("fsck after the failed commit: {}", f.describe()));
+    }
+    vol.mount();
+    match read_timed(&vol.path(&name)) {
+        Ok(got) if got == old => {}
+        other => failures.push(format!("the fsync'd {name} changed: {:?}", other.map(|g| g.len()))),
+    }
+    check_kept(&vol, &filled.kept, "after the failed unmount", &mut failures);
+    vol.umount();
+    summary(&format!(
+        "enospc at unmount: close {}, `s2sfs umount` exit {} ({}): {}",
+        match &r { Ok(()) => "succeeded".to_string(), Err(e) => errno_name(errno_or(e)).to_string() },
+        exit_code(&out),
+        first_line(&out.stderr),
+        if failures.is_empty() { "pass" } else { "FAIL" }
+    ));
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 /// Fixed (changes that add data are refused below a free-space margin, so sled never
