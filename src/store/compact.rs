@@ -8,6 +8,10 @@ use super::packs::PACK_HEADER_LEN;
 use super::records::{BlockHash, BlockRecord, TAG_BLOCK};
 use super::{Store, StoreError};
 
+/// Live frames copied per durable commit; bounds the memory compaction holds and how long
+/// writers wait for the store.
+const GROUP_BYTES: u64 = 16 << 20;
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CompactStats {
     pub packs_rewritten: u64,
@@ -62,8 +66,13 @@ impl Store {
                 by_pack.entry(rec.pack).or_default().push((hash, rec));
             }
         }
-        for id in victims {
-            let mut txn = self.begin();
+        // Packs are emptied in groups: one durable commit (two syncs) per group instead of
+        // one per pack. Mostly dead packs have few live frames, so after many crashes (whose
+        // frames were never punched) unmount no longer spends a sync per pack.
+        let mut group: Vec<(u32, u64, u64)> = Vec::new();
+        let mut txn = self.begin();
+        let mut held = 0u64;
+        for (i, &id) in victims.iter().enumerate() {
             let size = txn.writer().sizes.get(&id).copied().unwrap_or(0);
             let mut copied = 0u64;
             for (hash, _) in by_pack.remove(&id).unwrap_or_default() {
@@ -73,17 +82,28 @@ impl Store {
                 copied += frame.len() as u64;
                 txn.relocate(hash, rec, frame);
             }
-            // Durable before the pack goes: a record must never point into a deleted pack.
-            txn.commit(true)?;
-            let _gc = self.gc.write().unwrap_or_else(|p| p.into_inner());
-            let mut w = self.lock_writer();
-            self.packs.remove(id)?;
-            w.sizes.remove(&id);
-            w.live.remove(&id);
-            stats.packs_rewritten += 1;
-            stats.bytes_copied += copied;
-            stats.bytes_reclaimed += size.saturating_sub(copied);
+            held += copied;
+            group.push((id, size, copied));
+            if held >= GROUP_BYTES || i + 1 == victims.len() {
+                // Durable before the packs go: a record must never point into a deleted pack.
+                txn.commit(true)?;
+                let _gc = self.gc.write().unwrap_or_else(|p| p.into_inner());
+                let mut w = self.lock_writer();
+                for (id, size, copied) in group.drain(..) {
+                    self.packs.remove(id)?;
+                    w.sizes.remove(&id);
+                    w.live.remove(&id);
+                    stats.packs_rewritten += 1;
+                    stats.bytes_copied += copied;
+                    stats.bytes_reclaimed += size.saturating_sub(copied);
+                }
+                drop(w);
+                drop(_gc);
+                txn = self.begin();
+                held = 0;
+            }
         }
+        drop(txn);
         Ok(stats)
     }
 }
@@ -130,6 +150,30 @@ mod tests {
         assert_eq!(store.usage(), (1000, PACK_HEADER_LEN + 1000));
         assert_eq!(store.block(6, 0).unwrap(), Some(a));
         assert_eq!(store.block(5, 0).unwrap(), None);
+    }
+
+    /// Many mostly dead packs (what crashes leave: their frames were never punched) are
+    /// emptied with one durable commit, not one per pack.
+    #[test]
+    fn mostly_dead_packs_are_emptied_in_one_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        for p in 0..6u8 {
+            put(&store, 100 + p as u64, 0, p + 1, 1000);
+            let mut txn = store.begin();
+            txn.delete_inode(100 + p as u64).unwrap();
+            // A little live data in every pack, so each one has a frame to copy.
+            txn.set_block::<StoreError>(200 + p as u64, 0, Some([p + 50; 32]), || Ok(vec![p; 10])).unwrap();
+            txn.commit(false).unwrap();
+            store.begin().rotate().unwrap();
+        }
+        let seq = store.lock_writer().seq;
+        let stats = store.compact(0.5).unwrap();
+        assert_eq!(stats.packs_rewritten, 6);
+        assert_eq!(store.lock_writer().seq, seq + 1, "one commit for all six packs");
+        for p in 0..6u8 {
+            assert_eq!(store.read_frame(&[p + 50; 32]).unwrap().unwrap(), vec![p; 10]);
+        }
     }
 
     #[test]
