@@ -176,6 +176,31 @@ mod tests {
         }
     }
 
+    /// Frames whose last reference went give their disk space back once the deletion is
+    /// durable and `punch_freed` runs (not before: a crash could bring the records back).
+    #[test]
+    fn freed_frames_are_punched_after_the_flush() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        for b in 0..8u8 {
+            put(&store, 5, b as u64, b + 1, 64 << 10);
+        }
+        store.flush().unwrap();
+        let pack = store.pack_path(1);
+        let allocated = || std::fs::metadata(&pack).unwrap().blocks() * 512;
+        let before = allocated();
+        let mut txn = store.begin();
+        txn.delete_inode(5).unwrap();
+        txn.commit(false).unwrap();
+        store.punch_freed();
+        assert_eq!(allocated(), before, "punched before the deletion was durable");
+        store.flush().unwrap();
+        store.punch_freed();
+        assert!(allocated() + (480 << 10) <= before, "{} of {before} bytes still allocated", allocated());
+        assert!(!store.has_freed());
+    }
+
     #[test]
     fn a_lost_packs_id_is_never_reused() {
         let dir = tempfile::tempdir().unwrap();

@@ -91,6 +91,9 @@ pub struct Store {
     /// punched) once the change that freed them is durable: before that, a crash could
     /// bring the old records back.
     freed: Mutex<Vec<(u32, u64, u32)>>,
+    /// Freed frames whose deletion is durable: their holes are punched off the caller's
+    /// path (`punch_freed`), since punching costs milliseconds per hole on ext4.
+    punchable: Mutex<Vec<(u32, u64, u32)>>,
     layout: Layout,
     db: sled::Db,
     packs: Packs,
@@ -176,6 +179,7 @@ impl Store {
         writer.sizes.insert(writer.active.id, writer.active.len);
         Ok(Store {
             freed: Mutex::new(Vec::new()),
+            punchable: Mutex::new(Vec::new()),
             layout,
             db,
             packs,
@@ -297,10 +301,29 @@ impl Store {
         if self.lost_changes.is_none() {
             self.watermark.record(seq)?;
         }
-        // Dead frames give their space back at once, so deleting files on a full disk
-        // frees space without a compaction (which needs free space itself).
-        self.packs.punch(&freed);
+        self.punchable.lock().unwrap_or_else(|p| p.into_inner()).extend(freed);
         Ok(())
+    }
+
+    /// Gives the space of frames whose deletion is durable back to the filesystem (holes
+    /// punched), so deleting files on a full disk frees space without a compaction, which
+    /// needs free space itself. Adjacent frames (a file written in one go) become one hole.
+    pub fn punch_freed(&self) {
+        let mut ranges = std::mem::take(&mut *self.punchable.lock().unwrap_or_else(|p| p.into_inner()));
+        if ranges.is_empty() {
+            return;
+        }
+        ranges.sort_unstable();
+        let mut merged: Vec<(u32, u64, u64)> = Vec::with_capacity(ranges.len());
+        for (pack, offset, len) in ranges {
+            match merged.last_mut() {
+                Some((p, o, l)) if *p == pack && *o + *l >= offset => *l = (*l).max(offset + len as u64 - *o),
+                _ => merged.push((pack, offset, len as u64)),
+            }
+        }
+        // Packs deleted since (compaction) are skipped by `punch`.
+        let _gc = self.gc.read().unwrap_or_else(|p| p.into_inner());
+        self.packs.punch(&merged);
     }
 
     /// Records in the lock file how this process closes the store (`close_state` reads it
@@ -309,9 +332,10 @@ impl Store {
         layout::record_state(&self._lock, &self.layout.lock(), &layout::close_text(error))
     }
 
-    /// Whether freed frames wait for a flush to give their space back.
+    /// Whether freed frames wait for a flush or a punch to give their space back.
     pub fn has_freed(&self) -> bool {
         !self.freed.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
+            || !self.punchable.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
     }
 
     /// Whether the store's disk has room for changes that add data. Below the margin only

@@ -129,7 +129,7 @@ impl Packs {
     /// Gives the disk space of dead frames back to the filesystem (punches holes; the
     /// packs keep their length, so no offset moves). Best effort: a filesystem without
     /// hole punching keeps the space until compaction rewrites the pack.
-    pub fn punch(&self, ranges: &[(u32, u64, u32)]) {
+    pub fn punch(&self, ranges: &[(u32, u64, u64)]) {
         let mut open: HashMap<u32, Option<File>> = HashMap::new();
         for &(id, offset, len) in ranges {
             let file = open.entry(id).or_insert_with(|| OpenOptions::new().write(true).open(self.path(id)).ok());

@@ -38,8 +38,9 @@ impl Background {
                     }
                     // Space of deleted data comes back once the deletion is durable.
                     if core.store.has_freed() {
-                        if let Err(e) = core.store.flush() {
-                            log::error!("background flush: {e}");
+                        match core.store.flush() {
+                            Ok(()) => core.store.punch_freed(),
+                            Err(e) => log::error!("background flush: {e}"),
                         }
                     }
                     if last_compact.elapsed() >= COMPACT_EVERY {

@@ -104,14 +104,16 @@ impl Volume {
             bg.stop();
         }
         self.core.commit_all()?;
-        // Durable first: that also gives the space of deleted data back, which compaction
-        // may need on a full disk. Compaction only saves space: its failure loses nothing.
+        // Compaction only saves space: its failure loses nothing.
         self.core.store.flush()?;
         let committed = start.elapsed();
         if let Err(e) = self.core.compact(SHUTDOWN_COMPACT_DEAD) {
             log::warn!("compaction at unmount skipped: {e}");
         }
         self.core.store.flush()?;
+        // After compaction: holes in the packs it just deleted would be wasted work, and
+        // where it failed (a full disk) this is what gives the space back.
+        self.core.store.punch_freed();
         // Slow unmounts are worth seeing in the log: `s2sfs umount` waits for them.
         log::info!("closed: committed in {:.2?}, compacted and closed in {:.2?}", committed, start.elapsed() - committed);
         Ok(())
