@@ -1,0 +1,284 @@
+//! Integer frequency tables for the range coder: a model's per-symbol weights (for
+//! example the outputs of an exp lookup table) become frequencies with a fixed total.
+//!
+//! The encoder and the decoder each build the table from the weights they computed, so the
+//! construction must give bit-identical results on every machine: integers only, and no
+//! step whose outcome depends on an algorithm's tie-breaking.
+
+use super::error::{CoderError, Result};
+use super::range::{RangeDecoder, RangeEncoder};
+
+pub const FREQ_TOTAL_BITS: u32 = 16;
+/// What every table's frequencies sum to: the largest total the range coder accepts.
+pub const FREQ_TOTAL: u32 = 1 << FREQ_TOTAL_BITS;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FreqTable {
+    /// `cum[s]` is the sum of the frequencies of the symbols before `s`; one entry more
+    /// than there are symbols, the last being `FREQ_TOTAL`.
+    cum: Vec<u32>,
+}
+
+impl FreqTable {
+    /// Builds frequencies proportional to `weights`, each at least 1 so that every symbol
+    /// stays codable, summing to exactly `FREQ_TOTAL`. All-zero weights give a uniform
+    /// table. At most `FREQ_TOTAL` symbols.
+    pub fn from_weights(weights: &[u32]) -> Result<FreqTable> {
+        let n = weights.len();
+        if n == 0 || n > FREQ_TOTAL as usize {
+            return Err(CoderError::TableSize {
+                got: n,
+                max: FREQ_TOTAL as usize,
+            });
+        }
+        let uniform;
+        let weights = if weights.iter().all(|&w| w == 0) {
+            uniform = vec![1u32; n];
+            &uniform[..]
+        } else {
+            weights
+        };
+        // One count per symbol is reserved; the rest is shared out in proportion.
+        let budget = u64::from(FREQ_TOTAL) - n as u64;
+        let sum: u64 = weights.iter().map(|&w| u64::from(w)).sum();
+        let mut freqs = Vec::with_capacity(n);
+        let mut leftovers = Vec::with_capacity(n);
+        let mut given = 0u64;
+        for (sym, &w) in weights.iter().enumerate() {
+            let scaled = u64::from(w) * budget;
+            let share = scaled / sum;
+            given += share;
+            freqs.push(1 + share as u32);
+            leftovers.push((scaled % sum, sym));
+        }
+        // Largest-remainder rounding: the counts lost to flooring (fewer than n) go to the
+        // symbols that lost the most. Keys are unique (the symbol breaks ties), so the
+        // chosen set is the same whatever order the selection visits them in.
+        let missing = (budget - given) as usize;
+        if missing > 0 {
+            let by_loss = |&(rem, sym): &(u64, usize)| (std::cmp::Reverse(rem), sym);
+            if missing < n {
+                leftovers.select_nth_unstable_by_key(missing, by_loss);
+            }
+            for &(_, sym) in &leftovers[..missing.min(n)] {
+                freqs[sym] += 1;
+            }
+        }
+        let mut cum = Vec::with_capacity(n + 1);
+        let mut total = 0u32;
+        cum.push(0);
+        for f in freqs {
+            total += f;
+            cum.push(total);
+        }
+        debug_assert_eq!(total, FREQ_TOTAL);
+        Ok(FreqTable { cum })
+    }
+
+    pub fn len(&self) -> usize {
+        self.cum.len() - 1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Sum of the frequencies of the symbols before `sym`. Panics if `sym >= len()`.
+    pub fn cum(&self, sym: usize) -> u32 {
+        assert!(sym < self.len(), "symbol {sym} of {}", self.len());
+        self.cum[sym]
+    }
+
+    /// Panics if `sym >= len()`.
+    pub fn freq(&self, sym: usize) -> u32 {
+        let below = self.cum(sym);
+        self.cum[sym + 1] - below
+    }
+
+    /// The symbol whose interval holds `target`; targets past the end (only corrupt input
+    /// makes them) give the last symbol.
+    pub fn symbol_for(&self, target: u32) -> usize {
+        let target = target.min(FREQ_TOTAL - 1);
+        // cum[0] = 0 <= target < cum[len] = FREQ_TOTAL, so this lies in 1..=len.
+        self.cum.partition_point(|&c| c <= target) - 1
+    }
+
+    /// Codes `sym` under this table; an out-of-range symbol is an error, not a panic.
+    pub fn encode(&self, encoder: &mut RangeEncoder, sym: usize) -> Result<()> {
+        if sym >= self.len() {
+            return Err(CoderError::SymbolOutOfRange {
+                symbol: sym,
+                len: self.len(),
+            });
+        }
+        encoder.encode(self.cum(sym), self.freq(sym), FREQ_TOTAL);
+        Ok(())
+    }
+
+    /// Decodes one symbol coded by `encode` under the same table.
+    pub fn decode(&self, decoder: &mut RangeDecoder<'_>) -> usize {
+        let sym = self.symbol_for(decoder.decode_freq(FREQ_TOTAL));
+        decoder.consume(self.cum(sym), self.freq(sym), FREQ_TOTAL);
+        sym
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What a perfect entropy coder would spend on `sym`, in bits.
+    fn ideal_bits(table: &FreqTable, sym: usize) -> f64 {
+        f64::from(FREQ_TOTAL_BITS) - f64::from(table.freq(sym)).log2()
+    }
+
+    fn check_table(weights: &[u32]) -> FreqTable {
+        let table = FreqTable::from_weights(weights).expect("valid size");
+        assert_eq!(table.len(), weights.len());
+        let mut sum = 0;
+        for sym in 0..table.len() {
+            assert!(table.freq(sym) >= 1);
+            assert_eq!(table.cum(sym), sum);
+            sum += table.freq(sym);
+        }
+        assert_eq!(sum, FREQ_TOTAL);
+        table
+    }
+
+    #[test]
+    fn sizes_are_checked() {
+        assert!(FreqTable::from_weights(&[]).is_err());
+        assert!(FreqTable::from_weights(&vec![1; FREQ_TOTAL as usize + 1]).is_err());
+        let full = check_table(&vec![7; FREQ_TOTAL as usize]);
+        assert!((0..full.len()).all(|s| full.freq(s) == 1));
+    }
+
+    #[test]
+    fn shapes() {
+        let zeros = check_table(&[0; 10]);
+        let freqs: Vec<u32> = (0..10).map(|s| zeros.freq(s)).collect();
+        assert!(freqs.iter().max().unwrap() - freqs.iter().min().unwrap() <= 1);
+
+        let mut spike = vec![0u32; 8192];
+        spike[4321] = u32::MAX;
+        let spike_table = check_table(&spike);
+        assert_eq!(spike_table.freq(4321), FREQ_TOTAL - 8191);
+
+        let proportional = check_table(&[1, 2, 3, 4]);
+        let budget = FREQ_TOTAL - 4;
+        for s in 0..4 {
+            let exact = f64::from(budget) * (s as f64 + 1.0) / 10.0 + 1.0;
+            assert!((f64::from(proportional.freq(s)) - exact).abs() < 1.0);
+        }
+    }
+
+    #[test]
+    fn symbol_for_inverts_cum() {
+        let table = check_table(&[5, 0, 0, 1000, 3, u32::MAX, 0]);
+        for sym in 0..table.len() {
+            let (lo, f) = (table.cum(sym), table.freq(sym));
+            assert_eq!(table.symbol_for(lo), sym);
+            assert_eq!(table.symbol_for(lo + f - 1), sym);
+        }
+        assert_eq!(table.symbol_for(u32::MAX), table.len() - 1);
+    }
+
+    #[test]
+    fn out_of_range_symbol_is_an_error() {
+        let table = check_table(&[1, 1]);
+        let mut enc = RangeEncoder::new();
+        assert!(table.encode(&mut enc, 2).is_err());
+    }
+
+    /// Weights drawn in one of several shapes, including the degenerate ones.
+    fn weights() -> impl Strategy<Value = Vec<u32>> {
+        (1usize..=9000, any::<u64>(), 0u8..5).prop_map(|(n, seed, shape)| {
+            let mut state = seed | 1;
+            let mut next = move || {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state
+            };
+            (0..n)
+                .map(|i| match shape {
+                    0 => 0,
+                    1 => (next() >> 32) as u32,
+                    2 => {
+                        if i == n / 2 {
+                            u32::MAX
+                        } else {
+                            0
+                        }
+                    }
+                    3 => 1u32 << (next() % 32),
+                    _ => (next() % 3) as u32,
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn tables_are_valid(weights in weights()) {
+            check_table(&weights);
+        }
+
+        /// Symbols coded under per-step tables decode back, at close to their ideal cost.
+        #[test]
+        fn streams_round_trip(
+            tables in proptest::collection::vec(weights(), 1..4),
+            picks in proptest::collection::vec((any::<usize>(), any::<u16>()), 0..3000),
+        ) {
+            let tables: Vec<FreqTable> = tables.iter().map(|w| check_table(w)).collect();
+            // Half the symbols follow their table (as a good model's would), half are
+            // arbitrary, so unlikely symbols are exercised too.
+            let stream: Vec<(usize, usize)> = picks
+                .iter()
+                .map(|&(pick, target)| {
+                    let t = pick % tables.len();
+                    let sym = if pick % 2 == 0 {
+                        tables[t].symbol_for(u32::from(target))
+                    } else {
+                        (pick / 2) % tables[t].len()
+                    };
+                    (t, sym)
+                })
+                .collect();
+            let mut enc = RangeEncoder::new();
+            for &(t, sym) in &stream {
+                tables[t].encode(&mut enc, sym).expect("symbol in range");
+            }
+            let bytes = enc.finish();
+            let ideal: f64 = stream.iter().map(|&(t, s)| ideal_bits(&tables[t], s)).sum();
+            // Each step may lose up to 2^-8 of the range to rounding (0.0057 bits), and
+            // the flush rounds up to whole bytes.
+            let allowed = (ideal + stream.len() as f64 * 0.0057) / 8.0 + 2.0;
+            prop_assert!(
+                (bytes.len() as f64) <= allowed,
+                "{} bytes for an ideal {:.1}", bytes.len(), ideal / 8.0
+            );
+            let mut dec = RangeDecoder::new(&bytes);
+            for &(t, sym) in &stream {
+                prop_assert_eq!(tables[t].decode(&mut dec), sym);
+            }
+        }
+
+        /// Truncated or arbitrary bytes decode to some symbols, in range, without panics.
+        #[test]
+        fn garbage_decodes_in_range(
+            weights in weights(),
+            input in proptest::collection::vec(any::<u8>(), 0..40),
+            count in 0usize..500,
+        ) {
+            let table = check_table(&weights);
+            let mut dec = RangeDecoder::new(&input);
+            for _ in 0..count {
+                prop_assert!(table.decode(&mut dec) < table.len());
+            }
+        }
+    }
+}

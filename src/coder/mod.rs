@@ -1,0 +1,11 @@
+//! The learned T5 latent coder (DESIGN.md, "The T5 latent coder"): the pieces that turn a
+//! block into tokens and tokens into bits. Everything here is exact and deterministic,
+//! because a frame must decode on any machine to the bytes that were written.
+
+mod error;
+mod freq;
+mod range;
+
+pub use self::error::{CoderError, Result};
+pub use self::freq::{FREQ_TOTAL, FREQ_TOTAL_BITS, FreqTable};
+pub use self::range::{RangeDecoder, RangeEncoder};
