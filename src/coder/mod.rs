@@ -5,7 +5,9 @@
 mod error;
 mod freq;
 mod range;
+mod tokenizer;
 
 pub use self::error::{CoderError, Result};
 pub use self::freq::{FREQ_TOTAL, FREQ_TOTAL_BITS, FreqTable};
 pub use self::range::{RangeDecoder, RangeEncoder};
+pub use self::tokenizer::{ByteBpe, MAX_WORD_LEN};
