@@ -4,10 +4,12 @@
 
 mod error;
 mod freq;
+mod matcher;
 mod range;
 mod tokenizer;
 
 pub use self::error::{CoderError, Result};
 pub use self::freq::{FREQ_TOTAL, FREQ_TOTAL_BITS, FreqTable};
+pub use self::matcher::{MATCH_BUCKETS, MATCH_MIN, MatchPrediction, Matcher, match_predictions};
 pub use self::range::{RangeDecoder, RangeEncoder};
 pub use self::tokenizer::{ByteBpe, MAX_WORD_LEN};
