@@ -18,6 +18,8 @@ pub enum CoderError {
     /// A BPE vocabulary that cannot map every byte string to ids and back.
     #[error("unusable BPE vocabulary: {0}")]
     Vocab(String),
+    #[error("model config {}: {reason}", path.display())]
+    ModelConfig { path: PathBuf, reason: String },
     #[error("BPE training failed: {0}")]
     Train(String),
     #[error("token id {0} is not in the vocabulary")]

@@ -2,14 +2,18 @@
 //! block into tokens and tokens into bits. Everything here is exact and deterministic,
 //! because a frame must decode on any machine to the bytes that were written.
 
+mod config;
 mod error;
 mod freq;
 mod matcher;
 mod range;
+mod relpos;
 mod tokenizer;
 
+pub use self::config::{E_A, E_GAIN, E_H, E_S, E_X, FORMAT, H_MAX, MAX_VOCAB, ModelConfig, Q8_MAX};
 pub use self::error::{CoderError, Result};
 pub use self::freq::{FREQ_TOTAL, FREQ_TOTAL_BITS, FreqTable};
 pub use self::matcher::{MATCH_BUCKETS, MATCH_MIN, MatchPrediction, Matcher, match_predictions};
 pub use self::range::{RangeDecoder, RangeEncoder};
+pub use self::relpos::{Direction, RelBuckets};
 pub use self::tokenizer::{ByteBpe, MAX_WORD_LEN};
