@@ -75,6 +75,104 @@ impl FreqTable {
         Ok(FreqTable { cum })
     }
 
+    /// The table `from_weights` builds from the weights `level_weights[levels[s]]`, made
+    /// in place without per-symbol division or sorting: a model's weights come from a
+    /// small table (the exp levels of a softmax), so each level's share and remainder is
+    /// computed once. Identical to `from_weights` (tested), so either may build a table
+    /// the other side decodes with.
+    pub fn refill_from_levels(&mut self, levels: &[u8], level_weights: &[u32]) -> Result<()> {
+        let n = levels.len();
+        if n == 0 || n > FREQ_TOTAL as usize {
+            return Err(CoderError::TableSize {
+                got: n,
+                max: FREQ_TOTAL as usize,
+            });
+        }
+        const LEVELS: usize = 256;
+        let mut count = [0u64; LEVELS];
+        for &l in levels {
+            count[usize::from(l)] += 1;
+        }
+        let mut weight = [0u64; LEVELS];
+        for (l, w) in weight.iter_mut().enumerate() {
+            if count[l] > 0 {
+                let Some(&lw) = level_weights.get(l) else {
+                    return Err(CoderError::SymbolOutOfRange {
+                        symbol: l,
+                        len: level_weights.len(),
+                    });
+                };
+                *w = u64::from(lw);
+            }
+        }
+        let mut sum: u64 = (0..LEVELS).map(|l| count[l] * weight[l]).sum();
+        if sum == 0 {
+            // All-zero weights: uniform, as in `from_weights`.
+            weight = [1; LEVELS];
+            sum = n as u64;
+        }
+        let budget = u64::from(FREQ_TOTAL) - n as u64;
+        let mut share = [0u64; LEVELS];
+        let mut rem = [0u64; LEVELS];
+        let mut given = 0u64;
+        let mut present = [0u8; LEVELS];
+        let mut n_present = 0;
+        for l in 0..LEVELS {
+            if count[l] > 0 {
+                let scaled = weight[l] * budget;
+                share[l] = scaled / sum;
+                rem[l] = scaled % sum;
+                given += count[l] * share[l];
+                present[n_present] = l as u8;
+                n_present += 1;
+            }
+        }
+        let present = &mut present[..n_present];
+        // The `missing` largest remainders get one more, ties to the lowest symbol: whole
+        // groups of equal remainder while they fit, then the first symbols of the next.
+        let mut missing = budget - given;
+        present.sort_unstable_by_key(|&l| std::cmp::Reverse(rem[usize::from(l)]));
+        let mut all_above = u64::MAX;
+        let mut partial: Option<(u64, u64)> = None;
+        let mut i = 0;
+        while i < present.len() && missing > 0 {
+            let r = rem[usize::from(present[i])];
+            let mut group = 0;
+            while i < present.len() && rem[usize::from(present[i])] == r {
+                group += count[usize::from(present[i])];
+                i += 1;
+            }
+            if group <= missing {
+                missing -= group;
+                all_above = r;
+            } else {
+                partial = Some((r, missing));
+                missing = 0;
+            }
+        }
+        self.cum.clear();
+        self.cum.reserve(n + 1);
+        self.cum.push(0);
+        let mut total = 0u32;
+        for &l in levels {
+            let l = usize::from(l);
+            let mut f = 1 + share[l];
+            if rem[l] >= all_above {
+                f += 1;
+            } else if let Some((r, left)) = partial.as_mut()
+                && rem[l] == *r
+                && *left > 0
+            {
+                *left -= 1;
+                f += 1;
+            }
+            total += f as u32;
+            self.cum.push(total);
+        }
+        debug_assert_eq!(total, FREQ_TOTAL);
+        Ok(())
+    }
+
     pub fn len(&self) -> usize {
         self.cum.len() - 1
     }
@@ -225,6 +323,20 @@ mod tests {
         #[test]
         fn tables_are_valid(weights in weights()) {
             check_table(&weights);
+        }
+
+        #[test]
+        fn levels_build_the_same_table_as_weights(
+            picks in proptest::collection::vec(any::<u8>(), 1..3000),
+            level_weights in proptest::collection::vec(0u32..40000, 1..130),
+            zeros in any::<bool>(),
+        ) {
+            let level_weights: Vec<u32> = if zeros { vec![0; level_weights.len()] } else { level_weights };
+            let levels: Vec<u8> = picks.iter().map(|&p| (usize::from(p) % level_weights.len()) as u8).collect();
+            let weights: Vec<u32> = levels.iter().map(|&l| level_weights[usize::from(l)]).collect();
+            let mut table = FreqTable::from_weights(&[1]).expect("one symbol");
+            table.refill_from_levels(&levels, &level_weights).expect("valid levels");
+            prop_assert_eq!(table, check_table(&weights));
         }
 
         /// Symbols coded under per-step tables decode back, at close to their ideal cost.

@@ -5,6 +5,7 @@
 mod config;
 mod error;
 mod freq;
+mod intnet;
 mod matcher;
 mod range;
 mod relpos;
