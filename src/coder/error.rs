@@ -28,4 +28,23 @@ pub enum CoderError {
     SymbolOutOfRange { symbol: usize, len: usize },
     #[error("a frequency table needs 1 to {max} symbols, not {got}")]
     TableSize { got: usize, max: usize },
+    /// A weights file that is not a readable safetensors file.
+    #[error("model weights {}: {reason}", path.display())]
+    Weights { path: PathBuf, reason: String },
+    /// One tensor of a weights file that does not fit the format or the config.
+    #[error("model weights {}: tensor {tensor} {reason}", path.display())]
+    Tensor {
+        path: PathBuf,
+        tensor: String,
+        reason: String,
+    },
+    /// Model files that are each valid but do not fit together.
+    #[error("model {}: {reason}", path.display())]
+    Model { path: PathBuf, reason: String },
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }

@@ -4,9 +4,13 @@
 
 mod config;
 mod error;
+#[cfg(test)]
+pub(crate) mod fixtures;
 mod freq;
 mod intnet;
 mod matcher;
+pub mod model;
+mod net;
 mod range;
 mod relpos;
 mod tokenizer;
@@ -15,6 +19,7 @@ pub use self::config::{E_A, E_GAIN, E_H, E_S, E_X, FORMAT, H_MAX, MAX_VOCAB, Mod
 pub use self::error::{CoderError, Result};
 pub use self::freq::{FREQ_TOTAL, FREQ_TOTAL_BITS, FreqTable};
 pub use self::matcher::{MATCH_BUCKETS, MATCH_MIN, MatchPrediction, Matcher, match_predictions};
+pub use self::model::Model;
 pub use self::range::{RangeDecoder, RangeEncoder};
 pub use self::relpos::{Direction, RelBuckets};
 pub use self::tokenizer::{ByteBpe, MAX_WORD_LEN};

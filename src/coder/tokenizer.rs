@@ -131,12 +131,19 @@ impl ByteBpe {
     /// Writes the vocabulary and merges as a standard `tokenizer.json` (model only: the
     /// splitting into words is this module's, not the file's).
     pub fn save(&self, path: &Path) -> Result<()> {
+        let cannot_write = |reason: String| CoderError::TokenizerFile {
+            path: path.to_owned(),
+            reason: format!("cannot write: {reason}"),
+        };
+        let json = self.to_json().map_err(|e| cannot_write(e.to_string()))?;
+        std::fs::write(path, json).map_err(|e| cannot_write(e.to_string()))
+    }
+
+    /// The text `save` writes.
+    pub fn to_json(&self) -> Result<String> {
         Tokenizer::new(self.model.clone())
-            .save(path, true)
-            .map_err(|e| CoderError::TokenizerFile {
-                path: path.to_owned(),
-                reason: format!("cannot write: {e}"),
-            })
+            .to_string(true)
+            .map_err(|e| CoderError::Vocab(format!("cannot serialize: {e}")))
     }
 
     /// Loads a `tokenizer.json` whose model is a byte-level BPE that covers all 256
@@ -147,7 +154,12 @@ impl ByteBpe {
             path: path.to_owned(),
             source,
         })?;
-        parse_model(&json)
+        ByteBpe::from_json(&json, path)
+    }
+
+    /// Parses the contents of a `tokenizer.json` as `load` does; `path` names it in errors.
+    pub fn from_json(json: &[u8], path: &Path) -> Result<ByteBpe> {
+        parse_model(json)
             .and_then(|model| ByteBpe::from_model(model).map_err(|e| e.to_string()))
             .map_err(|reason| CoderError::TokenizerFile {
                 path: path.to_owned(),
