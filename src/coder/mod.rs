@@ -3,6 +3,8 @@
 //! because a frame must decode on any machine to the bytes that were written.
 
 mod config;
+mod decoder;
+mod encoder;
 mod error;
 #[cfg(test)]
 pub(crate) mod fixtures;
@@ -11,15 +13,19 @@ mod intnet;
 mod matcher;
 pub mod model;
 mod net;
+mod predictor;
 mod range;
 mod relpos;
+mod t5;
 mod tokenizer;
 
 pub use self::config::{E_A, E_GAIN, E_H, E_S, E_X, FORMAT, H_MAX, MAX_VOCAB, ModelConfig, Q8_MAX};
+pub use self::decoder::START_TOKEN;
 pub use self::error::{CoderError, Result};
 pub use self::freq::{FREQ_TOTAL, FREQ_TOTAL_BITS, FreqTable};
 pub use self::matcher::{MATCH_BUCKETS, MATCH_MIN, MatchPrediction, Matcher, match_predictions};
 pub use self::model::Model;
 pub use self::range::{RangeDecoder, RangeEncoder};
 pub use self::relpos::{Direction, RelBuckets};
+pub use self::t5::T5Codec;
 pub use self::tokenizer::{ByteBpe, MAX_WORD_LEN};

@@ -1,0 +1,244 @@
+//! The t5 decoder run position by position in integers (CODER.md, "Operations"): self-
+//! attention over a window of W past positions, kept as ring buffers of keys and values
+//! so that a step costs the same at every position, and cross-attention to the current
+//! segment's latent. `forward` takes several positions at once when they are all known
+//! (compression); each position's result is the same as when it runs alone (decoding),
+//! since every position runs the same integer computation over the same keys.
+
+use super::intnet::{AttnScratch, FfnScratch, LinearScratch, attend_head, clamp8, rmsnorm};
+use super::model::Model;
+use super::net::{DecoderLayer, Net};
+use super::{E_A, E_H, E_S, E_X};
+
+/// The input at position 0, before any token: T5's decoder start, token id 0.
+pub const START_TOKEN: u32 = 0;
+
+#[derive(Debug)]
+struct LayerState {
+    /// Ring buffers of `capacity` rows of d: position p lives in row `p % capacity`.
+    keys: Vec<i8>,
+    values: Vec<i8>,
+    /// The memory's keys and values (rows of d), one row per memory slot.
+    memory_keys: Vec<i8>,
+    memory_values: Vec<i8>,
+}
+
+/// Per-call buffers, kept so that a step allocates nothing.
+#[derive(Debug, Default)]
+struct Scratch {
+    h: Vec<i32>,
+    x: Vec<i8>,
+    q: Vec<i8>,
+    k: Vec<i8>,
+    v: Vec<i8>,
+    o: Vec<i8>,
+    memory: Vec<i8>,
+    linear: LinearScratch,
+    ffn: FfnScratch,
+    attn: AttnScratch,
+}
+
+pub struct Decoder<'m> {
+    net: &'m Net,
+    d: usize,
+    heads: usize,
+    window: usize,
+    max_batch: usize,
+    /// Rows of the ring buffers: a batch's queries see W keys back from its last position.
+    capacity: usize,
+    /// The next position `forward` computes.
+    pos: usize,
+    memory_slots: usize,
+    layers: Vec<LayerState>,
+    scratch: Scratch,
+}
+
+impl<'m> Decoder<'m> {
+    /// A decoder at position 0 with an empty latent, taking up to `max_batch` positions
+    /// per `forward`.
+    pub fn new(model: &'m Model, max_batch: usize) -> Decoder<'m> {
+        let config = model.config();
+        let d = config.d_model;
+        let max_batch = max_batch.max(1);
+        let capacity = config.window + max_batch - 1;
+        let memory_rows = config.latent_max + 1;
+        let layers = model
+            .net()
+            .decoder
+            .iter()
+            .map(|_| LayerState {
+                keys: vec![0; capacity * d],
+                values: vec![0; capacity * d],
+                memory_keys: vec![0; memory_rows * d],
+                memory_values: vec![0; memory_rows * d],
+            })
+            .collect();
+        let mut decoder = Decoder {
+            net: model.net(),
+            d,
+            heads: config.n_heads,
+            window: config.window,
+            max_batch,
+            capacity,
+            pos: 0,
+            memory_slots: 0,
+            layers,
+            scratch: Scratch::default(),
+        };
+        decoder.set_latent(&[]);
+        decoder
+    }
+
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Cross-attention memory for the positions that follow: the null slot, then the
+    /// latent's codes (each below K) at positions 1, 2, ...
+    pub fn set_latent(&mut self, codes: &[u32]) {
+        let d = self.d;
+        let net = self.net;
+        let null = net.latent_embed.len() / d - 1;
+        let slots = codes.len().min(net.latent_pos.len() / d - 1) + 1;
+        let memory = &mut self.scratch.memory;
+        memory.clear();
+        for slot in 0..slots {
+            let code = if slot == 0 {
+                null
+            } else {
+                (codes[slot - 1] as usize).min(null)
+            };
+            let embed = &net.latent_embed[code * d..(code + 1) * d];
+            let pos = &net.latent_pos[slot * d..(slot + 1) * d];
+            memory.extend(
+                embed
+                    .iter()
+                    .zip(pos)
+                    .map(|(&e, &p)| clamp8(i64::from(e) + i64::from(p))),
+            );
+        }
+        for (layer, state) in net.decoder.iter().zip(&mut self.layers) {
+            let cross = &layer.cross;
+            cross.k.to_q8(
+                memory,
+                slots,
+                E_X,
+                E_A,
+                false,
+                &mut state.memory_keys,
+                &mut self.scratch.linear,
+            );
+            cross.v.to_q8(
+                memory,
+                slots,
+                E_X,
+                E_A,
+                false,
+                &mut state.memory_values,
+                &mut self.scratch.linear,
+            );
+        }
+        self.memory_slots = slots;
+    }
+
+    /// Runs the positions `position()..position() + inputs.len()`, where `inputs[i]` is
+    /// the token before position `position() + i` (`START_TOKEN` before the first), and
+    /// writes each position's logits over the vocabulary (at E_S, before the match boost)
+    /// as rows of `logits`. Tokens must be below the vocabulary size.
+    pub fn forward(&mut self, inputs: &[u32], logits: &mut Vec<i32>) {
+        let n = inputs.len();
+        assert!(n <= self.max_batch, "batch of {n} above {}", self.max_batch);
+        let d = self.d;
+        let net = self.net;
+        let s = &mut self.scratch;
+        s.h.clear();
+        for &token in inputs {
+            let row = &net.embed[token as usize * d..(token as usize + 1) * d];
+            // Embeddings are q8 at E_X; the residual stream is at E_H.
+            s.h.extend(row.iter().map(|&e| i32::from(e) << (E_H - E_X)));
+        }
+        for f in [&mut s.x, &mut s.q, &mut s.k, &mut s.v, &mut s.o] {
+            f.resize(n * d, 0);
+        }
+        for (layer, l) in net.decoder.iter().zip(0..) {
+            self.layer(layer, l, n);
+        }
+        let s = &mut self.scratch;
+        rmsnorm(&s.h, &net.decoder_norm, &mut s.x);
+        logits.resize(n * net.out.rows(), 0);
+        net.out.to_logits(&s.x, n, E_X, E_S, logits, &mut s.linear);
+        self.pos += n;
+    }
+
+    fn layer(&mut self, layer: &DecoderLayer, l: usize, n: usize) {
+        let (d, heads, capacity, window, pos) =
+            (self.d, self.heads, self.capacity, self.window, self.pos);
+        let dh = d / heads;
+        let s = &mut self.scratch;
+        let state = &mut self.layers[l];
+        let attn = &layer.attn;
+        rmsnorm(&s.h, &layer.norm1, &mut s.x);
+        attn.q
+            .to_q8(&s.x, n, E_X, E_A, false, &mut s.q, &mut s.linear);
+        attn.k
+            .to_q8(&s.x, n, E_X, E_A, false, &mut s.k, &mut s.linear);
+        attn.v
+            .to_q8(&s.x, n, E_X, E_A, false, &mut s.v, &mut s.linear);
+        for i in 0..n {
+            let row = (pos + i) % capacity;
+            state.keys[row * d..(row + 1) * d].copy_from_slice(&s.k[i * d..(i + 1) * d]);
+            state.values[row * d..(row + 1) * d].copy_from_slice(&s.v[i * d..(i + 1) * d]);
+        }
+        for i in 0..n {
+            let t = pos + i;
+            let seen = (t + 1).min(window);
+            for head in 0..heads {
+                let cols = head * dh..(head + 1) * dh;
+                let bias = &attn.head_bias(head)[..seen];
+                let keys = bias
+                    .iter()
+                    .enumerate()
+                    .map(|(back, &b)| ((t - back) % capacity, b));
+                attend_head(
+                    &s.q[i * d + cols.start..i * d + cols.end],
+                    &state.keys,
+                    &state.values,
+                    d,
+                    cols.clone(),
+                    keys,
+                    &mut s.o[i * d + cols.start..i * d + cols.end],
+                    &mut s.attn,
+                );
+            }
+        }
+        attn.o
+            .add_to_residual(&s.o, n, E_A, &mut s.h, &mut s.linear);
+
+        let cross = &layer.cross;
+        rmsnorm(&s.h, &layer.norm2, &mut s.x);
+        cross
+            .q
+            .to_q8(&s.x, n, E_X, E_A, false, &mut s.q, &mut s.linear);
+        for i in 0..n {
+            for head in 0..heads {
+                let cols = head * dh..(head + 1) * dh;
+                attend_head(
+                    &s.q[i * d + cols.start..i * d + cols.end],
+                    &state.memory_keys,
+                    &state.memory_values,
+                    d,
+                    cols.clone(),
+                    (0..self.memory_slots).map(|slot| (slot, 0)),
+                    &mut s.o[i * d + cols.start..i * d + cols.end],
+                    &mut s.attn,
+                );
+            }
+        }
+        cross
+            .o
+            .add_to_residual(&s.o, n, E_A, &mut s.h, &mut s.linear);
+
+        rmsnorm(&s.h, &layer.norm3, &mut s.x);
+        layer.ffn.add_to_residual(&s.x, n, &mut s.h, &mut s.ffn);
+    }
+}
