@@ -10,6 +10,7 @@ pub mod error;
 pub mod fs;
 pub mod fsck;
 pub mod store;
+pub mod train;
 pub mod volume;
 
 pub use error::{Error, Result};
