@@ -5,7 +5,9 @@
 //! (compression); each position's result is the same as when it runs alone (decoding),
 //! since every position runs the same integer computation over the same keys.
 
-use super::intnet::{AttnScratch, FfnScratch, LinearScratch, attend_head, clamp8, rmsnorm};
+use super::intnet::{
+    AttnScratch, FfnScratch, KvCache, LinearScratch, attend_head, clamp8, rmsnorm,
+};
 use super::model::Model;
 use super::net::{DecoderLayer, Net};
 use super::{E_A, E_H, E_S, E_X};
@@ -15,12 +17,10 @@ pub const START_TOKEN: u32 = 0;
 
 #[derive(Debug)]
 struct LayerState {
-    /// Ring buffers of `capacity` rows of d: position p lives in row `p % capacity`.
-    keys: Vec<i8>,
-    values: Vec<i8>,
-    /// The memory's keys and values (rows of d), one row per memory slot.
-    memory_keys: Vec<i8>,
-    memory_values: Vec<i8>,
+    /// A ring buffer of `capacity` slots: position p lives in slot `p % capacity`.
+    past: KvCache,
+    /// One slot per memory slot.
+    memory: KvCache,
 }
 
 /// Per-call buffers, kept so that a step allocates nothing.
@@ -33,6 +33,8 @@ struct Scratch {
     v: Vec<i8>,
     o: Vec<i8>,
     memory: Vec<i8>,
+    memory_keys: Vec<i8>,
+    memory_values: Vec<i8>,
     linear: LinearScratch,
     ffn: FfnScratch,
     attn: AttnScratch,
@@ -61,16 +63,14 @@ impl<'m> Decoder<'m> {
         let d = config.d_model;
         let max_batch = max_batch.max(1);
         let capacity = config.window + max_batch - 1;
-        let memory_rows = config.latent_max + 1;
+        let (heads, dh) = (config.n_heads, config.head_dim());
         let layers = model
             .net()
             .decoder
             .iter()
             .map(|_| LayerState {
-                keys: vec![0; capacity * d],
-                values: vec![0; capacity * d],
-                memory_keys: vec![0; memory_rows * d],
-                memory_values: vec![0; memory_rows * d],
+                past: KvCache::new(capacity, heads, dh),
+                memory: KvCache::new(config.latent_max + 1, heads, dh),
             })
             .collect();
         let mut decoder = Decoder {
@@ -117,26 +117,35 @@ impl<'m> Decoder<'m> {
                     .map(|(&e, &p)| clamp8(i64::from(e) + i64::from(p))),
             );
         }
+        let s = &mut self.scratch;
+        s.memory_keys.resize(slots * d, 0);
+        s.memory_values.resize(slots * d, 0);
         for (layer, state) in net.decoder.iter().zip(&mut self.layers) {
             let cross = &layer.cross;
             cross.k.to_q8(
-                memory,
+                &s.memory,
                 slots,
                 E_X,
                 E_A,
                 false,
-                &mut state.memory_keys,
-                &mut self.scratch.linear,
+                &mut s.memory_keys,
+                &mut s.linear,
             );
             cross.v.to_q8(
-                memory,
+                &s.memory,
                 slots,
                 E_X,
                 E_A,
                 false,
-                &mut state.memory_values,
-                &mut self.scratch.linear,
+                &mut s.memory_values,
+                &mut s.linear,
             );
+            for slot in 0..slots {
+                let row = slot * d..(slot + 1) * d;
+                state
+                    .memory
+                    .set(slot, &s.memory_keys[row.clone()], &s.memory_values[row]);
+            }
         }
         self.memory_slots = slots;
     }
@@ -185,28 +194,33 @@ impl<'m> Decoder<'m> {
         attn.v
             .to_q8(&s.x, n, E_X, E_A, false, &mut s.v, &mut s.linear);
         for i in 0..n {
-            let row = (pos + i) % capacity;
-            state.keys[row * d..(row + 1) * d].copy_from_slice(&s.k[i * d..(i + 1) * d]);
-            state.values[row * d..(row + 1) * d].copy_from_slice(&s.v[i * d..(i + 1) * d]);
+            let row = i * d..(i + 1) * d;
+            state
+                .past
+                .set((pos + i) % capacity, &s.k[row.clone()], &s.v[row]);
         }
         for i in 0..n {
             let t = pos + i;
+            let newest = t % capacity;
             let seen = (t + 1).min(window);
             for head in 0..heads {
-                let cols = head * dh..(head + 1) * dh;
+                let cols = i * d + head * dh..i * d + (head + 1) * dh;
                 let bias = &attn.head_bias(head)[..seen];
-                let keys = bias
-                    .iter()
-                    .enumerate()
-                    .map(|(back, &b)| ((t - back) % capacity, b));
+                // The slot of the key `back` positions before t, without a division.
+                let keys = bias.iter().enumerate().map(|(back, &b)| {
+                    let slot = if back <= newest {
+                        newest - back
+                    } else {
+                        newest + capacity - back
+                    };
+                    (slot, b)
+                });
                 attend_head(
-                    &s.q[i * d + cols.start..i * d + cols.end],
-                    &state.keys,
-                    &state.values,
-                    d,
-                    cols.clone(),
+                    &state.past,
+                    head,
+                    &s.q[cols.clone()],
                     keys,
-                    &mut s.o[i * d + cols.start..i * d + cols.end],
+                    &mut s.o[cols],
                     &mut s.attn,
                 );
             }
@@ -221,15 +235,14 @@ impl<'m> Decoder<'m> {
             .to_q8(&s.x, n, E_X, E_A, false, &mut s.q, &mut s.linear);
         for i in 0..n {
             for head in 0..heads {
-                let cols = head * dh..(head + 1) * dh;
+                let cols = i * d + head * dh..i * d + (head + 1) * dh;
+                let keys = (0..self.memory_slots).map(|slot| (slot, 0));
                 attend_head(
-                    &s.q[i * d + cols.start..i * d + cols.end],
-                    &state.memory_keys,
-                    &state.memory_values,
-                    d,
-                    cols.clone(),
-                    (0..self.memory_slots).map(|slot| (slot, 0)),
-                    &mut s.o[i * d + cols.start..i * d + cols.end],
+                    &state.memory,
+                    head,
+                    &s.q[cols.clone()],
+                    keys,
+                    &mut s.o[cols],
                     &mut s.attn,
                 );
             }

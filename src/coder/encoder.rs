@@ -3,7 +3,7 @@
 //! are stored in the frame; it uses the decoder's integer kernels anyway.
 
 use super::intnet::{
-    AttnScratch, FfnScratch, LinearScratch, attend_head, clamp8, div_round, rmsnorm,
+    AttnScratch, FfnScratch, KvCache, LinearScratch, attend_head, clamp8, div_round, rmsnorm,
 };
 use super::model::Model;
 use super::net::Net;
@@ -24,6 +24,7 @@ pub struct Encoder<'m> {
     v: Vec<i8>,
     o: Vec<i8>,
     pooled: Vec<i8>,
+    cache: KvCache,
     linear: LinearScratch,
     ffn: FfnScratch,
     attn: AttnScratch,
@@ -46,6 +47,7 @@ impl<'m> Encoder<'m> {
             v: Vec::new(),
             o: Vec::new(),
             pooled: Vec::new(),
+            cache: KvCache::new(config.segment, config.n_heads, config.head_dim()),
             linear: LinearScratch::default(),
             ffn: FfnScratch::default(),
             attn: AttnScratch::default(),
@@ -118,20 +120,23 @@ impl<'m> Encoder<'m> {
                 .to_q8(&self.x, n, E_X, E_A, false, &mut self.k, &mut self.linear);
             attn.v
                 .to_q8(&self.x, n, E_X, E_A, false, &mut self.v, &mut self.linear);
+            for j in 0..n {
+                let row = j * d..(j + 1) * d;
+                self.cache.set(j, &self.k[row.clone()], &self.v[row]);
+            }
             for t in 0..n {
                 for head in 0..self.heads {
-                    let cols = head * dh..(head + 1) * dh;
+                    let cols = t * d + head * dh..t * d + (head + 1) * dh;
                     // Bias index j - t + segment - 1 for keys j = 0..n.
                     let first = self.segment - 1 - t;
                     let bias = &attn.head_bias(head)[first..first + n];
+                    let keys = bias.iter().copied().enumerate();
                     attend_head(
-                        &self.q[t * d + cols.start..t * d + cols.end],
-                        &self.k,
-                        &self.v,
-                        d,
-                        cols.clone(),
-                        bias.iter().copied().enumerate(),
-                        &mut self.o[t * d + cols.start..t * d + cols.end],
+                        &self.cache,
+                        head,
+                        &self.q[cols.clone()],
+                        keys,
+                        &mut self.o[cols],
                         &mut self.attn,
                     );
                 }

@@ -150,24 +150,27 @@ impl FreqTable {
                 missing = 0;
             }
         }
-        self.cum.clear();
-        self.cum.reserve(n + 1);
-        self.cum.push(0);
-        let mut total = 0u32;
-        for &l in levels {
+        // Per level: its frequency with the bonus of whole groups, and whether it is in
+        // the group whose first symbols alone get one more.
+        let mut freq = [0u32; LEVELS];
+        let mut split = [false; LEVELS];
+        let (split_rem, mut split_left) = partial.unwrap_or((u64::MAX, 0));
+        for &l in present.iter() {
             let l = usize::from(l);
-            let mut f = 1 + share[l];
-            if rem[l] >= all_above {
-                f += 1;
-            } else if let Some((r, left)) = partial.as_mut()
-                && rem[l] == *r
-                && *left > 0
-            {
-                *left -= 1;
-                f += 1;
+            freq[l] = (1 + share[l] + u64::from(rem[l] >= all_above)) as u32;
+            split[l] = rem[l] == split_rem;
+        }
+        self.cum.resize(n + 1, 0);
+        self.cum[0] = 0;
+        let mut total = 0u32;
+        for (c, &l) in self.cum[1..].iter_mut().zip(levels) {
+            let l = usize::from(l);
+            total += freq[l];
+            if split[l] && split_left > 0 {
+                split_left -= 1;
+                total += 1;
             }
-            total += f as u32;
-            self.cum.push(total);
+            *c = total;
         }
         debug_assert_eq!(total, FREQ_TOTAL);
         Ok(())

@@ -85,7 +85,12 @@ impl Reader<'_> {
 
     fn linear(&self, name: &str, rows: usize, cols: usize) -> Result<Linear> {
         let exp = self.scalar(&format!("{name}.exp"))?;
-        Ok(Linear::new(self.i8(name)?, rows, cols, exp))
+        Ok(Linear::new(
+            self.tensors.i8(name, self.path)?,
+            rows,
+            cols,
+            exp,
+        ))
     }
 
     fn scalar(&self, name: &str) -> Result<i32> {

@@ -37,6 +37,53 @@ pub fn isqrt(n: u64) -> u64 {
     n.isqrt()
 }
 
+/// `floor(n / d)` by one multiplication, for a divisor used many times: exact for
+/// `1 ≤ d < 2^16` and `|n| < 2^23`. With `m = ceil(2^40 / d) = (2^40 + e) / d`,
+/// `0 ≤ e < d`, the product `n·m / 2^40` exceeds `n / d` by `n·e / (d·2^40)`, less than
+/// `1/d` (`n·e < 2^23 · 2^16 < 2^40`): too little to reach the next integer.
+#[derive(Debug, Clone, Copy)]
+pub struct FloorDiv {
+    d: u64,
+    m: u64,
+}
+
+impl FloorDiv {
+    const SHIFT: u32 = 40;
+    pub const MAX_DIVISOR: u64 = 1 << 16;
+    pub const MAX_NUMERATOR: i64 = 1 << 23;
+
+    pub fn new(d: u64) -> FloorDiv {
+        debug_assert!((1..Self::MAX_DIVISOR).contains(&d));
+        FloorDiv {
+            d,
+            m: (1u64 << Self::SHIFT).div_ceil(d),
+        }
+    }
+
+    #[inline]
+    pub fn floor(&self, n: i64) -> i64 {
+        debug_assert!(n.abs() < Self::MAX_NUMERATOR - self.d as i64);
+        // Negative: floor(n/d) = -floor((|n| + d - 1) / d); branch-free, since signs of
+        // activations are unpredictable.
+        let negative = (n >> 63) as u64;
+        let magnitude = n.unsigned_abs() + ((self.d - 1) & negative);
+        let q = (magnitude * self.m) >> Self::SHIFT;
+        (q ^ negative).wrapping_sub(negative) as i64
+    }
+}
+
+/// `rshift(x, s)` for a sum of int8 products (`|x| < 2^24`), in i32: exact for every
+/// `s`, since such an `x` shifted right by 25 or more rounds to 0.
+#[inline]
+pub fn rshift_sum(x: i32, s: i32) -> i32 {
+    debug_assert!(x.abs() < 1 << 24);
+    match s {
+        31.. => 0,
+        1..=30 => (x + (1 << (s - 1))) >> s,
+        _ => rshift(i64::from(x), s).clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32,
+    }
+}
+
 #[inline]
 pub fn clamp8(x: i64) -> i8 {
     x.clamp(-127, 127) as i8
@@ -94,6 +141,23 @@ mod tests {
             let q = div_round(a, b);
             // q·b is within b/2 of a, ties going up.
             prop_assert!(2 * (a - q * b) < b && 2 * (a - q * b) >= -b);
+        }
+
+        #[test]
+        fn floor_div_is_exact(n in -(1i64 << 23) + (1 << 16)..(1i64 << 23) - (1 << 16), d in 1u64..(1 << 16)) {
+            prop_assert_eq!(FloorDiv::new(d).floor(n), n.div_euclid(d as i64));
+        }
+
+        #[test]
+        fn floor_div_at_multiples(k in -128i64..128, d in 1u64..(1 << 16), off in -1i64..=1) {
+            let n = k * d as i64 + off;
+            prop_assume!(n.abs() < (1 << 23) - (1 << 16));
+            prop_assert_eq!(FloorDiv::new(d).floor(n), n.div_euclid(d as i64));
+        }
+
+        #[test]
+        fn rshift_sum_is_rshift(x in -(1i32 << 24) + 1..(1i32 << 24), s in -6i32..40) {
+            prop_assert_eq!(i64::from(rshift_sum(x, s)), rshift(i64::from(x), s));
         }
 
         #[test]

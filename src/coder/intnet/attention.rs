@@ -1,11 +1,14 @@
 //! One attention head for one query, with the exp-table softmax of CODER.md: scores at
 //! exponent E_S, weights `EXP[min(m - s, 127)]`, output the rounded weighted mean of the
 //! values. Which keys a query sees, and their position biases, are the caller's.
-
-use std::ops::Range;
+//!
+//! Both sums run as packed products over the whole cache (`kv`): the scores as keys times
+//! `q + 128`, the weighted sum as values times the weights, split into their high and low
+//! bytes since a weight (up to 2^15) is wider than the product's unsigned bytes.
 
 use super::arith::{EXP, EXP_LEVELS, clamp8, div_round, rshift};
-use super::linear::dot;
+use super::kv::KvCache;
+use super::packed;
 use super::{E_A, E_S};
 
 /// Most keys one query may see: with weights up to 2^15 and values up to 127, this many
@@ -14,55 +17,69 @@ pub const MAX_KEYS: usize = 512;
 
 #[derive(Debug, Default)]
 pub struct AttnScratch {
+    q_biased: Vec<u8>,
+    raw: Vec<i32>,
     scores: Vec<i32>,
+    /// The weights by slot: high bytes, then low bytes.
+    weight_bytes: Vec<u8>,
     sums: Vec<i32>,
 }
 
-/// Attends with the head's query `q` (q8 at E_A) over the keys `keys`: pairs of a row of
-/// `k`/`v` (rows of `d` values; the head owns columns `cols`) and that key's position
-/// bias. Writes the head's output (q8 at E_A) into `out`. At most `MAX_KEYS` keys; none
-/// at all gives zeros.
+/// Attends with head `head`'s query `q` (q8 at E_A) over the keys `keys` of `cache`:
+/// pairs of a slot and that key's position bias, each slot at most once. Writes the
+/// head's output (q8 at E_A) into `out`. At most `MAX_KEYS` keys; none gives zeros.
 pub fn attend_head<I>(
+    cache: &KvCache,
+    head: usize,
     q: &[i8],
-    k: &[i8],
-    v: &[i8],
-    d: usize,
-    cols: Range<usize>,
     keys: I,
     out: &mut [i8],
     scratch: &mut AttnScratch,
 ) where
     I: Iterator<Item = (usize, i32)> + Clone,
 {
-    let AttnScratch { scores, sums } = scratch;
+    let AttnScratch {
+        q_biased,
+        raw,
+        scores,
+        weight_bytes,
+        sums,
+    } = scratch;
+    let key_matrix = cache.keys(head);
+    q_biased.clear();
+    q_biased.extend(q.iter().map(|&v| (v as u8) ^ 0x80));
+    q_biased.resize(key_matrix.width(), 0x80);
+    raw.resize(key_matrix.height(), 0);
+    packed::matmul(key_matrix, q_biased, 1, raw, true);
+
     scores.clear();
-    scores.extend(keys.clone().map(|(row, bias)| {
-        let key = &k[row * d + cols.start..row * d + cols.end];
-        rshift(i64::from(dot(q, key)), 2 * E_A - E_S) as i32 + bias
-    }));
+    scores.extend(
+        keys.clone()
+            .map(|(slot, bias)| rshift(i64::from(raw[slot]), 2 * E_A - E_S) as i32 + bias),
+    );
     debug_assert!(scores.len() <= MAX_KEYS);
     let Some(&max) = scores.iter().max() else {
         out.fill(0);
         return;
     };
-    sums.clear();
-    sums.resize(cols.len(), 0);
+    let value_matrix = cache.values(head);
+    let width = value_matrix.width();
+    weight_bytes.clear();
+    weight_bytes.resize(2 * width, 0);
     let mut total = 0i64;
-    for ((row, _), &s) in keys.zip(scores.iter()) {
+    for ((slot, _), &s) in keys.zip(scores.iter()) {
         let level = (i64::from(max) - i64::from(s)).min(EXP_LEVELS as i64 - 1) as usize;
-        let w = EXP[level] as i32;
-        if w == 0 {
-            continue;
-        }
+        let w = EXP[level];
         total += i64::from(w);
-        let value = &v[row * d + cols.start..row * d + cols.end];
-        for (acc, &x) in sums.iter_mut().zip(value) {
-            *acc += w * i32::from(x);
-        }
+        weight_bytes[slot] = (w >> 8) as u8;
+        weight_bytes[width + slot] = w as u8;
     }
+    sums.resize(2 * value_matrix.height(), 0);
+    packed::matmul(value_matrix, weight_bytes, 2, sums, true);
+    let (high, low) = sums.split_at(value_matrix.height());
     // The best key weighs EXP[0] > 0, so total > 0.
-    for (o, &acc) in out.iter_mut().zip(sums.iter()) {
-        *o = clamp8(div_round(i64::from(acc), total));
+    for ((o, &h), &l) in out.iter_mut().zip(high).zip(low) {
+        *o = clamp8(div_round(256 * i64::from(h) + i64::from(l), total));
     }
 }
 
@@ -72,19 +89,18 @@ mod tests {
 
     #[test]
     fn a_dominant_key_wins_and_equal_keys_average() {
-        // Two keys, head of width 2 at columns 0..2 of rows of 3.
-        let k = [10i8, 0, 99, -10, 0, 99];
-        let v = [100i8, -50, 99, 20, 30, 99];
+        // One head of width 2; keys (10, 0) and (-10, 0), values (100, -50) and (20, 30).
+        let mut cache = KvCache::new(5, 1, 2);
+        cache.set(0, &[10, 0], &[100, -50]);
+        cache.set(3, &[-10, 0], &[20, 30]);
         let mut s = AttnScratch::default();
         let mut out = [0i8; 2];
         // q·k = ±1000 → scores ±31 (1000/32 rounded): a gap of 62 eighths of a nat.
         attend_head(
+            &cache,
+            0,
             &[100, 0],
-            &k,
-            &v,
-            3,
-            0..2,
-            [(0, 0), (1, 0)].into_iter(),
+            [(0, 0), (3, 0)].into_iter(),
             &mut out,
             &mut s,
         );
@@ -93,26 +109,18 @@ mod tests {
         assert_eq!(out, [expect(100, 20), expect(-50, 30)]);
         // Bias can equalize them: then the output is the plain mean.
         attend_head(
+            &cache,
+            0,
             &[100, 0],
-            &k,
-            &v,
-            3,
-            0..2,
-            [(0, -31), (1, 31)].into_iter(),
+            [(0, -31), (3, 31)].into_iter(),
             &mut out,
             &mut s,
         );
         assert_eq!(out, [60, -10]);
-        attend_head(
-            &[1, 1],
-            &k,
-            &v,
-            3,
-            0..2,
-            std::iter::empty(),
-            &mut out,
-            &mut s,
-        );
+        // Only the keys listed count.
+        attend_head(&cache, 0, &[100, 0], [(3, 0)].into_iter(), &mut out, &mut s);
+        assert_eq!(out, [20, 30]);
+        attend_head(&cache, 0, &[1, 1], std::iter::empty(), &mut out, &mut s);
         assert_eq!(out, [0, 0]);
     }
 }

@@ -6,14 +6,17 @@
 mod arith;
 mod attention;
 mod ffn;
+mod kv;
 mod linear;
 mod norm;
+mod packed;
 #[cfg(target_arch = "x86_64")]
 mod vnni;
 
 pub use self::arith::{EXP, EXP_LEVELS, clamp8, div_round};
 pub use self::attention::{AttnScratch, MAX_KEYS, attend_head};
 pub use self::ffn::{Ffn, FfnScratch};
+pub use self::kv::KvCache;
 pub use self::linear::{Linear, LinearScratch};
 pub use self::norm::rmsnorm;
 

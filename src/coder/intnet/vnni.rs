@@ -1,57 +1,60 @@
-//! The AVX-512 VNNI form of `linear`'s product: `vpdpbusd` multiplies 64 unsigned by 64
-//! signed bytes and adds each four products into an i32 lane, exactly. Inputs arrive as
-//! `x + 128` (unsigned) and the packed rows start at `-128 · Σ w`, so each lane ends at
-//! `Σ w x`: the same integers as the portable product, in another order.
+//! The AVX-512 VNNI form of `packed::matmul`: `vpdpbusd` multiplies 64 unsigned by 64
+//! signed bytes and adds each four products into an i32 lane, exactly, so the sums are
+//! the portable product's, in another order.
 
 use std::arch::x86_64::{
     __m512i, _mm512_dpbusd_epi32, _mm512_loadu_si512, _mm512_set1_epi32, _mm512_storeu_si512,
 };
 
-use super::linear::{GROUP, Packed, STEP};
+use super::packed::{GROUP, PackedRef, STEP};
 
 /// Inputs per register block: each packed weight load serves this many inputs.
 const TOKENS: usize = 4;
 /// Row groups per block for a single input: independent sums hide `vpdpbusd`'s latency.
 const GROUPS_SINGLE: usize = 4;
 
-/// `acc[i · groups·16 + r] = Σ_c W_rc x_ic` for `n` inputs of `packed.steps · 4` biased
-/// bytes each. Only call when the CPU has AVX-512 F, BW and VNNI (`Linear` checks).
-pub(super) fn matmul(packed: &Packed, x_biased: &[u8], n: usize, acc: &mut [i32]) {
-    let x_stride = packed.steps * STEP;
-    let stride = packed.groups * GROUP;
-    assert!(x_biased.len() >= n * x_stride && acc.len() >= n * stride);
-    assert!(packed.w.len() >= packed.groups * packed.steps * GROUP * STEP);
-    assert!(packed.start.len() >= stride);
-    // SAFETY: `Linear` builds `Packed` only after detecting the features; the asserts
-    // above bound every access `blocks` makes.
-    unsafe { blocks(packed, x_biased, n, acc) }
+/// `packed::matmul` for CPUs with AVX-512 F, BW and VNNI, which the caller has checked,
+/// as it has checked the sizes.
+pub(super) fn matmul(packed: PackedRef<'_>, x: &[u8], n: usize, acc: &mut [i32]) {
+    // SAFETY: `packed::matmul` calls this only after detecting the features, and has
+    // asserted the lengths that bound every access `blocks` makes.
+    unsafe { blocks(&packed, x, n, acc) }
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn blocks(packed: &Packed, x: &[u8], n: usize, acc: &mut [i32]) {
+unsafe fn blocks(packed: &PackedRef<'_>, x: &[u8], n: usize, acc: &mut [i32]) {
     let mut i = 0;
     while i + TOKENS <= n {
-        let mut g = 0;
-        while g + 2 <= packed.groups {
-            unsafe { block::<TOKENS, 2>(packed, x, i, g, acc) };
-            g += 2;
-        }
-        if g < packed.groups {
-            unsafe { block::<TOKENS, 1>(packed, x, i, g, acc) };
-        }
+        unsafe { strip::<TOKENS, 2>(packed, x, i, acc) };
         i += TOKENS;
     }
+    while i + 2 <= n {
+        unsafe { strip::<2, 2>(packed, x, i, acc) };
+        i += 2;
+    }
     while i < n {
-        let mut g = 0;
-        while g + GROUPS_SINGLE <= packed.groups {
-            unsafe { block::<1, GROUPS_SINGLE>(packed, x, i, g, acc) };
-            g += GROUPS_SINGLE;
-        }
-        while g < packed.groups {
-            unsafe { block::<1, 1>(packed, x, i, g, acc) };
-            g += 1;
-        }
+        unsafe { strip::<1, GROUPS_SINGLE>(packed, x, i, acc) };
         i += 1;
+    }
+}
+
+/// Inputs `i..i+M` times all row groups, N groups at a time.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn strip<const M: usize, const N: usize>(
+    packed: &PackedRef<'_>,
+    x: &[u8],
+    i: usize,
+    acc: &mut [i32],
+) {
+    let mut g = 0;
+    while g + N <= packed.groups {
+        unsafe { block::<M, N>(packed, x, i, g, acc) };
+        g += N;
+    }
+    while g < packed.groups {
+        unsafe { block::<M, 1>(packed, x, i, g, acc) };
+        g += 1;
     }
 }
 
@@ -59,7 +62,7 @@ unsafe fn blocks(packed: &Packed, x: &[u8], n: usize, acc: &mut [i32]) {
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn block<const M: usize, const N: usize>(
-    packed: &Packed,
+    packed: &PackedRef<'_>,
     x: &[u8],
     i: usize,
     g: usize,
@@ -72,9 +75,11 @@ unsafe fn block<const M: usize, const N: usize>(
     let xp = x.as_ptr();
     unsafe {
         let mut sums: [[__m512i; N]; M] = [[_mm512_set1_epi32(0); N]; M];
-        for row in sums.iter_mut() {
-            for (k, s) in row.iter_mut().enumerate() {
-                *s = _mm512_loadu_si512(packed.start.as_ptr().add((g + k) * GROUP).cast());
+        if let Some(start) = packed.start {
+            for row in sums.iter_mut() {
+                for (k, s) in row.iter_mut().enumerate() {
+                    *s = _mm512_loadu_si512(start.as_ptr().add((g + k) * GROUP).cast());
+                }
             }
         }
         for s in 0..packed.steps {
