@@ -5,12 +5,10 @@
 //! (compression); each position's result is the same as when it runs alone (decoding),
 //! since every position runs the same integer computation over the same keys.
 
-use super::intnet::{
-    AttnScratch, FfnScratch, KvCache, LinearScratch, attend_head, clamp8, rmsnorm,
-};
+use super::intnet::{KvCache, LinearScratch, attend, clamp8, rmsnorm};
 use super::model::Model;
-use super::net::{DecoderLayer, Net};
-use super::{E_A, E_H, E_S, E_X};
+use super::net::{Activations, DecoderLayer, Net};
+use super::{E_A, E_S, E_X};
 
 /// The input at position 0, before any token: T5's decoder start, token id 0.
 pub const START_TOKEN: u32 = 0;
@@ -26,24 +24,16 @@ struct LayerState {
 /// Per-call buffers, kept so that a step allocates nothing.
 #[derive(Debug, Default)]
 struct Scratch {
-    h: Vec<i32>,
-    x: Vec<i8>,
-    q: Vec<i8>,
-    k: Vec<i8>,
-    v: Vec<i8>,
-    o: Vec<i8>,
+    rows: Activations,
     memory: Vec<i8>,
     memory_keys: Vec<i8>,
     memory_values: Vec<i8>,
     linear: LinearScratch,
-    ffn: FfnScratch,
-    attn: AttnScratch,
 }
 
 pub struct Decoder<'m> {
     net: &'m Net,
     d: usize,
-    heads: usize,
     window: usize,
     max_batch: usize,
     /// Rows of the ring buffers: a batch's queries see W keys back from its last position.
@@ -76,7 +66,6 @@ impl<'m> Decoder<'m> {
         let mut decoder = Decoder {
             net: model.net(),
             d,
-            heads: config.n_heads,
             window: config.window,
             max_batch,
             capacity,
@@ -122,24 +111,12 @@ impl<'m> Decoder<'m> {
         s.memory_values.resize(slots * d, 0);
         for (layer, state) in net.decoder.iter().zip(&mut self.layers) {
             let cross = &layer.cross;
-            cross.k.to_q8(
-                &s.memory,
-                slots,
-                E_X,
-                E_A,
-                false,
-                &mut s.memory_keys,
-                &mut s.linear,
-            );
-            cross.v.to_q8(
-                &s.memory,
-                slots,
-                E_X,
-                E_A,
-                false,
-                &mut s.memory_values,
-                &mut s.linear,
-            );
+            cross
+                .k
+                .to_q8(&s.memory, slots, E_X, &mut s.memory_keys, &mut s.linear);
+            cross
+                .v
+                .to_q8(&s.memory, slots, E_X, &mut s.memory_values, &mut s.linear);
             for slot in 0..slots {
                 let row = slot * d..(slot + 1) * d;
                 state
@@ -157,22 +134,12 @@ impl<'m> Decoder<'m> {
     pub fn forward(&mut self, inputs: &[u32], logits: &mut Vec<i32>) {
         let n = inputs.len();
         assert!(n <= self.max_batch, "batch of {n} above {}", self.max_batch);
-        let d = self.d;
         let net = self.net;
-        let s = &mut self.scratch;
-        s.h.clear();
-        for &token in inputs {
-            let row = &net.embed[token as usize * d..(token as usize + 1) * d];
-            // Embeddings are q8 at E_X; the residual stream is at E_H.
-            s.h.extend(row.iter().map(|&e| i32::from(e) << (E_H - E_X)));
-        }
-        for f in [&mut s.x, &mut s.q, &mut s.k, &mut s.v, &mut s.o] {
-            f.resize(n * d, 0);
-        }
+        self.scratch.rows.start(net, inputs);
         for (layer, l) in net.decoder.iter().zip(0..) {
             self.layer(layer, l, n);
         }
-        let s = &mut self.scratch;
+        let s = &mut self.scratch.rows;
         rmsnorm(&s.h, &net.decoder_norm, &mut s.x);
         logits.resize(n * net.out.rows(), 0);
         net.out.to_logits(&s.x, n, E_X, E_S, logits, &mut s.linear);
@@ -180,73 +147,43 @@ impl<'m> Decoder<'m> {
     }
 
     fn layer(&mut self, layer: &DecoderLayer, l: usize, n: usize) {
-        let (d, heads, capacity, window, pos) =
-            (self.d, self.heads, self.capacity, self.window, self.pos);
-        let dh = d / heads;
-        let s = &mut self.scratch;
+        let (d, capacity, window, pos) = (self.d, self.capacity, self.window, self.pos);
+        let s = &mut self.scratch.rows;
         let state = &mut self.layers[l];
         let attn = &layer.attn;
         rmsnorm(&s.h, &layer.norm1, &mut s.x);
-        attn.q
-            .to_q8(&s.x, n, E_X, E_A, false, &mut s.q, &mut s.linear);
-        attn.k
-            .to_q8(&s.x, n, E_X, E_A, false, &mut s.k, &mut s.linear);
-        attn.v
-            .to_q8(&s.x, n, E_X, E_A, false, &mut s.v, &mut s.linear);
+        attn.project(&s.x, n, &mut s.q, &mut s.k, &mut s.v, &mut s.linear);
         for i in 0..n {
             let row = i * d..(i + 1) * d;
             state
                 .past
                 .set((pos + i) % capacity, &s.k[row.clone()], &s.v[row]);
         }
-        for i in 0..n {
+        // Query i is position pos + i; the key `back` positions before it lives in the
+        // slot found without a division per key.
+        let keys = |i: usize, head: usize| {
             let t = pos + i;
             let newest = t % capacity;
-            let seen = (t + 1).min(window);
-            for head in 0..heads {
-                let cols = i * d + head * dh..i * d + (head + 1) * dh;
-                let bias = &attn.head_bias(head)[..seen];
-                // The slot of the key `back` positions before t, without a division.
-                let keys = bias.iter().enumerate().map(|(back, &b)| {
-                    let slot = if back <= newest {
-                        newest - back
-                    } else {
-                        newest + capacity - back
-                    };
-                    (slot, b)
-                });
-                attend_head(
-                    &state.past,
-                    head,
-                    &s.q[cols.clone()],
-                    keys,
-                    &mut s.o[cols],
-                    &mut s.attn,
-                );
-            }
-        }
+            let bias = &attn.head_bias(head)[..(t + 1).min(window)];
+            bias.iter().enumerate().map(move |(back, &b)| {
+                let slot = if back <= newest {
+                    newest - back
+                } else {
+                    newest + capacity - back
+                };
+                (slot, b)
+            })
+        };
+        attend(&state.past, &s.q, n, keys, &mut s.o, &mut s.attn);
         attn.o
             .add_to_residual(&s.o, n, E_A, &mut s.h, &mut s.linear);
 
         let cross = &layer.cross;
         rmsnorm(&s.h, &layer.norm2, &mut s.x);
-        cross
-            .q
-            .to_q8(&s.x, n, E_X, E_A, false, &mut s.q, &mut s.linear);
-        for i in 0..n {
-            for head in 0..heads {
-                let cols = i * d + head * dh..i * d + (head + 1) * dh;
-                let keys = (0..self.memory_slots).map(|slot| (slot, 0));
-                attend_head(
-                    &state.memory,
-                    head,
-                    &s.q[cols.clone()],
-                    keys,
-                    &mut s.o[cols],
-                    &mut s.attn,
-                );
-            }
-        }
+        cross.q.to_q8(&s.x, n, E_X, &mut s.q, &mut s.linear);
+        let memory_slots = self.memory_slots;
+        let keys = |_, _| (0..memory_slots).map(|slot| (slot, 0));
+        attend(&state.memory, &s.q, n, keys, &mut s.o, &mut s.attn);
         cross
             .o
             .add_to_residual(&s.o, n, E_A, &mut s.h, &mut s.linear);

@@ -59,3 +59,14 @@ pub fn tiny_model() -> Arc<Model> {
         })
         .clone()
 }
+
+/// A xorshift64 stream: cheap deterministic test data.
+pub fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+    let mut state = seed | 1;
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}

@@ -4,12 +4,12 @@
 
 use std::path::Path;
 
-use super::ModelConfig;
 use super::error::{CoderError, Result};
-use super::intnet::{Ffn, Linear};
+use super::intnet::{AttnScratch, Ffn, FfnScratch, Linear, LinearScratch};
 use super::matcher::MATCH_BUCKETS;
 use super::model::Tensors;
 use super::relpos::{Direction, RelBuckets};
+use super::{E_H, E_X, ModelConfig};
 
 #[derive(Debug, Clone)]
 pub struct SelfAttention {
@@ -24,6 +24,21 @@ pub struct SelfAttention {
 }
 
 impl SelfAttention {
+    /// Queries, keys and values (q8 at E_A) of `n` normalized rows `x` (q8 at E_X).
+    pub fn project(
+        &self,
+        x: &[i8],
+        n: usize,
+        q: &mut [i8],
+        k: &mut [i8],
+        v: &mut [i8],
+        scratch: &mut LinearScratch,
+    ) {
+        self.q.to_q8(x, n, E_X, q, scratch);
+        self.k.to_q8(x, n, E_X, k, scratch);
+        self.v.to_q8(x, n, E_X, v, scratch);
+    }
+
     pub fn head_bias(&self, head: usize) -> &[i32] {
         &self.bias[head * self.bias_len..(head + 1) * self.bias_len]
     }
@@ -70,6 +85,47 @@ pub struct Net {
     pub out: Linear,
     pub latent_head: Linear,
     pub boost: [i32; MATCH_BUCKETS],
+}
+
+/// The activations of a batch of positions on their way through the blocks, and the
+/// kernels' buffers: kept across calls so that a step allocates nothing.
+#[derive(Debug, Default)]
+pub struct Activations {
+    /// Residual stream, i32 at E_H.
+    pub h: Vec<i32>,
+    /// Normalized rows, q8 at E_X.
+    pub x: Vec<i8>,
+    /// Queries, keys, values and attention outputs, q8 at E_A.
+    pub q: Vec<i8>,
+    pub k: Vec<i8>,
+    pub v: Vec<i8>,
+    pub o: Vec<i8>,
+    pub linear: LinearScratch,
+    pub ffn: FfnScratch,
+    pub attn: AttnScratch,
+}
+
+impl Activations {
+    /// Starts the rows of `tokens` (each below the vocabulary size): the residual is
+    /// their embeddings (q8 at E_X) at E_H.
+    pub fn start(&mut self, net: &Net, tokens: &[u32]) {
+        let d = net.encoder_norm.len();
+        self.h.clear();
+        for &token in tokens {
+            let row = &net.embed[token as usize * d..(token as usize + 1) * d];
+            self.h
+                .extend(row.iter().map(|&e| i32::from(e) << (E_H - E_X)));
+        }
+        for rows in [
+            &mut self.x,
+            &mut self.q,
+            &mut self.k,
+            &mut self.v,
+            &mut self.o,
+        ] {
+            rows.resize(tokens.len() * d, 0);
+        }
+    }
 }
 
 /// Reads one model's tensors by name; `path` names the weights file in errors.

@@ -170,7 +170,7 @@ fn read_leb128(bytes: &[u8]) -> Option<(u64, &[u8])> {
 mod tests {
     use super::*;
     use crate::codec::{CodecChoice, Codecs, FrameHeader};
-    use crate::coder::fixtures::{text, tiny_bpe, tiny_config, tiny_model};
+    use crate::coder::fixtures::{text, tiny_bpe, tiny_config, tiny_model, xorshift};
     use proptest::prelude::*;
 
     const BLOCK: usize = 4096;
@@ -190,15 +190,8 @@ mod tests {
     }
 
     fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
-        let mut state = seed | 1;
-        (0..n)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state >> 24) as u8
-            })
-            .collect()
+        let mut next = xorshift(seed);
+        (0..n).map(|_| (next() >> 24) as u8).collect()
     }
 
     fn codecs() -> Codecs {

@@ -83,6 +83,36 @@ pub fn attend_head<I>(
     }
 }
 
+/// Every head of `n` queries (rows of `q`, at E_A) into the same rows of `out`: query
+/// `i`'s head `head` attends over the keys `keys(i, head)` (as in `attend_head`).
+pub fn attend<I, F>(
+    cache: &KvCache,
+    q: &[i8],
+    n: usize,
+    keys: F,
+    out: &mut [i8],
+    scratch: &mut AttnScratch,
+) where
+    F: Fn(usize, usize) -> I,
+    I: Iterator<Item = (usize, i32)> + Clone,
+{
+    let (heads, dh) = (cache.heads(), cache.head_dim());
+    let d = heads * dh;
+    for i in 0..n {
+        for head in 0..heads {
+            let cols = i * d + head * dh..i * d + (head + 1) * dh;
+            attend_head(
+                cache,
+                head,
+                &q[cols.clone()],
+                keys(i, head),
+                &mut out[cols],
+                scratch,
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -36,6 +36,14 @@ impl KvCache {
         cache
     }
 
+    pub fn heads(&self) -> usize {
+        self.heads
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.head_dim
+    }
+
     /// (groups, steps) of a head's packed keys.
     fn key_shape(&self) -> (usize, usize) {
         (self.slots.div_ceil(GROUP), self.head_dim.div_ceil(STEP))

@@ -5,9 +5,9 @@
 //! integers). Its unsigned inputs are `x + 128`, and each row's sum starts at
 //! `-128 · Σ_j w_rj`, which takes the offset out again.
 
-use super::arith::{clamp16, rshift_sum};
+use super::arith::{clamp8, clamp16, rshift_sum};
 use super::packed::{self, PackedRef};
-use super::{E_H, H_MAX};
+use super::{E_A, E_H, H_MAX};
 
 #[derive(Debug, Clone)]
 pub struct Linear {
@@ -82,30 +82,20 @@ impl Linear {
         (&scratch.acc[..n * stride], stride)
     }
 
-    /// `clamp8(rshift(W x, e_W + e_in - e_out))`, `n` rows of `rows` into `out`; with
-    /// `relu`, negative results become 0 (the FFN's hidden layer).
+    /// `clamp8(rshift(W x, e_W + e_in - E_A))`, `n` rows of `rows` into `out`: the
+    /// network's q8 outputs (queries, keys, values) are all at E_A.
     pub fn to_q8(
         &self,
         x: &[i8],
         n: usize,
         e_in: i32,
-        e_out: i32,
-        relu: bool,
         out: &mut [i8],
         scratch: &mut LinearScratch,
     ) {
-        let shift = self.exp + e_in - e_out;
-        let floor = if relu { 0 } else { -127 };
-        let rows = self.rows;
-        let (acc, stride) = self.accumulate(x, n, scratch);
-        for (o, a) in out[..n * rows]
-            .chunks_exact_mut(rows)
-            .zip(acc.chunks_exact(stride))
-        {
-            for (o, &a) in o.iter_mut().zip(a) {
-                *o = rshift_sum(a, shift).clamp(floor, 127) as i8;
-            }
-        }
+        let shift = self.exp + e_in - E_A;
+        self.each_sum(x, n, out, scratch, |o, a| {
+            *o = clamp8(i64::from(rshift_sum(a, shift)))
+        });
     }
 
     /// `h = clamp16(h + rshift(W x, e_W + e_in - E_H))` for `n` rows of the residual.
@@ -118,16 +108,9 @@ impl Linear {
         scratch: &mut LinearScratch,
     ) {
         let shift = self.exp + e_in - E_H;
-        let rows = self.rows;
-        let (acc, stride) = self.accumulate(x, n, scratch);
-        for (h, a) in h[..n * rows]
-            .chunks_exact_mut(rows)
-            .zip(acc.chunks_exact(stride))
-        {
-            for (h, &a) in h.iter_mut().zip(a) {
-                *h = clamp16(i64::from(*h) + i64::from(rshift_sum(a, shift)));
-            }
-        }
+        self.each_sum(x, n, h, scratch, |h, a| {
+            *h = clamp16(i64::from(*h) + i64::from(rshift_sum(a, shift)))
+        });
         debug_assert!(h.iter().all(|v| v.abs() <= H_MAX));
     }
 
@@ -142,6 +125,18 @@ impl Linear {
         scratch: &mut LinearScratch,
     ) {
         let shift = self.exp + e_in - e_out;
+        self.each_sum(x, n, out, scratch, |o, a| *o = rshift_sum(a, shift));
+    }
+
+    /// Calls `f(out, sum)` for each output (`n` rows of `rows`) and its exact sum.
+    fn each_sum<T>(
+        &self,
+        x: &[i8],
+        n: usize,
+        out: &mut [T],
+        scratch: &mut LinearScratch,
+        f: impl Fn(&mut T, i32),
+    ) {
         let rows = self.rows;
         let (acc, stride) = self.accumulate(x, n, scratch);
         for (o, a) in out[..n * rows]
@@ -149,7 +144,7 @@ impl Linear {
             .zip(acc.chunks_exact(stride))
         {
             for (o, &a) in o.iter_mut().zip(a) {
-                *o = rshift_sum(a, shift);
+                f(o, a);
             }
         }
     }
@@ -171,11 +166,11 @@ mod tests {
         lin.to_logits(&[10, 21], 1, 0, 1, &mut logits, &mut s);
         assert_eq!(logits, [13, 14]);
         let mut q = [0i8; 2];
-        lin.to_q8(&[-10, -21], 1, 2, 0, true, &mut q, &mut s);
-        assert_eq!(q, [0, 0]);
-        lin.to_q8(&[-10, -21], 1, -4, 0, false, &mut q, &mut s);
+        lin.to_q8(&[-10, -21], 1, E_A + 2, &mut q, &mut s);
+        assert_eq!(q, [-2, -2]);
+        lin.to_q8(&[-10, -21], 1, E_A - 4, &mut q, &mut s);
         assert_eq!(q, [-104, -108]);
-        lin.to_q8(&[10, 21], 1, -5, 0, false, &mut q, &mut s);
+        lin.to_q8(&[10, 21], 1, E_A - 5, &mut q, &mut s);
         assert_eq!(q, [127, 127]);
         let mut h = [32767, -5];
         lin.add_to_residual(&[10, 21], 1, E_H - 3, &mut h, &mut s);

@@ -121,13 +121,7 @@ mod tests {
             with_start in any::<bool>(),
             seed in any::<u64>(),
         ) {
-            let mut state = seed | 1;
-            let mut next = move || {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state
-            };
+            let mut next = crate::coder::fixtures::xorshift(seed);
             let w: Vec<i8> = (0..rows * cols).map(|_| ((next() % 255) as i32 - 127) as i8).collect();
             let packed = pack(&w, rows, cols);
             let groups = rows.div_ceil(GROUP);

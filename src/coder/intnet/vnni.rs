@@ -91,6 +91,8 @@ unsafe fn block<const M: usize, const N: usize>(
                     .read_unaligned();
                 *b = _mm512_set1_epi32(four);
             }
+            // Indexed loops: each weight load feeds one column of the register block.
+            #[allow(clippy::needless_range_loop)]
             for k in 0..N {
                 let wv = _mm512_loadu_si512(w.add((g + k) * group_bytes + s * GROUP * STEP).cast());
                 for m in 0..M {

@@ -240,7 +240,8 @@ mod tests {
 
         // One tensor reshaped, one missing, one out of range, one extra.
         let original = Tensors::from_safetensors(&bytes, &weights).expect("parse");
-        let edits: [(&str, fn(&mut Tensors)); 4] = [
+        type Edit = (&'static str, fn(&mut Tensors));
+        let edits: [Edit; 4] = [
             ("dec.0.ff.wi", |t| {
                 if let Some(x) = t.get_mut("dec.0.ff.wi") {
                     x.shape = vec![32, 64];
