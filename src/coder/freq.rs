@@ -89,9 +89,21 @@ impl FreqTable {
             });
         }
         const LEVELS: usize = 256;
+        // Four histograms: most symbols share a level (far below the best), and one
+        // counter would make every increment wait for the previous one.
+        let mut counts = [[0u64; LEVELS]; 4];
+        let mut quads = levels.chunks_exact(4);
+        for quad in &mut quads {
+            for (count, &l) in counts.iter_mut().zip(quad) {
+                count[usize::from(l)] += 1;
+            }
+        }
+        for &l in quads.remainder() {
+            counts[0][usize::from(l)] += 1;
+        }
         let mut count = [0u64; LEVELS];
-        for &l in levels {
-            count[usize::from(l)] += 1;
+        for (l, c) in count.iter_mut().enumerate() {
+            *c = counts.iter().map(|h| h[l]).sum();
         }
         let mut weight = [0u64; LEVELS];
         for (l, w) in weight.iter_mut().enumerate() {

@@ -98,12 +98,10 @@ impl<'m> Predictor<'m> {
         }
         let max = logits.iter().copied().max().unwrap_or(0);
         self.levels.clear();
-        let top = EXP_LEVELS as i64 - 1;
-        self.levels.extend(
-            logits
-                .iter()
-                .map(|&l| (i64::from(max) - i64::from(l)).min(top) as u8),
-        );
+        // Logits and boosts are bounded at load, so the gaps fit an i32 (saturate anyway).
+        let top = EXP_LEVELS as i32 - 1;
+        self.levels
+            .extend(logits.iter().map(|&l| max.saturating_sub(l).min(top) as u8));
         self.table.refill_from_levels(&self.levels, &EXP)
     }
 }

@@ -37,10 +37,10 @@ pub fn isqrt(n: u64) -> u64 {
     n.isqrt()
 }
 
-/// `floor(n / d)` by one multiplication, for a divisor used many times: exact for
-/// `1 ≤ d < 2^16` and `|n| < 2^23`. With `m = ceil(2^40 / d) = (2^40 + e) / d`,
-/// `0 ≤ e < d`, the product `n·m / 2^40` exceeds `n / d` by `n·e / (d·2^40)`, less than
-/// `1/d` (`n·e < 2^23 · 2^16 < 2^40`): too little to reach the next integer.
+/// `floor(n / d)` by one multiplication, for a divisor used many times: exact when
+/// `2 ≤ d` and `(|n| + d) · d ≤ 2^64`. With `m = ceil(2^64 / d) = (2^64 + e) / d`,
+/// `0 ≤ e < d`, the product `k·m / 2^64` (k ≥ 0) exceeds `k / d` by `k·e / (d·2^64)`, less
+/// than `1/d` when `k·e < 2^64`: too little to reach the next integer.
 #[derive(Debug, Clone, Copy)]
 pub struct FloorDiv {
     d: u64,
@@ -48,26 +48,22 @@ pub struct FloorDiv {
 }
 
 impl FloorDiv {
-    const SHIFT: u32 = 40;
-    pub const MAX_DIVISOR: u64 = 1 << 16;
-    pub const MAX_NUMERATOR: i64 = 1 << 23;
-
     pub fn new(d: u64) -> FloorDiv {
-        debug_assert!((1..Self::MAX_DIVISOR).contains(&d));
+        debug_assert!(d >= 2);
         FloorDiv {
             d,
-            m: (1u64 << Self::SHIFT).div_ceil(d),
+            m: u64::MAX / d.max(2) + 1,
         }
     }
 
     #[inline]
     pub fn floor(&self, n: i64) -> i64 {
-        debug_assert!(n.abs() < Self::MAX_NUMERATOR - self.d as i64);
+        debug_assert!(u128::from(n.unsigned_abs() + self.d) * u128::from(self.d) <= 1 << 64);
         // Negative: floor(n/d) = -floor((|n| + d - 1) / d); branch-free, since signs of
         // activations are unpredictable.
         let negative = (n >> 63) as u64;
         let magnitude = n.unsigned_abs() + ((self.d - 1) & negative);
-        let q = (magnitude * self.m) >> Self::SHIFT;
+        let q = ((u128::from(magnitude) * u128::from(self.m)) >> 64) as u64;
         (q ^ negative).wrapping_sub(negative) as i64
     }
 }
@@ -144,14 +140,13 @@ mod tests {
         }
 
         #[test]
-        fn floor_div_is_exact(n in -(1i64 << 23) + (1 << 16)..(1i64 << 23) - (1 << 16), d in 1u64..(1 << 16)) {
+        fn floor_div_is_exact(n in -(1i64 << 34)..(1i64 << 34), d in 2u64..(1 << 26)) {
             prop_assert_eq!(FloorDiv::new(d).floor(n), n.div_euclid(d as i64));
         }
 
         #[test]
-        fn floor_div_at_multiples(k in -128i64..128, d in 1u64..(1 << 16), off in -1i64..=1) {
+        fn floor_div_at_multiples(k in -300i64..300, d in 2u64..(1 << 26), off in -1i64..=1) {
             let n = k * d as i64 + off;
-            prop_assume!(n.abs() < (1 << 23) - (1 << 16));
             prop_assert_eq!(FloorDiv::new(d).floor(n), n.div_euclid(d as i64));
         }
 

@@ -6,7 +6,7 @@
 //! `q + 128`, the weighted sum as values times the weights, split into their high and low
 //! bytes since a weight (up to 2^15) is wider than the product's unsigned bytes.
 
-use super::arith::{EXP, EXP_LEVELS, clamp8, div_round, rshift};
+use super::arith::{EXP, EXP_LEVELS, FloorDiv, clamp8, rshift};
 use super::kv::KvCache;
 use super::packed;
 use super::{E_A, E_S};
@@ -77,9 +77,12 @@ pub fn attend_head<I>(
     sums.resize(2 * value_matrix.height(), 0);
     packed::matmul(value_matrix, weight_bytes, 2, sums, true);
     let (high, low) = sums.split_at(value_matrix.height());
-    // The best key weighs EXP[0] > 0, so total > 0.
+    // div_round(a, total) = floor((2a + total) / 2·total). The best key weighs EXP[0],
+    // so 2·total ≥ 2^16; with at most MAX_KEYS keys, 2·total ≤ 2^25 and |2a + total| < 2^34,
+    // inside FloorDiv's range.
+    let divisor = FloorDiv::new(2 * total as u64);
     for ((o, &h), &l) in out.iter_mut().zip(high).zip(low) {
-        *o = clamp8(div_round(256 * i64::from(h) + i64::from(l), total));
+        *o = clamp8(divisor.floor(2 * (256 * i64::from(h) + i64::from(l)) + total));
     }
 }
 
@@ -135,7 +138,8 @@ mod tests {
             &mut s,
         );
         let w1 = EXP[62] as i64;
-        let expect = |a: i64, b: i64| clamp8(div_round(32768 * a + w1 * b, 32768 + w1));
+        let expect =
+            |a: i64, b: i64| clamp8(super::super::div_round(32768 * a + w1 * b, 32768 + w1));
         assert_eq!(out, [expect(100, 20), expect(-50, 30)]);
         // Bias can equalize them: then the output is the plain mean.
         attend_head(

@@ -15,7 +15,7 @@ pub fn rmsnorm(h: &[i32], gain: &[i8], out: &mut [i8]) {
         let r = isqrt(squares / d as u64).max(1) as i64;
         // div_round(h·g·2^E_X, r·2^E_GAIN) = floor((2·h·g·2^E_X + r·2^E_GAIN) /
         // (r·2^(E_GAIN+1))); with E_GAIN = E_X + 1 both sides share 2^(E_X+1), leaving
-        // floor((h·g + r) / 2r): |h·g + r| < 2^22 and 2r < 2^16, FloorDiv's range.
+        // floor((h·g + r) / 2r): |h·g + r| < 2^22 and 2r < 2^16, well inside FloorDiv's range.
         const { assert!(E_GAIN == E_X + 1) };
         let divisor = FloorDiv::new(2 * r as u64);
         for ((x, &v), &g) in x.iter_mut().zip(row).zip(gain) {
