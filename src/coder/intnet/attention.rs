@@ -20,74 +20,16 @@ pub struct AttnScratch {
     q_biased: Vec<u8>,
     raw: Vec<i32>,
     scores: Vec<i32>,
-    /// The weights by slot: high bytes, then low bytes.
+    /// Per query, the weights by slot: a row of high bytes, then one of low bytes.
     weight_bytes: Vec<u8>,
+    totals: Vec<i64>,
     sums: Vec<i32>,
 }
 
-/// Attends with head `head`'s query `q` (q8 at E_A) over the keys `keys` of `cache`:
-/// pairs of a slot and that key's position bias, each slot at most once. Writes the
-/// head's output (q8 at E_A) into `out`. At most `MAX_KEYS` keys; none gives zeros.
-pub fn attend_head<I>(
-    cache: &KvCache,
-    head: usize,
-    q: &[i8],
-    keys: I,
-    out: &mut [i8],
-    scratch: &mut AttnScratch,
-) where
-    I: Iterator<Item = (usize, i32)> + Clone,
-{
-    let AttnScratch {
-        q_biased,
-        raw,
-        scores,
-        weight_bytes,
-        sums,
-    } = scratch;
-    let key_matrix = cache.keys(head);
-    q_biased.clear();
-    q_biased.extend(q.iter().map(|&v| (v as u8) ^ 0x80));
-    q_biased.resize(key_matrix.width(), 0x80);
-    raw.resize(key_matrix.height(), 0);
-    packed::matmul(key_matrix, q_biased, 1, raw, true);
-
-    scores.clear();
-    scores.extend(
-        keys.clone()
-            .map(|(slot, bias)| rshift(i64::from(raw[slot]), 2 * E_A - E_S) as i32 + bias),
-    );
-    debug_assert!(scores.len() <= MAX_KEYS);
-    let Some(&max) = scores.iter().max() else {
-        out.fill(0);
-        return;
-    };
-    let value_matrix = cache.values(head);
-    let width = value_matrix.width();
-    weight_bytes.clear();
-    weight_bytes.resize(2 * width, 0);
-    let mut total = 0i64;
-    for ((slot, _), &s) in keys.zip(scores.iter()) {
-        let level = (i64::from(max) - i64::from(s)).min(EXP_LEVELS as i64 - 1) as usize;
-        let w = EXP[level];
-        total += i64::from(w);
-        weight_bytes[slot] = (w >> 8) as u8;
-        weight_bytes[width + slot] = w as u8;
-    }
-    sums.resize(2 * value_matrix.height(), 0);
-    packed::matmul(value_matrix, weight_bytes, 2, sums, true);
-    let (high, low) = sums.split_at(value_matrix.height());
-    // div_round(a, total) = floor((2a + total) / 2·total). The best key weighs EXP[0],
-    // so 2·total ≥ 2^16; with at most MAX_KEYS keys, 2·total ≤ 2^25 and |2a + total| < 2^34,
-    // inside FloorDiv's range.
-    let divisor = FloorDiv::new(2 * total as u64);
-    for ((o, &h), &l) in out.iter_mut().zip(high).zip(low) {
-        *o = clamp8(divisor.floor(2 * (256 * i64::from(h) + i64::from(l)) + total));
-    }
-}
-
-/// Every head of `n` queries (rows of `q`, at E_A) into the same rows of `out`: query
-/// `i`'s head `head` attends over the keys `keys(i, head)` (as in `attend_head`).
+/// Every head of `n` queries (rows of `q`, q8 at E_A) into the same rows of `out`: query
+/// `i`'s head `head` attends over `keys(i, head)`, pairs of a slot of `cache` and that
+/// key's position bias, each slot at most once and at most `MAX_KEYS` of them (none gives
+/// zeros). Per head, the scores of all queries are one product, and so are the sums.
 pub fn attend<I, F>(
     cache: &KvCache,
     q: &[i8],
@@ -99,19 +41,73 @@ pub fn attend<I, F>(
     F: Fn(usize, usize) -> I,
     I: Iterator<Item = (usize, i32)> + Clone,
 {
+    let AttnScratch {
+        q_biased,
+        raw,
+        scores,
+        weight_bytes,
+        totals,
+        sums,
+    } = scratch;
     let (heads, dh) = (cache.heads(), cache.head_dim());
     let d = heads * dh;
-    for i in 0..n {
-        for head in 0..heads {
-            let cols = i * d + head * dh..i * d + (head + 1) * dh;
-            attend_head(
-                cache,
-                head,
-                &q[cols.clone()],
-                keys(i, head),
-                &mut out[cols],
-                scratch,
+    for head in 0..heads {
+        let key_matrix = cache.keys(head);
+        let (kw, kh) = (key_matrix.width(), key_matrix.height());
+        q_biased.clear();
+        for i in 0..n {
+            q_biased.extend(
+                q[i * d + head * dh..i * d + (head + 1) * dh]
+                    .iter()
+                    .map(|&v| (v as u8) ^ 0x80),
             );
+            q_biased.resize((i + 1) * kw, 0x80);
+        }
+        raw.resize(n * kh, 0);
+        packed::matmul(key_matrix, q_biased, n, raw, true);
+
+        let value_matrix = cache.values(head);
+        let (vw, vh) = (value_matrix.width(), value_matrix.height());
+        weight_bytes.clear();
+        weight_bytes.resize(2 * n * vw, 0);
+        totals.clear();
+        for i in 0..n {
+            let raw = &raw[i * kh..(i + 1) * kh];
+            let keys = keys(i, head);
+            scores.clear();
+            scores.extend(
+                keys.clone()
+                    .map(|(slot, bias)| rshift(i64::from(raw[slot]), 2 * E_A - E_S) as i32 + bias),
+            );
+            debug_assert!(scores.len() <= MAX_KEYS);
+            let max = scores.iter().copied().max().unwrap_or(0);
+            let (high, low) = weight_bytes[2 * i * vw..2 * (i + 1) * vw].split_at_mut(vw);
+            let mut total = 0i64;
+            for ((slot, _), &s) in keys.zip(scores.iter()) {
+                let level = (i64::from(max) - i64::from(s)).min(EXP_LEVELS as i64 - 1) as usize;
+                let w = EXP[level];
+                total += i64::from(w);
+                high[slot] = (w >> 8) as u8;
+                low[slot] = w as u8;
+            }
+            totals.push(total);
+        }
+        sums.resize(2 * n * vh, 0);
+        packed::matmul(value_matrix, weight_bytes, 2 * n, sums, true);
+        for (i, &total) in totals.iter().enumerate() {
+            let o = &mut out[i * d + head * dh..i * d + (head + 1) * dh];
+            if total == 0 {
+                o.fill(0);
+                continue;
+            }
+            let (high, low) = sums[2 * i * vh..2 * (i + 1) * vh].split_at(vh);
+            // div_round(a, total) = floor((2a + total) / 2·total). The best key weighs
+            // EXP[0], so 2·total ≥ 2^16; with at most MAX_KEYS keys 2·total ≤ 2^25 and
+            // |2a + total| < 2^34, inside FloorDiv's range.
+            let divisor = FloorDiv::new(2 * total as u64);
+            for ((o, &h), &l) in o.iter_mut().zip(high).zip(low) {
+                *o = clamp8(divisor.floor(2 * (256 * i64::from(h) + i64::from(l)) + total));
+            }
         }
     }
 }
@@ -128,33 +124,57 @@ mod tests {
         cache.set(3, &[-10, 0], &[20, 30]);
         let mut s = AttnScratch::default();
         let mut out = [0i8; 2];
+        let mut run = |q: [i8; 2], keys: &[(usize, i32)]| {
+            attend(&cache, &q, 1, |_, _| keys.iter().copied(), &mut out, &mut s);
+            out
+        };
         // q·k = ±1000 → scores ±31 (1000/32 rounded): a gap of 62 eighths of a nat.
-        attend_head(
-            &cache,
-            0,
-            &[100, 0],
-            [(0, 0), (3, 0)].into_iter(),
-            &mut out,
-            &mut s,
-        );
         let w1 = EXP[62] as i64;
         let expect =
             |a: i64, b: i64| clamp8(super::super::div_round(32768 * a + w1 * b, 32768 + w1));
-        assert_eq!(out, [expect(100, 20), expect(-50, 30)]);
-        // Bias can equalize them: then the output is the plain mean.
-        attend_head(
-            &cache,
-            0,
-            &[100, 0],
-            [(0, -31), (3, 31)].into_iter(),
-            &mut out,
-            &mut s,
+        assert_eq!(
+            run([100, 0], &[(0, 0), (3, 0)]),
+            [expect(100, 20), expect(-50, 30)]
         );
-        assert_eq!(out, [60, -10]);
+        // Bias can equalize them: then the output is the plain mean.
+        assert_eq!(run([100, 0], &[(0, -31), (3, 31)]), [60, -10]);
         // Only the keys listed count.
-        attend_head(&cache, 0, &[100, 0], [(3, 0)].into_iter(), &mut out, &mut s);
-        assert_eq!(out, [20, 30]);
-        attend_head(&cache, 0, &[1, 1], std::iter::empty(), &mut out, &mut s);
-        assert_eq!(out, [0, 0]);
+        assert_eq!(run([100, 0], &[(3, 0)]), [20, 30]);
+        assert_eq!(run([1, 1], &[]), [0, 0]);
+    }
+
+    #[test]
+    fn queries_in_a_batch_attend_as_alone() {
+        let mut next = crate::coder::fixtures::xorshift(5);
+        let mut byte = move || ((next() % 255) as i32 - 127) as i8;
+        let (heads, dh, slots, n) = (2, 8, 40, 5);
+        let mut cache = KvCache::new(slots, heads, dh);
+        for slot in 0..slots {
+            let k: Vec<i8> = (0..heads * dh).map(|_| byte()).collect();
+            let v: Vec<i8> = (0..heads * dh).map(|_| byte()).collect();
+            cache.set(slot, &k, &v);
+        }
+        let q: Vec<i8> = (0..n * heads * dh).map(|_| byte()).collect();
+        let keys = |i: usize, head: usize| {
+            (i..slots)
+                .step_by(head + 1)
+                .map(move |j| (j, (j % 7) as i32))
+        };
+        let mut s = AttnScratch::default();
+        let mut batch = vec![0i8; n * heads * dh];
+        attend(&cache, &q, n, keys, &mut batch, &mut s);
+        for i in 0..n {
+            let row = i * heads * dh..(i + 1) * heads * dh;
+            let mut alone = vec![0i8; heads * dh];
+            attend(
+                &cache,
+                &q[row.clone()],
+                1,
+                |_, head| keys(i, head),
+                &mut alone,
+                &mut s,
+            );
+            assert_eq!(alone, batch[row]);
+        }
     }
 }
