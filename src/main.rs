@@ -195,6 +195,15 @@ fn fsck(args: FsckArgs) -> ExitCode {
 }
 
 fn train(args: TrainArgs) -> Result<()> {
+    if args.threads > 0 {
+        let n = args.threads.to_string();
+        // SAFETY: no other thread exists yet. candle sizes its own thread pool and its
+        // matrix products' parallelism from these variables, not from the caller's pool.
+        unsafe {
+            std::env::set_var("RAYON_NUM_THREADS", &n);
+            std::env::set_var("CANDLE_NUM_THREADS", &n);
+        }
+    }
     let mut opts = s2sfs::train::TrainOptions::new(args.corpus, args.out);
     opts.config = args.config;
     opts.steps = args.steps;

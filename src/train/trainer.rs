@@ -78,11 +78,33 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
             "a batch needs at least one window".into(),
         ));
     }
+    keep_allocations_mapped();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads)
         .build()
         .map_err(|e| TrainError::Config(format!("thread pool: {e}")))?;
     pool.install(|| Trainer::prepare(opts)?.run())
+}
+
+/// Every tensor operation allocates and frees buffers of megabytes. glibc serves those
+/// from per-thread arenas whose heaps are unmapped when empty, or from fresh mmaps, so
+/// each step faulted all its memory in anew, zeroed page by page by the kernel. One arena
+/// whose heap is never trimmed, and mmap only beyond the largest threshold, keep it mapped.
+fn keep_allocations_mapped() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let settings = [
+            (libc::M_ARENA_MAX, 1),
+            (libc::M_MMAP_THRESHOLD, 32 << 20),
+            (libc::M_TRIM_THRESHOLD, i32::MAX),
+        ];
+        for (param, value) in settings {
+            // SAFETY: mallopt only changes allocator tuning parameters.
+            if unsafe { libc::mallopt(param, value) } != 1 {
+                log::debug!("mallopt({param}, {value}) refused");
+            }
+        }
+    });
 }
 
 /// The bench corpus measures compression; a model trained on it would flatter itself.
