@@ -5,10 +5,12 @@
 
 pub mod cache;
 pub mod codec;
+pub mod coder;
 pub mod error;
 pub mod fs;
 pub mod fsck;
 pub mod store;
+pub mod train;
 pub mod volume;
 
 pub use error::{Error, Result};

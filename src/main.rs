@@ -49,6 +49,49 @@ Exit status:
 A mounted store is checked read-only through its daemon (writes wait while the
 metadata is read); --repair needs the store unmounted.")]
     Fsck(FsckArgs),
+    /// Train the t5 coder's model on a corpus directory and export it (CODER.md).
+    #[command(after_help = "\
+Cuts the corpus files into 128 KiB blocks, learns a tokenizer into MODELDIR/tokenizer.json
+when there is none, trains with quantization-aware training, checkpoints into
+MODELDIR/checkpoint every few minutes and at the end, measures bits/byte on held-out files
+of the corpus, and writes the integer model (config.json, tokenizer.json,
+weights.safetensors) into MODELDIR. Never train on the bench corpus.")]
+    Train(TrainArgs),
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// The training corpus (a directory of files, e.g. built by train-corpus).
+    #[arg(long, value_name = "DIR")]
+    corpus: PathBuf,
+    /// The model directory: checkpoints, then the exported model.
+    #[arg(long, value_name = "MODELDIR")]
+    out: PathBuf,
+    /// The model's config.json [default: the v1 default of CODER.md].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Train until this many steps are done, counting those before a --resume.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    steps: u64,
+    /// Windows per step.
+    #[arg(long, value_name = "N", default_value_t = 16,
+          value_parser = clap::value_parser!(u64).range(1..=4096))]
+    batch: u64,
+    /// Peak learning rate.
+    #[arg(long, value_name = "X", default_value_t = 2e-3)]
+    lr: f64,
+    /// Continue from MODELDIR/checkpoint.
+    #[arg(long)]
+    resume: bool,
+    /// Worker threads [default: one per core].
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    threads: usize,
+    /// Seed of the initial weights, the batches and the latent sampling.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    seed: u64,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -151,6 +194,33 @@ fn fsck(args: FsckArgs) -> ExitCode {
     }
 }
 
+fn train(args: TrainArgs) -> Result<()> {
+    if args.threads > 0 {
+        let n = args.threads.to_string();
+        // SAFETY: no other thread exists yet. candle sizes its own thread pool and its
+        // matrix products' parallelism from these variables, not from the caller's pool.
+        unsafe {
+            std::env::set_var("RAYON_NUM_THREADS", &n);
+            std::env::set_var("CANDLE_NUM_THREADS", &n);
+        }
+    }
+    let mut opts = s2sfs::train::TrainOptions::new(args.corpus, args.out);
+    opts.config = args.config;
+    opts.steps = args.steps;
+    opts.batch = usize::try_from(args.batch)?;
+    opts.lr = args.lr;
+    opts.resume = args.resume;
+    opts.threads = args.threads;
+    opts.seed = args.seed;
+    let summary = s2sfs::train::train(&opts)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        println!("{summary}");
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Mount(m) => {
@@ -172,6 +242,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Umount { mountpoint } => s2sfs::fs::umount(&mountpoint)?,
         Command::Fsck(args) => return Ok(fsck(args)),
+        Command::Train(args) => train(args)?,
     }
     Ok(ExitCode::SUCCESS)
 }

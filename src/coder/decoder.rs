@@ -1,0 +1,194 @@
+//! The t5 decoder run position by position in integers (CODER.md, "Operations"): self-
+//! attention over a window of W past positions, kept as ring buffers of keys and values
+//! so that a step costs the same at every position, and cross-attention to the current
+//! segment's latent. `forward` takes several positions at once when they are all known
+//! (compression); each position's result is the same as when it runs alone (decoding),
+//! since every position runs the same integer computation over the same keys.
+
+use super::intnet::{KvCache, LinearScratch, attend, clamp8, rmsnorm};
+use super::model::Model;
+use super::net::{Activations, DecoderLayer, Net};
+use super::{E_A, E_S, E_X};
+
+/// The input at position 0, before any token: T5's decoder start, token id 0.
+pub const START_TOKEN: u32 = 0;
+
+#[derive(Debug)]
+struct LayerState {
+    /// A ring buffer of `capacity` slots: position p lives in slot `p % capacity`.
+    past: KvCache,
+    /// One slot per memory slot.
+    memory: KvCache,
+}
+
+/// Per-call buffers, kept so that a step allocates nothing.
+#[derive(Debug, Default)]
+struct Scratch {
+    rows: Activations,
+    memory: Vec<i8>,
+    memory_keys: Vec<i8>,
+    memory_values: Vec<i8>,
+    linear: LinearScratch,
+}
+
+pub struct Decoder<'m> {
+    net: &'m Net,
+    d: usize,
+    window: usize,
+    max_batch: usize,
+    /// Rows of the ring buffers: a batch's queries see W keys back from its last position.
+    capacity: usize,
+    /// The next position `forward` computes.
+    pos: usize,
+    memory_slots: usize,
+    layers: Vec<LayerState>,
+    scratch: Scratch,
+}
+
+impl<'m> Decoder<'m> {
+    /// A decoder at position 0 with an empty latent, taking up to `max_batch` positions
+    /// per `forward`.
+    pub fn new(model: &'m Model, max_batch: usize) -> Decoder<'m> {
+        let config = model.config();
+        let d = config.d_model;
+        let max_batch = max_batch.max(1);
+        let capacity = config.window + max_batch - 1;
+        let (heads, dh) = (config.n_heads, config.head_dim());
+        let layers = model
+            .net()
+            .decoder
+            .iter()
+            .map(|_| LayerState {
+                past: KvCache::new(capacity, heads, dh),
+                memory: KvCache::new(config.latent_max + 1, heads, dh),
+            })
+            .collect();
+        let mut decoder = Decoder {
+            net: model.net(),
+            d,
+            window: config.window,
+            max_batch,
+            capacity,
+            pos: 0,
+            memory_slots: 0,
+            layers,
+            scratch: Scratch::default(),
+        };
+        decoder.set_latent(&[]);
+        decoder
+    }
+
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Cross-attention memory for the positions that follow: the null slot, then the
+    /// latent's codes (each below K) at positions 1, 2, ...
+    pub fn set_latent(&mut self, codes: &[u32]) {
+        let d = self.d;
+        let net = self.net;
+        let null = net.latent_embed.len() / d - 1;
+        let slots = codes.len().min(net.latent_pos.len() / d - 1) + 1;
+        let memory = &mut self.scratch.memory;
+        memory.clear();
+        for slot in 0..slots {
+            let code = if slot == 0 {
+                null
+            } else {
+                (codes[slot - 1] as usize).min(null)
+            };
+            let embed = &net.latent_embed[code * d..(code + 1) * d];
+            let pos = &net.latent_pos[slot * d..(slot + 1) * d];
+            memory.extend(
+                embed
+                    .iter()
+                    .zip(pos)
+                    .map(|(&e, &p)| clamp8(i64::from(e) + i64::from(p))),
+            );
+        }
+        let s = &mut self.scratch;
+        s.memory_keys.resize(slots * d, 0);
+        s.memory_values.resize(slots * d, 0);
+        for (layer, state) in net.decoder.iter().zip(&mut self.layers) {
+            let cross = &layer.cross;
+            cross
+                .k
+                .to_q8(&s.memory, slots, E_X, &mut s.memory_keys, &mut s.linear);
+            cross
+                .v
+                .to_q8(&s.memory, slots, E_X, &mut s.memory_values, &mut s.linear);
+            for slot in 0..slots {
+                let row = slot * d..(slot + 1) * d;
+                state
+                    .memory
+                    .set(slot, &s.memory_keys[row.clone()], &s.memory_values[row]);
+            }
+        }
+        self.memory_slots = slots;
+    }
+
+    /// Runs the positions `position()..position() + inputs.len()`, where `inputs[i]` is
+    /// the token before position `position() + i` (`START_TOKEN` before the first), and
+    /// writes each position's logits over the vocabulary (at E_S, before the match boost)
+    /// as rows of `logits`. Tokens must be below the vocabulary size.
+    pub fn forward(&mut self, inputs: &[u32], logits: &mut Vec<i32>) {
+        let n = inputs.len();
+        assert!(n <= self.max_batch, "batch of {n} above {}", self.max_batch);
+        let net = self.net;
+        self.scratch.rows.start(net, inputs);
+        for (layer, l) in net.decoder.iter().zip(0..) {
+            self.layer(layer, l, n);
+        }
+        let s = &mut self.scratch.rows;
+        rmsnorm(&s.h, &net.decoder_norm, &mut s.x);
+        logits.resize(n * net.out.rows(), 0);
+        net.out.to_logits(&s.x, n, E_X, E_S, logits, &mut s.linear);
+        self.pos += n;
+    }
+
+    fn layer(&mut self, layer: &DecoderLayer, l: usize, n: usize) {
+        let (d, capacity, window, pos) = (self.d, self.capacity, self.window, self.pos);
+        let s = &mut self.scratch.rows;
+        let state = &mut self.layers[l];
+        let attn = &layer.attn;
+        rmsnorm(&s.h, &layer.norm1, &mut s.x);
+        attn.project(&s.x, n, &mut s.q, &mut s.k, &mut s.v, &mut s.linear);
+        for i in 0..n {
+            let row = i * d..(i + 1) * d;
+            state
+                .past
+                .set((pos + i) % capacity, &s.k[row.clone()], &s.v[row]);
+        }
+        // Query i is position pos + i; the key `back` positions before it lives in the
+        // slot found without a division per key.
+        let keys = |i: usize, head: usize| {
+            let t = pos + i;
+            let newest = t % capacity;
+            let bias = &attn.head_bias(head)[..(t + 1).min(window)];
+            bias.iter().enumerate().map(move |(back, &b)| {
+                let slot = if back <= newest {
+                    newest - back
+                } else {
+                    newest + capacity - back
+                };
+                (slot, b)
+            })
+        };
+        attend(&state.past, &s.q, n, keys, &mut s.o, &mut s.attn);
+        attn.o
+            .add_to_residual(&s.o, n, E_A, &mut s.h, &mut s.linear);
+
+        let cross = &layer.cross;
+        rmsnorm(&s.h, &layer.norm2, &mut s.x);
+        cross.q.to_q8(&s.x, n, E_X, &mut s.q, &mut s.linear);
+        let memory_slots = self.memory_slots;
+        let keys = |_, _| (0..memory_slots).map(|slot| (slot, 0));
+        attend(&state.memory, &s.q, n, keys, &mut s.o, &mut s.attn);
+        cross
+            .o
+            .add_to_residual(&s.o, n, E_A, &mut s.h, &mut s.linear);
+
+        rmsnorm(&s.h, &layer.norm3, &mut s.x);
+        layer.ffn.add_to_residual(&s.x, n, &mut s.h, &mut s.ffn);
+    }
+}

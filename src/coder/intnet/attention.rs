@@ -1,0 +1,180 @@
+//! One attention head for one query, with the exp-table softmax of CODER.md: scores at
+//! exponent E_S, weights `EXP[min(m - s, 127)]`, output the rounded weighted mean of the
+//! values. Which keys a query sees, and their position biases, are the caller's.
+//!
+//! Both sums run as packed products over the whole cache (`kv`): the scores as keys times
+//! `q + 128`, the weighted sum as values times the weights, split into their high and low
+//! bytes since a weight (up to 2^15) is wider than the product's unsigned bytes.
+
+use super::arith::{EXP, EXP_LEVELS, FloorDiv, clamp8, rshift};
+use super::kv::KvCache;
+use super::packed;
+use super::{E_A, E_S};
+
+/// Most keys one query may see: with weights up to 2^15 and values up to 127, this many
+/// products still sum exactly in an i32.
+pub const MAX_KEYS: usize = 512;
+
+#[derive(Debug, Default)]
+pub struct AttnScratch {
+    q_biased: Vec<u8>,
+    raw: Vec<i32>,
+    scores: Vec<i32>,
+    /// Per query, the weights by slot: a row of high bytes, then one of low bytes.
+    weight_bytes: Vec<u8>,
+    totals: Vec<i64>,
+    sums: Vec<i32>,
+}
+
+/// Every head of `n` queries (rows of `q`, q8 at E_A) into the same rows of `out`: query
+/// `i`'s head `head` attends over `keys(i, head)`, pairs of a slot of `cache` and that
+/// key's position bias, each slot at most once and at most `MAX_KEYS` of them (none gives
+/// zeros). Per head, the scores of all queries are one product, and so are the sums.
+pub fn attend<I, F>(
+    cache: &KvCache,
+    q: &[i8],
+    n: usize,
+    keys: F,
+    out: &mut [i8],
+    scratch: &mut AttnScratch,
+) where
+    F: Fn(usize, usize) -> I,
+    I: Iterator<Item = (usize, i32)> + Clone,
+{
+    let AttnScratch {
+        q_biased,
+        raw,
+        scores,
+        weight_bytes,
+        totals,
+        sums,
+    } = scratch;
+    let (heads, dh) = (cache.heads(), cache.head_dim());
+    let d = heads * dh;
+    for head in 0..heads {
+        let key_matrix = cache.keys(head);
+        let (kw, kh) = (key_matrix.width(), key_matrix.height());
+        q_biased.clear();
+        for i in 0..n {
+            q_biased.extend(
+                q[i * d + head * dh..i * d + (head + 1) * dh]
+                    .iter()
+                    .map(|&v| (v as u8) ^ 0x80),
+            );
+            q_biased.resize((i + 1) * kw, 0x80);
+        }
+        raw.resize(n * kh, 0);
+        packed::matmul(key_matrix, q_biased, n, raw, true);
+
+        let value_matrix = cache.values(head);
+        let (vw, vh) = (value_matrix.width(), value_matrix.height());
+        weight_bytes.clear();
+        weight_bytes.resize(2 * n * vw, 0);
+        totals.clear();
+        for i in 0..n {
+            let raw = &raw[i * kh..(i + 1) * kh];
+            let keys = keys(i, head);
+            scores.clear();
+            scores.extend(
+                keys.clone()
+                    .map(|(slot, bias)| rshift(i64::from(raw[slot]), 2 * E_A - E_S) as i32 + bias),
+            );
+            debug_assert!(scores.len() <= MAX_KEYS);
+            let max = scores.iter().copied().max().unwrap_or(0);
+            let (high, low) = weight_bytes[2 * i * vw..2 * (i + 1) * vw].split_at_mut(vw);
+            let mut total = 0i64;
+            for ((slot, _), &s) in keys.zip(scores.iter()) {
+                let level = (i64::from(max) - i64::from(s)).min(EXP_LEVELS as i64 - 1) as usize;
+                let w = EXP[level];
+                total += i64::from(w);
+                high[slot] = (w >> 8) as u8;
+                low[slot] = w as u8;
+            }
+            totals.push(total);
+        }
+        sums.resize(2 * n * vh, 0);
+        packed::matmul(value_matrix, weight_bytes, 2 * n, sums, true);
+        for (i, &total) in totals.iter().enumerate() {
+            let o = &mut out[i * d + head * dh..i * d + (head + 1) * dh];
+            if total == 0 {
+                o.fill(0);
+                continue;
+            }
+            let (high, low) = sums[2 * i * vh..2 * (i + 1) * vh].split_at(vh);
+            // div_round(a, total) = floor((2a + total) / 2·total). The best key weighs
+            // EXP[0], so 2·total ≥ 2^16; with at most MAX_KEYS keys 2·total ≤ 2^25 and
+            // |2a + total| < 2^34, inside FloorDiv's range.
+            let divisor = FloorDiv::new(2 * total as u64);
+            for ((o, &h), &l) in o.iter_mut().zip(high).zip(low) {
+                *o = clamp8(divisor.floor(2 * (256 * i64::from(h) + i64::from(l)) + total));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dominant_key_wins_and_equal_keys_average() {
+        // One head of width 2; keys (10, 0) and (-10, 0), values (100, -50) and (20, 30).
+        let mut cache = KvCache::new(5, 1, 2);
+        cache.set(0, &[10, 0], &[100, -50]);
+        cache.set(3, &[-10, 0], &[20, 30]);
+        let mut s = AttnScratch::default();
+        let mut out = [0i8; 2];
+        let mut run = |q: [i8; 2], keys: &[(usize, i32)]| {
+            attend(&cache, &q, 1, |_, _| keys.iter().copied(), &mut out, &mut s);
+            out
+        };
+        // q·k = ±1000 → scores ±31 (1000/32 rounded): a gap of 62 eighths of a nat.
+        let w1 = EXP[62] as i64;
+        let expect =
+            |a: i64, b: i64| clamp8(super::super::div_round(32768 * a + w1 * b, 32768 + w1));
+        assert_eq!(
+            run([100, 0], &[(0, 0), (3, 0)]),
+            [expect(100, 20), expect(-50, 30)]
+        );
+        // Bias can equalize them: then the output is the plain mean.
+        assert_eq!(run([100, 0], &[(0, -31), (3, 31)]), [60, -10]);
+        // Only the keys listed count.
+        assert_eq!(run([100, 0], &[(3, 0)]), [20, 30]);
+        assert_eq!(run([1, 1], &[]), [0, 0]);
+    }
+
+    #[test]
+    fn queries_in_a_batch_attend_as_alone() {
+        let mut next = crate::coder::fixtures::xorshift(5);
+        let mut byte = move || ((next() % 255) as i32 - 127) as i8;
+        let (heads, dh, slots, n) = (2, 8, 40, 5);
+        let mut cache = KvCache::new(slots, heads, dh);
+        for slot in 0..slots {
+            let k: Vec<i8> = (0..heads * dh).map(|_| byte()).collect();
+            let v: Vec<i8> = (0..heads * dh).map(|_| byte()).collect();
+            cache.set(slot, &k, &v);
+        }
+        let q: Vec<i8> = (0..n * heads * dh).map(|_| byte()).collect();
+        let keys = |i: usize, head: usize| {
+            (i..slots)
+                .step_by(head + 1)
+                .map(move |j| (j, (j % 7) as i32))
+        };
+        let mut s = AttnScratch::default();
+        let mut batch = vec![0i8; n * heads * dh];
+        attend(&cache, &q, n, keys, &mut batch, &mut s);
+        for i in 0..n {
+            let row = i * heads * dh..(i + 1) * heads * dh;
+            let mut alone = vec![0i8; heads * dh];
+            attend(
+                &cache,
+                &q[row.clone()],
+                1,
+                |_, head| keys(i, head),
+                &mut alone,
+                &mut s,
+            );
+            assert_eq!(alone, batch[row]);
+        }
+    }
+}

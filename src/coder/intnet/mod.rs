@@ -1,0 +1,24 @@
+//! The integer network of CODER.md: every kernel the t5 coder's probabilities pass
+//! through, defined on integers so that they are the same on every machine, thread count
+//! and CPU feature level. Faster paths (SIMD) must give the very same integers; the
+//! portable code is the definition they are tested against.
+
+mod arith;
+mod attention;
+mod ffn;
+mod kv;
+mod linear;
+mod norm;
+mod packed;
+#[cfg(target_arch = "x86_64")]
+mod vnni;
+
+pub use self::arith::{EXP, EXP_LEVELS, clamp8, div_round};
+pub use self::attention::{AttnScratch, MAX_KEYS, attend};
+pub use self::ffn::{Ffn, FfnScratch};
+pub use self::kv::KvCache;
+pub use self::linear::{Linear, LinearScratch};
+pub use self::norm::rmsnorm;
+
+// The exponents are part of the format, defined with the config.
+use super::{E_A, E_GAIN, E_H, E_S, E_X, H_MAX};

@@ -1,0 +1,31 @@
+//! The learned T5 latent coder (DESIGN.md, "The T5 latent coder"): the pieces that turn a
+//! block into tokens and tokens into bits. Everything here is exact and deterministic,
+//! because a frame must decode on any machine to the bytes that were written.
+
+mod config;
+mod decoder;
+mod encoder;
+mod error;
+#[cfg(test)]
+pub(crate) mod fixtures;
+mod freq;
+mod intnet;
+mod matcher;
+pub mod model;
+mod net;
+mod predictor;
+mod range;
+mod relpos;
+mod t5;
+mod tokenizer;
+
+pub use self::config::{E_A, E_GAIN, E_H, E_S, E_X, FORMAT, H_MAX, MAX_VOCAB, ModelConfig, Q8_MAX};
+pub use self::decoder::START_TOKEN;
+pub use self::error::{CoderError, Result};
+pub use self::freq::{FREQ_TOTAL, FREQ_TOTAL_BITS, FreqTable};
+pub use self::matcher::{MATCH_BUCKETS, MATCH_MIN, MatchPrediction, Matcher, match_predictions};
+pub use self::model::Model;
+pub use self::range::{RangeDecoder, RangeEncoder};
+pub use self::relpos::{Direction, RelBuckets};
+pub use self::t5::T5Codec;
+pub use self::tokenizer::{ByteBpe, MAX_WORD_LEN};

@@ -1,0 +1,107 @@
+//! The coding distribution of every token: the decoder's logits, the match model's boost,
+//! and the exp table, turned into a `FreqTable` (CODER.md, "Operations", "Output"). The
+//! compressor and the decompressor both get their tables from here, in the same order of
+//! operations, which is what makes a frame decodable.
+
+use super::decoder::{Decoder, START_TOKEN};
+use super::error::Result;
+use super::freq::FreqTable;
+use super::intnet::{EXP, EXP_LEVELS};
+use super::matcher::Matcher;
+use super::model::Model;
+
+pub struct Predictor<'m> {
+    decoder: Decoder<'m>,
+    matcher: Matcher,
+    boost: &'m [i32],
+    vocab: usize,
+    inputs: Vec<u32>,
+    logits: Vec<i32>,
+    levels: Vec<u8>,
+    table: FreqTable,
+}
+
+impl<'m> Predictor<'m> {
+    /// A predictor at the start of a block; `max_batch` positions per decoder call when
+    /// the tokens are known.
+    pub fn new(model: &'m Model, max_batch: usize) -> Result<Predictor<'m>> {
+        let vocab = model.config().vocab;
+        Ok(Predictor {
+            decoder: Decoder::new(model, max_batch),
+            matcher: Matcher::new(),
+            boost: &model.net().boost,
+            vocab,
+            inputs: Vec::with_capacity(max_batch),
+            logits: Vec::with_capacity(vocab * max_batch),
+            levels: Vec::with_capacity(vocab),
+            table: FreqTable::from_weights(&vec![1; vocab])?,
+        })
+    }
+
+    /// The latent whose memory the next positions attend to.
+    pub fn set_latent(&mut self, codes: &[u32]) {
+        self.decoder.set_latent(codes);
+    }
+
+    /// For known tokens (compression): calls `code(table, position)` for the positions
+    /// `start..end` of `tokens` in order, each table being that position's distribution.
+    /// `start` must be where the previous call ended (0 first), and `end - start` at most
+    /// the batch size.
+    pub fn run_known(
+        &mut self,
+        tokens: &[u32],
+        start: usize,
+        end: usize,
+        mut code: impl FnMut(&FreqTable, usize) -> Result<()>,
+    ) -> Result<()> {
+        debug_assert_eq!(start, self.decoder.position());
+        self.inputs.clear();
+        if start == 0 {
+            self.inputs.push(START_TOKEN);
+        }
+        self.inputs
+            .extend_from_slice(&tokens[start.saturating_sub(1)..end.saturating_sub(1)]);
+        self.decoder.forward(&self.inputs, &mut self.logits);
+        for p in start..end {
+            let row = p - start;
+            self.fill_table(row, &tokens[..p])?;
+            code(&self.table, p)?;
+            self.matcher.push(&tokens[..=p]);
+        }
+        Ok(())
+    }
+
+    /// For decoding: the distribution of the token after `tokens` (all of the block's
+    /// tokens decoded so far, each below the vocabulary size). Push the decoded token
+    /// onto `tokens` before the next call.
+    pub fn next_table(&mut self, tokens: &[u32]) -> Result<&FreqTable> {
+        if let Some(t) = tokens.len().checked_sub(1) {
+            self.matcher.push(tokens);
+            debug_assert_eq!(t + 1, self.decoder.position());
+        }
+        let input = tokens.last().copied().unwrap_or(START_TOKEN);
+        self.decoder.forward(&[input], &mut self.logits);
+        self.fill_table(0, tokens)?;
+        Ok(&self.table)
+    }
+
+    /// The table for logits row `row`, the match model having seen `before`.
+    fn fill_table(&mut self, row: usize, before: &[u32]) -> Result<()> {
+        let logits = &mut self.logits[row * self.vocab..(row + 1) * self.vocab];
+        if let Some(pred) = self.matcher.predict(before)
+            && let (Some(l), Some(&boost)) = (
+                logits.get_mut(pred.token as usize),
+                self.boost.get(usize::from(pred.bucket)),
+            )
+        {
+            *l = l.saturating_add(boost);
+        }
+        let max = logits.iter().copied().max().unwrap_or(0);
+        self.levels.clear();
+        // Logits and boosts are bounded at load, so the gaps fit an i32 (saturate anyway).
+        let top = EXP_LEVELS as i32 - 1;
+        self.levels
+            .extend(logits.iter().map(|&l| max.saturating_sub(l).min(top) as u8));
+        self.table.refill_from_levels(&self.levels, &EXP)
+    }
+}

@@ -1,0 +1,346 @@
+//! `T5Codec`: the learned codec of DESIGN.md as a `codec::Codec`. Payload (CODER.md,
+//! "Coding a block"): the token count as LEB128, then one range-coded stream holding, per
+//! segment of S tokens, the latent's length (uniform over 0..=latent_max), its codes
+//! (uniform over K) and the segment's tokens under the decoder's distributions.
+
+use std::sync::Arc;
+
+use crate::codec::{Codec, CodecError, CodecId, ModelId};
+
+use super::encoder::Encoder;
+use super::model::Model;
+use super::predictor::Predictor;
+use super::range::{RangeDecoder, RangeEncoder};
+
+/// Positions per decoder call when compressing: large enough to run the matrices as
+/// matrix products, small enough to keep the ring buffers and logits in cache.
+const COMPRESS_BATCH: usize = 32;
+/// Longest LEB128 of a u64.
+const MAX_LEB128: usize = 10;
+
+#[derive(Clone)]
+pub struct T5Codec {
+    model: Arc<Model>,
+}
+
+impl T5Codec {
+    pub fn new(model: Arc<Model>) -> T5Codec {
+        T5Codec { model }
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    fn compress_tokens(&self, tokens: &[u32]) -> Result<Vec<u8>, CodecError> {
+        let config = self.model.config();
+        let fail = |e: super::CoderError| CodecError::Compress(e.to_string());
+        let mut encoder = Encoder::new(&self.model);
+        let mut predictor = Predictor::new(&self.model, COMPRESS_BATCH).map_err(fail)?;
+        let mut out = RangeEncoder::new();
+        for (s, segment) in tokens.chunks(config.segment).enumerate() {
+            let codes = encoder.latent(segment);
+            out.encode(codes.len() as u32, 1, config.latent_max as u32 + 1);
+            for &z in &codes {
+                out.encode(z, 1, config.latent_vocab as u32);
+            }
+            predictor.set_latent(&codes);
+            let first = s * config.segment;
+            let last = first + segment.len();
+            let mut start = first;
+            while start < last {
+                let end = (start + COMPRESS_BATCH).min(last);
+                predictor
+                    .run_known(tokens, start, end, |table, p| {
+                        table.encode(&mut out, tokens[p] as usize)
+                    })
+                    .map_err(fail)?;
+                start = end;
+            }
+        }
+        let mut payload = Vec::with_capacity(MAX_LEB128);
+        write_leb128(&mut payload, tokens.len() as u64);
+        payload.extend(out.finish());
+        Ok(payload)
+    }
+
+    fn decompress_tokens(&self, stream: &[u8], count: usize) -> Result<Vec<u32>, CodecError> {
+        let config = self.model.config();
+        let fail = |e: super::CoderError| CodecError::Decompress(e.to_string());
+        let mut predictor = Predictor::new(&self.model, 1).map_err(fail)?;
+        let mut input = RangeDecoder::new(stream);
+        let mut tokens = Vec::with_capacity(count);
+        let mut codes = Vec::with_capacity(config.latent_max);
+        while tokens.len() < count {
+            let length = decode_uniform(&mut input, config.latent_max as u32 + 1);
+            codes.clear();
+            for _ in 0..length {
+                codes.push(decode_uniform(&mut input, config.latent_vocab as u32));
+            }
+            predictor.set_latent(&codes);
+            let end = (tokens.len() + config.segment).min(count);
+            while tokens.len() < end {
+                let table = predictor.next_table(&tokens).map_err(fail)?;
+                tokens.push(table.decode(&mut input) as u32);
+            }
+        }
+        Ok(tokens)
+    }
+}
+
+impl Codec for T5Codec {
+    fn id(&self) -> CodecId {
+        CodecId::T5
+    }
+
+    fn model_id(&self) -> ModelId {
+        self.model.id()
+    }
+
+    fn compress(&self, plain: &[u8]) -> Result<Vec<u8>, CodecError> {
+        let tokens = self.model.tokenizer().encode(plain);
+        self.compress_tokens(&tokens)
+    }
+
+    fn decompress(&self, payload: &[u8], plain_len: usize) -> Result<Vec<u8>, CodecError> {
+        let (count, stream) =
+            read_leb128(payload).ok_or(CodecError::Truncated("t5 token count"))?;
+        // Every token is at least one byte: a larger count is corrupt, and refusing it
+        // bounds the token buffer by `plain_len`.
+        let count = usize::try_from(count)
+            .ok()
+            .filter(|&c| c <= plain_len)
+            .ok_or_else(|| {
+                CodecError::Decompress(format!("{count} tokens for {plain_len} bytes"))
+            })?;
+        let tokens = self.decompress_tokens(stream, count)?;
+        let tokenizer = self.model.tokenizer();
+        let mut plain = Vec::with_capacity(plain_len);
+        for &t in &tokens {
+            let bytes = tokenizer.token_bytes(t).ok_or_else(|| {
+                CodecError::Decompress(format!("token {t} is not in the vocabulary"))
+            })?;
+            if plain.len() + bytes.len() > plain_len {
+                return Err(CodecError::Length {
+                    expected: plain_len,
+                    got: plain.len() + bytes.len(),
+                });
+            }
+            plain.extend_from_slice(bytes);
+        }
+        Ok(plain)
+    }
+}
+
+fn decode_uniform(input: &mut RangeDecoder<'_>, total: u32) -> u32 {
+    let v = input.decode_freq(total);
+    input.consume(v, 1, total);
+    v
+}
+
+fn write_leb128(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let byte = (v & 0x7F) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// The value and the bytes after it; `None` if truncated or longer than a u64.
+fn read_leb128(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let mut v = 0u64;
+    for (i, &b) in bytes.iter().enumerate().take(MAX_LEB128) {
+        let low = u64::from(b & 0x7F);
+        if i == MAX_LEB128 - 1 && low > 1 {
+            return None;
+        }
+        v |= low << (7 * i);
+        if b & 0x80 == 0 {
+            return Some((v, &bytes[i + 1..]));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{CodecChoice, Codecs, FrameHeader};
+    use crate::coder::fixtures::{text, tiny_bpe, tiny_config, tiny_model, xorshift};
+    use proptest::prelude::*;
+
+    const BLOCK: usize = 4096;
+
+    fn codec() -> T5Codec {
+        T5Codec::new(tiny_model())
+    }
+
+    fn round_trip(data: &[u8]) -> Vec<u8> {
+        let c = codec();
+        let payload = c.compress(data).expect("compress");
+        assert_eq!(
+            c.decompress(&payload, data.len()).expect("decompress"),
+            data
+        );
+        payload
+    }
+
+    fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
+        let mut next = xorshift(seed);
+        (0..n).map(|_| (next() >> 24) as u8).collect()
+    }
+
+    fn codecs() -> Codecs {
+        let mut codecs = Codecs::new(CodecChoice::Zstd, 3);
+        let c = codec();
+        let id = c.model_id();
+        codecs.register(Box::new(c));
+        codecs.set_writer(CodecId::T5, id).expect("registered");
+        codecs
+    }
+
+    #[test]
+    fn leb128_round_trips_and_rejects_overlong() {
+        for v in [0, 1, 127, 128, 300, u64::from(u32::MAX), u64::MAX] {
+            let mut bytes = Vec::new();
+            write_leb128(&mut bytes, v);
+            bytes.push(9);
+            assert_eq!(read_leb128(&bytes), Some((v, &[9u8][..])));
+        }
+        assert_eq!(read_leb128(&[]), None);
+        assert_eq!(read_leb128(&[0x80]), None);
+        assert_eq!(read_leb128(&[0xFF; 10]), None);
+        assert_eq!(
+            read_leb128(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02]),
+            None
+        );
+    }
+
+    #[test]
+    fn blocks_round_trip_and_repeats_are_cheap() {
+        assert_eq!(round_trip(b""), [0]);
+        round_trip(b"a");
+        round_trip(&random_bytes(BLOCK, 3));
+        // Text repeats itself: the match model makes even a random network pay off.
+        let data = text(BLOCK);
+        let payload = round_trip(&data);
+        assert!(
+            payload.len() < data.len() / 2,
+            "{} bytes for {}",
+            payload.len(),
+            data.len()
+        );
+    }
+
+    #[test]
+    fn thread_count_does_not_change_frames() {
+        let blocks: Vec<Vec<u8>> = (0..6)
+            .map(|i| {
+                if i % 2 == 0 {
+                    text(1000 + 300 * i)
+                } else {
+                    random_bytes(700, i as u64)
+                }
+            })
+            .collect();
+        let codecs = codecs();
+        let alone: Vec<Vec<u8>> = blocks
+            .iter()
+            .map(|b| codecs.encode_block(b).expect("encode"))
+            .collect();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(4)
+            .build()
+            .expect("pool");
+        let pooled: Vec<Vec<u8>> = pool.install(|| {
+            use rayon::prelude::*;
+            blocks
+                .par_iter()
+                .map(|b| codecs.encode_block(b).expect("encode"))
+                .collect()
+        });
+        assert_eq!(alone, pooled);
+        assert!(
+            alone
+                .iter()
+                .any(|f| FrameHeader::parse(f).expect("header").codec == CodecId::T5)
+        );
+        for (frame, block) in alone.iter().zip(&blocks) {
+            assert_eq!(&codecs.decode_frame(frame).expect("decode"), block);
+        }
+    }
+
+    #[test]
+    fn damaged_frames_are_errors_not_panics() {
+        let codecs = codecs();
+        let data = text(250);
+        let frame = codecs.encode_block(&data).expect("encode");
+        assert_eq!(
+            FrameHeader::parse(&frame).expect("header").codec,
+            CodecId::T5
+        );
+        for n in 0..frame.len() {
+            assert!(
+                codecs.decode_frame(&frame[..n]).is_err(),
+                "prefix {n} accepted"
+            );
+        }
+        for bit in 0..frame.len() * 8 {
+            let mut bad = frame.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            if let Ok(plain) = codecs.decode_frame(&bad) {
+                assert_eq!(plain, data, "flip of bit {bit} gave wrong bytes");
+            }
+        }
+        // The payload alone, truncated or garbled, with the right and wrong lengths.
+        let c = codec();
+        let payload = c.compress(&data).expect("compress");
+        for n in 0..payload.len() {
+            let _ = c.decompress(&payload[..n], data.len());
+        }
+        assert!(c.decompress(&payload, data.len() - 1).is_err());
+        assert!(c.decompress(&[0xFF, 0xFF, 0xFF, 0xFF, 0x0F], 100).is_err());
+        assert!(c.decompress(&[], 100).is_err());
+    }
+
+    #[test]
+    fn another_model_cannot_read_the_frame() {
+        let frame = codecs().encode_block(&text(800)).expect("encode");
+        let other = T5Codec::new(Arc::new(
+            Model::random(tiny_config(), tiny_bpe(), 8).expect("model"),
+        ));
+        assert_ne!(other.model_id(), codec().model_id());
+        let mut reader = Codecs::new(CodecChoice::Zstd, 3);
+        reader.register(Box::new(other));
+        assert!(matches!(
+            reader.decode_frame(&frame),
+            Err(CodecError::UnknownModel(_))
+        ));
+    }
+
+    fn block() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            (0usize..3 * BLOCK, any::<u64>()).prop_map(|(n, seed)| random_bytes(n, seed)),
+            (0usize..3 * BLOCK, 0usize..1000).prop_map(|(n, skip)| text(n + skip)[skip..].to_vec()),
+            proptest::collection::vec(0u8..4, 0..2000),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(12))]
+
+        #[test]
+        fn any_block_round_trips(data in block()) {
+            round_trip(&data);
+        }
+
+        #[test]
+        fn garbage_payloads_never_panic(payload in proptest::collection::vec(any::<u8>(), 0..64), len in 0usize..300) {
+            let _ = codec().decompress(&payload, len);
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! Training the t5 coder's model (CODER.md) in float with quantization-aware training:
+//! the float network holds, wherever the integer network rounds or clamps, the value the
+//! integer network would hold, so the exported integer model computes what was trained.
+//!
+//! corpus (files → 128 KiB blocks → BPE tokens + match predictions) → windows → batches
+//! → `net` (encoder → latent codes → decoder) → frame bits per byte → Adam → checkpoints
+//! → held-out measurement → integer export through `coder::model::Model`.
+
+mod batch;
+mod checkpoint;
+mod corpus;
+mod error;
+mod export;
+mod latent;
+mod net;
+mod optim;
+mod params;
+mod quant;
+mod rng;
+mod summary;
+mod trainer;
+
+#[cfg(test)]
+mod tests;
+
+pub use self::error::{Result, TrainError};
+pub use self::summary::{Eval, TrainSummary};
+pub use self::trainer::{TrainOptions, train};
