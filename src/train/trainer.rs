@@ -20,9 +20,9 @@ use super::optim::Adam;
 use super::params::Params;
 use super::rng::Rng;
 use super::summary::{Eval, TrainSummary};
+use crate::coder::model::TOKENIZER_FILE;
 use crate::coder::{ByteBpe, ModelConfig};
 
-const TOKENIZER_FILE: &str = "tokenizer.json";
 /// Gradients are clipped to this global norm (of the bits-per-byte objective).
 const CLIP: f64 = 1.0;
 /// Gumbel-softmax temperature of the latent choice.
