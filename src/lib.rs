@@ -5,6 +5,7 @@
 
 pub mod cache;
 pub mod codec;
+pub mod codectool;
 pub mod coder;
 pub mod error;
 pub mod fs;

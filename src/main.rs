@@ -57,6 +57,60 @@ MODELDIR/checkpoint every few minutes and at the end, measures bits/byte on held
 of the corpus, and writes the integer model (config.json, tokenizer.json,
 weights.safetensors) into MODELDIR. Never train on the bench corpus.")]
     Train(TrainArgs),
+    /// Run a codec on whole files, outside any volume: compress, decompress, eval.
+    #[command(subcommand)]
+    Codec(CodecCommand),
+}
+
+#[derive(Subcommand)]
+enum CodecCommand {
+    /// Cut IN into blocks and write their frames, as a volume stores them, to OUT.
+    Compress(FileToFile),
+    /// Decode a file written by `codec compress` (every frame checked) into OUT.
+    Decompress(FileToFile),
+    /// Per file: bytes, stored bytes, bits/byte, ratio, the same for zstd -19 per block,
+    /// and compress/decompress speed of one core; every frame is decoded and compared.
+    Eval {
+        #[command(flatten)]
+        with: CodecWith,
+        /// Print the table as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+        #[arg(value_name = "FILES", required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct FileToFile {
+    #[command(flatten)]
+    with: CodecWith,
+    #[arg(value_name = "IN")]
+    input: PathBuf,
+    #[arg(value_name = "OUT")]
+    output: PathBuf,
+}
+
+#[derive(Args)]
+struct CodecWith {
+    /// The codec new frames are written with.
+    #[arg(long, value_enum, default_value_t = ToolCodecArg::T5)]
+    codec: ToolCodecArg,
+    /// The t5 model directory [default: the model shipped with s2sfs, models/default].
+    #[arg(long, value_name = "DIR")]
+    model: Option<PathBuf>,
+    /// Block size in KiB (a volume's default is 128).
+    #[arg(long, value_name = "N", default_value_t = 128, value_parser = parse_block_kib)]
+    block_kib: u32,
+    /// zstd level for --codec zstd.
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=22))]
+    zstd_level: i32,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ToolCodecArg {
+    T5,
+    Zstd,
 }
 
 #[derive(Args)]
@@ -221,6 +275,74 @@ fn train(args: TrainArgs) -> Result<()> {
     Ok(())
 }
 
+/// A byte-count progress bar on stderr (hidden when stderr is not a terminal).
+fn byte_bar(total: u64, what: &'static str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(what);
+    bar
+}
+
+fn file_len(p: &std::path::Path) -> u64 {
+    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+}
+
+fn codec(cmd: CodecCommand) -> Result<()> {
+    // The tool's errors name their causes themselves: one line, each cause once.
+    codec_run(cmd).map_err(|e| anyhow::anyhow!(s2sfs::error::error_chain(&e)))
+}
+
+fn codec_run(cmd: CodecCommand) -> Result<(), s2sfs::codectool::ToolError> {
+    use s2sfs::codectool as tool;
+    let with = match &cmd {
+        CodecCommand::Compress(f) | CodecCommand::Decompress(f) => &f.with,
+        CodecCommand::Eval { with, .. } => with,
+    };
+    let (kind, name) = match with.codec {
+        ToolCodecArg::T5 => (tool::ToolCodec::T5, "t5"),
+        ToolCodecArg::Zstd => (tool::ToolCodec::Zstd, "zstd"),
+    };
+    // Reading needs the model whatever writes; without --model only t5 insists on one.
+    let model = match (kind, &with.model) {
+        (_, Some(dir)) => Some(tool::load_model(Some(dir))?),
+        (tool::ToolCodec::T5, None) => Some(tool::load_model(None)?),
+        (tool::ToolCodec::Zstd, None) => tool::load_model(None).ok(),
+    };
+    let codecs = tool::codecs(kind, with.zstd_level, model);
+    let block = tool::check_block_size(with.block_kib as usize * 1024)?;
+    match cmd {
+        CodecCommand::Compress(FileToFile { input, output, .. }) => {
+            let bar = byte_bar(file_len(&input), "compressing");
+            let written = tool::compress_file(&codecs, block, &input, &output, &|n| bar.set_position(n))?;
+            bar.finish_and_clear();
+            let n = file_len(&input);
+            eprintln!("{}: {n} bytes -> {written} bytes ({:.3}x, {name})", input.display(), n as f64 / written.max(1) as f64);
+        }
+        CodecCommand::Decompress(FileToFile { input, output, .. }) => {
+            let bar = byte_bar(0, "decompressing");
+            let n = tool::decompress_file(&codecs, &input, &output, &|n| bar.set_position(n))?;
+            bar.finish_and_clear();
+            eprintln!("{}: {n} bytes decoded, every frame checked", output.display());
+        }
+        CodecCommand::Eval { files, json, .. } => {
+            let bar = byte_bar(files.iter().map(|f| file_len(f)).sum(), "evaluating");
+            let rows = tool::eval_files(&codecs, block, &files, &|n| bar.set_position(n))?;
+            bar.finish_and_clear();
+            let stdout = |e| tool::ToolError::Io { path: "stdout".into(), source: e };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows).map_err(|e| stdout(e.into()))?);
+            } else {
+                tool::render_eval(&mut std::io::stdout(), &rows, name).map_err(stdout)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Mount(m) => {
@@ -243,6 +365,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Umount { mountpoint } => s2sfs::fs::umount(&mountpoint)?,
         Command::Fsck(args) => return Ok(fsck(args)),
         Command::Train(args) => train(args)?,
+        Command::Codec(cmd) => codec(cmd)?,
     }
     Ok(ExitCode::SUCCESS)
 }
