@@ -203,3 +203,6 @@ pub fn decompress_file(codecs: &Codecs, input: &Path, output: &Path, progress: &
 #[cfg(test)]
 mod tests;
 
+
+#[cfg(test)]
+mod golden;

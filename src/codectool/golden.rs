@@ -1,0 +1,120 @@
+//! Golden vectors: fixed blocks of text, code and binary data, and the exact frames the
+//! shipped model (`models/default`) must turn them into, committed in
+//! `tests/golden/t5.json`. A frame decodes only where the coder's probabilities are
+//! bit-identical to the writer's, so any change in the integer network's arithmetic, on
+//! any machine or thread count, shows up here as a changed frame.
+//!
+//! `S2SFS_BLESS=1 cargo test --lib golden` rewrites the file after a deliberate change
+//! (a new default model); never to make a failure go away.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ToolCodec, codecs, default_model_dir, load_model};
+use crate::coder::fixtures::xorshift;
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct Vector {
+    name: String,
+    /// blake3 of the input block.
+    input_blake3: String,
+    frame_len: usize,
+    frame_blake3: String,
+    /// The whole frame, hex.
+    frame_hex: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct Golden {
+    model_id: String,
+    vectors: Vec<Vector>,
+}
+
+fn golden_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("golden").join("t5.json")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The inputs, made here so that nothing but the frames needs committing: prose, source
+/// code and markup written for this test, and deterministic binary data.
+fn inputs() -> Vec<(&'static str, Vec<u8>)> {
+    let prose = "It was late in the evening when the archivist finally closed the last of the \
+        ledgers. The volumes had come from a warehouse by the river, where they had waited \
+        for forty years in crates that smelled of tar and rain. Each page listed cargo, \
+        weights and the names of ships, and each name came back, again and again, as the \
+        seasons turned: the Mary Ellen in spring, the Northern Star in autumn.\n";
+    let code = "fn checksum(data: &[u8]) -> u32 {\n    let mut a: u32 = 1;\n    let mut b: u32 = 0;\n    \
+        for &byte in data {\n        a = (a + byte as u32) % 65521;\n        b = (b + a) % 65521;\n    }\n    \
+        (b << 16) | a\n}\n\n#[test]\nfn checksum_of_nothing_is_one() {\n    assert_eq!(checksum(&[]), 1);\n}\n";
+    let markup = "<table class=\"ledger\">\n  <tr><th>Ship</th><th>Cargo</th><th>Tons</th></tr>\n  \
+        <tr><td>Mary Ellen</td><td>timber</td><td>412</td></tr>\n  <tr><td>Northern Star</td>\
+        <td>grain</td><td>388</td></tr>\n</table>\n";
+    let mut rng = xorshift(0x5eed);
+    let random: Vec<u8> = (0..3000).map(|_| rng() as u8).collect();
+    let mut rng = xorshift(42);
+    let mut structured = Vec::new();
+    for i in 0u32..700 {
+        structured.extend_from_slice(&i.to_le_bytes());
+        structured.extend_from_slice(&((rng() % 50) as u16).to_le_bytes());
+    }
+    vec![
+        ("prose", prose.repeat(6).into_bytes()),
+        ("code", code.repeat(5).into_bytes()),
+        ("markup", markup.repeat(8).into_bytes()),
+        ("random", random),
+        ("structured", structured),
+        ("empty", Vec::new()),
+    ]
+}
+
+fn produce() -> Golden {
+    let model = load_model(None).expect("the shipped model loads");
+    let model_id = hex(&model.id().0);
+    let codecs = codecs(ToolCodec::T5, 3, Some(model));
+    let vectors = inputs()
+        .into_iter()
+        .map(|(name, data)| {
+            let frame = codecs.encode_block(&data).expect("every block encodes");
+            assert_eq!(codecs.decode_frame(&frame).expect("the frame decodes"), data, "{name}");
+            Vector {
+                name: name.to_string(),
+                input_blake3: blake3::hash(&data).to_hex().to_string(),
+                frame_len: frame.len(),
+                frame_blake3: blake3::hash(&frame).to_hex().to_string(),
+                frame_hex: hex(&frame),
+            }
+        })
+        .collect();
+    Golden { model_id, vectors }
+}
+
+#[test]
+fn shipped_model_produces_the_golden_frames_with_any_thread_count() {
+    assert!(default_model_dir().join("config.json").is_file(), "models/default is missing");
+    let got = produce();
+    let path = golden_path();
+    if std::env::var_os("S2SFS_BLESS").is_some() {
+        std::fs::write(&path, serde_json::to_string_pretty(&got).expect("serializable") + "\n").expect("writable");
+        return;
+    }
+    let want: Golden = serde_json::from_str(&std::fs::read_to_string(&path).expect("tests/golden/t5.json")).expect("valid json");
+    assert_eq!(got.model_id, want.model_id, "models/default changed: bless new golden vectors with it");
+    for (g, w) in got.vectors.iter().zip(&want.vectors) {
+        assert_eq!(g, w, "vector {}: the coder produced another frame", w.name);
+    }
+    assert_eq!(got.vectors.len(), want.vectors.len());
+    // The same frames from a pool of several threads, coding concurrently (the frames of
+    // one block never depend on which thread or how many run).
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().expect("a thread pool");
+    let again: Vec<Golden> = pool.install(|| {
+        use rayon::prelude::*;
+        (0..2).into_par_iter().map(|_| produce()).collect()
+    });
+    for g in again {
+        assert_eq!(g, want, "frames differ when coded on several threads at once");
+    }
+}
