@@ -110,6 +110,12 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(io(path))
 }
 
+/// Flushes and syncs a written output file.
+fn finish(out: BufWriter<File>, path: &Path) -> Result<()> {
+    let file = out.into_inner().map_err(|e| ToolError::Io { path: path.to_path_buf(), source: e.into_error() })?;
+    file.sync_all().map_err(io(path))
+}
+
 /// Compresses `input` into the container at `output`; `progress` gets bytes done.
 /// Blocks are compressed on all cores; returns the container's length.
 pub fn compress_file(codecs: &Codecs, block_size: usize, input: &Path, output: &Path, progress: &(dyn Fn(u64) + Sync)) -> Result<u64> {
@@ -138,7 +144,7 @@ pub fn compress_file(codecs: &Codecs, block_size: usize, input: &Path, output: &
         out.write_all(&(f.len() as u32).to_le_bytes()).and_then(|_| out.write_all(f)).map_err(io(output))?;
         written += 4 + f.len() as u64;
     }
-    out.into_inner().map_err(|e| ToolError::Io { path: output.to_path_buf(), source: e.into_error() })?.sync_all().map_err(io(output))?;
+    finish(out, output)?;
     Ok(written)
 }
 
@@ -196,7 +202,7 @@ pub fn decompress_file(codecs: &Codecs, input: &Path, output: &Path, progress: &
     for p in &plain {
         out.write_all(p).map_err(io(output))?;
     }
-    out.into_inner().map_err(|e| ToolError::Io { path: output.to_path_buf(), source: e.into_error() })?.sync_all().map_err(io(output))?;
+    finish(out, output)?;
     Ok(total)
 }
 

@@ -154,24 +154,24 @@ impl Core {
             let _files = lock(&self.files);
             e.opens.fetch_sub(1, Ordering::SeqCst) == 1
         };
-        let unlinked = match last {
-            true => self.store.inode(ino).map(|r| r.is_some_and(|r| r.nlink == 0)),
-            false => Ok(false),
-        };
-        let result = match &unlinked {
-            Ok(true) => {
-                self.discard(&e);
-                Ok(())
+        // Decided and done while the entry is held; it is given back whatever happened.
+        let freed = (|| -> Result<bool> {
+            if !last {
+                return Ok(false);
             }
-            Ok(false) if last => self.commit_entry(ino, &e, false),
-            Ok(false) => Ok(()),
-            Err(_) => Ok(()),
-        };
+            let unlinked = self.store.inode(ino)?.is_some_and(|r| r.nlink == 0);
+            if unlinked {
+                self.discard(&e);
+            } else {
+                self.commit_entry(ino, &e, false)?;
+            }
+            Ok(unlinked)
+        })();
         self.unpin(ino, e);
-        if unlinked? {
+        if freed? {
             self.free_if_unlinked(ino)?;
         }
-        result
+        Ok(())
     }
 
     /// Throws away uncommitted data of a file that no longer has a name.
