@@ -200,7 +200,16 @@ fn umount_reports_data_it_could_not_commit() {
     vol.mount();
     let filled = fill(&vol, seed);
     assert_eq!(filled.errno, libc::ENOSPC, "{} of {} failed with {}", filled.stage, filled.failed, errno_name(filled.errno));
-    remove_failed(&vol, &filled.failed);
+    // The failed file stays (deleting it would give space back), and a filler beside the
+    // store takes the last free bytes, which sled's own clean-up may have given back: the
+    // overwrite below must find no room at all.
+    let filler = vol.store.join("filler");
+    {
+        use std::io::Write;
+        let mut f = File::create(&filler).unwrap();
+        let zeros = vec![0u8; 64 * KIB];
+        while f.write_all(&zeros).is_ok() {}
+    }
     // Overwrite an fsync'd file without fsync: the close fails (no room for the new
     // frames) and the data stays in the daemon, which cannot commit it at unmount either.
     let (name, old) = filled.kept.first().cloned().expect("some file was fsync'd");
@@ -227,6 +236,7 @@ fn umount_reports_data_it_could_not_commit() {
         failures.push("umount left the volume mounted".to_string());
         force_detach(&vol.mnt);
     }
+    fs::remove_file(&filler).unwrap();
     let f = vol.fsck(false);
     if f.code != 0 {
         failures.push(format!("fsck after the failed commit: {}", f.describe()));
