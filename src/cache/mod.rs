@@ -44,6 +44,11 @@ impl BlockCache {
         self.map.get(key).cloned()
     }
 
+    /// Whether the block with this hash is cached; does not change its recency.
+    pub fn contains(&self, key: &BlockHash) -> bool {
+        self.map.contains(key)
+    }
+
     /// Caches `block` as the most recently used entry, replacing any entry with the same
     /// key, then evicts least recently used blocks until the total fits the capacity.
     /// A block larger than the whole capacity is not cached (it would evict everything

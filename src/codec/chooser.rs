@@ -127,10 +127,23 @@ impl Codecs {
     /// `frame` must be exactly one frame: missing or extra bytes are errors, since either
     /// means the caller's idea of where the frame lies is wrong.
     pub fn decode_frame(&self, frame: &[u8]) -> Result<Vec<u8>, CodecError> {
-        let header = FrameHeader::parse(frame)?;
+        let mut plain = vec![0u8; self.plain_len(frame)?];
+        self.decode_frame_into(frame, &mut plain)?;
+        Ok(plain)
+    }
+
+    /// The plaintext length a frame's (checked) header declares.
+    pub fn plain_len(&self, frame: &[u8]) -> Result<usize, CodecError> {
+        Ok(checked_header(frame)?.plain_len as usize)
+    }
+
+    /// Decodes a frame into `out`, which must be exactly `plain_len(frame)` long, with the
+    /// same checks as `decode_frame`. On error `out` holds garbage.
+    pub fn decode_frame_into(&self, frame: &[u8], out: &mut [u8]) -> Result<(), CodecError> {
+        let header = checked_header(frame)?;
         let plain_len = header.plain_len as usize;
-        if plain_len > MAX_PLAIN_LEN {
-            return Err(CodecError::TooLarge(plain_len));
+        if out.len() != plain_len {
+            return Err(CodecError::Length { expected: plain_len, got: out.len() });
         }
         let frame_len = header.frame_len();
         if frame.len() < frame_len {
@@ -139,22 +152,27 @@ impl Codecs {
         if frame.len() > frame_len {
             return Err(CodecError::TrailingBytes(frame.len() - frame_len));
         }
-        let payload = &frame[HEADER_LEN..];
         let codec = self
             .position(header.codec, header.model_id)
             .map(|i| &self.codecs[i])
             .ok_or(CodecError::UnknownModel(header.model_id))?;
-        let plain = codec.decompress(payload, plain_len)?;
-        if plain.len() != plain_len {
-            return Err(CodecError::Length {
-                expected: plain_len,
-                got: plain.len(),
-            });
+        codec.decompress_into(&frame[HEADER_LEN..], out)?;
+        verify_checksum(&header, out)
+    }
+
+    /// Whether `header` (a frame's first `HEADER_LEN` bytes) is the header of a raw frame
+    /// whose payload is exactly `payload`, checksum included: then `payload` is the block,
+    /// read from the pack straight where it belongs. `Ok(false)`: a valid header of some
+    /// other frame; decode the whole frame instead.
+    pub fn is_raw_frame_of(&self, header: &[u8], payload: &[u8]) -> Result<bool, CodecError> {
+        let header = checked_header(header)?;
+        if header.codec != CodecId::Raw
+            || header.plain_len as usize != payload.len()
+            || header.frame_len() != HEADER_LEN + payload.len()
+        {
+            return Ok(false);
         }
-        if xxh3_64(&plain) != header.checksum {
-            return Err(CodecError::Checksum);
-        }
-        Ok(plain)
+        verify_checksum(&header, payload).map(|()| true)
     }
 
     fn position(&self, id: CodecId, model_id: ModelId) -> Option<usize> {
@@ -183,6 +201,22 @@ impl fmt::Debug for Codecs {
 
 /// Whether the probe costs less than it saves for this writer: yes for slow zstd levels
 /// and for any other (learned) codec, no for raw and fast zstd.
+/// A frame's header, parsed and checked, with a declared length any block may have.
+fn checked_header(frame: &[u8]) -> Result<FrameHeader, CodecError> {
+    let header = FrameHeader::parse(frame)?;
+    if header.plain_len as usize > MAX_PLAIN_LEN {
+        return Err(CodecError::TooLarge(header.plain_len as usize));
+    }
+    Ok(header)
+}
+
+fn verify_checksum(header: &FrameHeader, plain: &[u8]) -> Result<(), CodecError> {
+    if xxh3_64(plain) != header.checksum {
+        return Err(CodecError::Checksum);
+    }
+    Ok(())
+}
+
 fn worth_probing(writer: CodecId, zstd_level: i32) -> bool {
     match writer {
         CodecId::Raw => false,

@@ -35,6 +35,18 @@ pub trait Codec: Send + Sync {
     /// allocate more than that. Returning a different length is allowed (the caller
     /// rejects it), returning wrong bytes of the right length is caught by the checksum.
     fn decompress(&self, payload: &[u8], plain_len: usize) -> Result<Vec<u8>, CodecError>;
+
+    /// Decodes `payload` into `out`, whose length is the plaintext length. Codecs that can
+    /// write into a caller's buffer override this: a whole-block read then decodes straight
+    /// into the reply, with no block-sized allocation and copy.
+    fn decompress_into(&self, payload: &[u8], out: &mut [u8]) -> Result<(), CodecError> {
+        let plain = self.decompress(payload, out.len())?;
+        if plain.len() != out.len() {
+            return Err(CodecError::Length { expected: out.len(), got: plain.len() });
+        }
+        out.copy_from_slice(&plain);
+        Ok(())
+    }
 }
 
 /// The codec a new block is written with. Reading understands every codec.

@@ -27,6 +27,14 @@ impl Codec for Raw {
         }
         Ok(payload.to_vec())
     }
+
+    fn decompress_into(&self, payload: &[u8], out: &mut [u8]) -> Result<(), CodecError> {
+        if payload.len() != out.len() {
+            return Err(CodecError::Length { expected: out.len(), got: payload.len() });
+        }
+        out.copy_from_slice(payload);
+        Ok(())
+    }
 }
 
 #[cfg(test)]

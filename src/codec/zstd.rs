@@ -65,6 +65,15 @@ impl Codec for Zstd {
         }
         Ok(out)
     }
+
+    fn decompress_into(&self, payload: &[u8], out: &mut [u8]) -> Result<(), CodecError> {
+        let got = with_dctx(|d| d.decompress_to_buffer(payload, out))
+            .map_err(|e| CodecError::Decompress(e.to_string()))?;
+        if got != out.len() {
+            return Err(CodecError::Length { expected: out.len(), got });
+        }
+        Ok(())
+    }
 }
 
 /// Compresses `plain` at `level` on this thread's reusable context. Also used by the

@@ -25,6 +25,12 @@ const TTL: Duration = Duration::from_secs(1);
 const MAX_WRITE: u32 = 1 << 20;
 /// Read-ahead we ask for (the kernel caps it at what the mount's bdi allows).
 const MAX_READAHEAD: u32 = 1 << 20;
+/// Opens keep the file's pages in the kernel's page cache. Every change to a file's
+/// contents passes through this mount (the store is locked to one daemon), so the kernel
+/// already knows when pages are stale; dropping them on each open would make every
+/// re-read of a file decode it again.
+const OPEN_FLAGS: FopenFlags = FopenFlags::FOPEN_KEEP_CACHE;
+
 /// Directory entries fetched from the volume per round while filling a readdir reply
 /// (a one-page reply holds at most 4096 / 32 = 128 entries).
 const READDIR_BATCH: usize = 128;
@@ -384,7 +390,7 @@ impl Filesystem for S2sFs {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         match self.call("open", ino.0, |v| v.open_file(ino.0, flags.0)) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Ok(fh) => reply.opened(FileHandle(fh), OPEN_FLAGS),
             Err(e) => reply.error(e),
         }
     }
@@ -597,7 +603,7 @@ impl Filesystem for S2sFs {
                 &file_attr(&a),
                 Generation(0),
                 FileHandle(fh),
-                FopenFlags::empty(),
+                OPEN_FLAGS,
             ),
             Err(e) => reply.error(e),
         }

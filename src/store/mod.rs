@@ -253,6 +253,46 @@ impl Store {
         self.packs.read(rec.pack, rec.offset, rec.frame_len).map(Some)
     }
 
+    /// Reads the frame of a block into caller buffers: when the frame is `split +
+    /// tail.len()` bytes long, its first `split` bytes go to `head` and the rest straight
+    /// into `tail` (Some(true)); otherwise the whole frame goes to `head` (Some(false)).
+    /// None: no such block. Lets a reader place a stored-as-is block where it belongs
+    /// without copying it, and reuse `head` across reads.
+    pub fn read_frame_into(
+        &self,
+        hash: &BlockHash,
+        split: usize,
+        head: &mut Vec<u8>,
+        tail: &mut [u8],
+    ) -> Result<Option<bool>, StoreError> {
+        let _gc = self.gc.read().unwrap_or_else(|p| p.into_inner());
+        let Some(v) = self.db.get(key_block(hash))? else { return Ok(None) };
+        let rec = BlockRecord::decode(&v)?;
+        let len = rec.frame_len as usize;
+        let split_it = len == split + tail.len();
+        head.resize(if split_it { split } else { len }, 0);
+        self.packs.read_into(rec.pack, rec.offset, head)?;
+        if split_it {
+            self.packs.read_into(rec.pack, rec.offset + split as u64, tail)?;
+        }
+        Ok(Some(split_it))
+    }
+
+    /// Asks the kernel to start reading the frames of these blocks from their packs, so
+    /// that decoding them one after another does not wait for the disk block by block.
+    /// Advisory: unknown blocks are skipped, and compaction may move a frame meanwhile.
+    pub fn prefetch(&self, hashes: &[BlockHash]) -> Result<(), StoreError> {
+        let mut ranges = Vec::with_capacity(hashes.len());
+        for hash in hashes {
+            if let Some(v) = self.db.get(key_block(hash))? {
+                let rec = BlockRecord::decode(&v)?;
+                ranges.push((rec.pack, rec.offset, rec.offset + rec.frame_len as u64));
+            }
+        }
+        self.packs.prefetch(ranges);
+        Ok(())
+    }
+
     pub fn xattr(&self, ino: u64, name: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.get(&key_u64_bytes(TAG_XATTR, ino, name))
     }

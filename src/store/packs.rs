@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -16,6 +17,9 @@ pub const PACK_TARGET_SIZE: u64 = 64 << 20;
 const MAGIC: &[u8; 4] = b"S2PK";
 const VERSION: u32 = 1;
 pub const PACK_HEADER_LEN: u64 = 16;
+/// Frames this close in a pack are prefetched as one range: reading a little dead data
+/// costs less than another request.
+const PREFETCH_GAP: u64 = 256 << 10;
 
 fn io_err(path: &Path, source: std::io::Error) -> StoreError {
     if source.raw_os_error() == Some(libc::ENOSPC) {
@@ -74,17 +78,48 @@ impl Packs {
 
     /// Reads `len` bytes at `offset` of pack `id`; a short read means a truncated pack.
     pub fn read(&self, id: u32, offset: u64, len: u32) -> Result<Vec<u8>, StoreError> {
-        let file = self.reader(id)?;
         let mut buf = vec![0u8; len as usize];
-        file.read_exact_at(&mut buf, offset).map_err(|e| {
+        self.read_into(id, offset, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// Fills `buf` from `offset` of pack `id`; a short read means a truncated pack.
+    pub fn read_into(&self, id: u32, offset: u64, buf: &mut [u8]) -> Result<(), StoreError> {
+        let file = self.reader(id)?;
+        file.read_exact_at(buf, offset).map_err(|e| {
             let path = self.path(id);
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
                 StoreError::Damaged { what: format!("{} (truncated: frame at {offset} missing)", path.display()) }
             } else {
                 io_err(&path, e)
             }
-        })?;
-        Ok(buf)
+        })
+    }
+
+    /// Starts reading `(pack, start, end)` byte ranges into the page cache. Ranges of one
+    /// pack less than `PREFETCH_GAP` apart are merged, so a run of consecutive frames
+    /// becomes one request. Best effort: failures are ignored (reads will report them).
+    pub fn prefetch(&self, mut ranges: Vec<(u32, u64, u64)>) {
+        ranges.sort_unstable();
+        let mut merged: Vec<(u32, u64, u64)> = Vec::with_capacity(ranges.len());
+        for (pack, start, end) in ranges {
+            match merged.last_mut() {
+                Some(last) if last.0 == pack && start <= last.2 + PREFETCH_GAP => last.2 = last.2.max(end),
+                _ => merged.push((pack, start, end)),
+            }
+        }
+        for (pack, start, end) in merged {
+            let Ok(file) = self.reader(pack) else { continue };
+            // SAFETY: posix_fadvise only reads its integer arguments; the fd is open.
+            unsafe {
+                libc::posix_fadvise(
+                    file.as_raw_fd(),
+                    start as libc::off_t,
+                    (end - start) as libc::off_t,
+                    libc::POSIX_FADV_WILLNEED,
+                );
+            }
+        }
     }
 
     /// Creates a new, empty pack (header only, synced, directory entry synced).

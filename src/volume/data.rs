@@ -1,5 +1,5 @@
-//! File contents: open handles, per-inode dirty blocks (reads see them), the read path
-//! through the block cache, and truncation. Committing dirty blocks is in `commit.rs`.
+//! File contents: open handles, per-inode dirty blocks (reads see them), writes and
+//! truncation. Reading is in `read.rs`, committing dirty blocks in `commit.rs`.
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -7,14 +7,12 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use rayon::prelude::*;
-
 use super::dirty::DirtyBlock;
 use super::inode;
 use super::types::{Attr, Caller, FileKind};
 use super::{Core, lock};
 use crate::error::{Error, Result};
-use crate::store::{StoreError, Timestamp, now};
+use crate::store::{Timestamp, now};
 
 /// Largest file size accepted (2^60 bytes, far beyond any real volume, well inside i64).
 const MAX_FILE_SIZE: u64 = 1 << 60;
@@ -30,7 +28,7 @@ pub(super) struct FileEntry {
     opens: AtomicU32,
     /// Mirrors `!state.dirty.is_empty()` so the table can be pruned without taking `state`.
     has_dirty: AtomicBool,
-    state: Mutex<FileState>,
+    pub(super) state: Mutex<FileState>,
 }
 
 pub(super) struct FileState {
@@ -197,70 +195,6 @@ impl Core {
         Ok(())
     }
 
-    pub fn read(&self, ino: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
-        let bs = self.bs();
-        // Blocks to fetch from the store, with the uncommitted pieces to lay over them.
-        let mut fetch: Vec<(u64, Option<DirtyBlock>)> = Vec::new();
-        let mut out = {
-            let e = self.existing_entry(ino);
-            let guard = e.as_ref().map(|e| lock(&e.state));
-            let file_size = match &guard {
-                Some(st) => st.size,
-                None => self.store.inode(ino)?.ok_or(Error::NotFound)?.size,
-            };
-            let end = offset.saturating_add(size as u64).min(file_size);
-            if offset >= end {
-                return Ok(Vec::new());
-            }
-            let mut out = vec![0u8; (end - offset) as usize];
-            for block in offset / bs..=(end - 1) / bs {
-                match guard.as_ref().and_then(|st| st.dirty.get(&block)) {
-                    Some(DirtyBlock::Full(buf)) => copy_block_part(buf, block * bs, offset, &mut out),
-                    Some(partial) => fetch.push((block, partial.clone_pieces())),
-                    None => fetch.push((block, None)),
-                }
-            }
-            out
-        };
-        // Committed blocks are decoded without holding the file's lock, and a read that
-        // spans several blocks decodes them on all cores.
-        let blocks: Vec<(u64, Option<Arc<Vec<u8>>>, Option<DirtyBlock>)> = fetch
-            .into_par_iter()
-            .map(|(block, pieces)| Ok((block, self.load_block(ino, block)?, pieces)))
-            .collect::<Result<_>>()?;
-        for (block, base, pieces) in blocks {
-            match (base, pieces) {
-                (base, Some(pieces)) => {
-                    let merged = pieces.contents(base.as_deref().map(Vec::as_slice), bs as usize);
-                    copy_block_part(&merged, block * bs, offset, &mut out);
-                }
-                (Some(data), None) => copy_block_part(&data, block * bs, offset, &mut out),
-                (None, None) => {}
-            }
-        }
-        Ok(out)
-    }
-
-    /// The committed contents of a block (shorter than a block at end of file), or None
-    /// for a hole. A damaged frame is EIO, logged with inode and block.
-    pub(super) fn load_block(&self, ino: u64, block: u64) -> Result<Option<Arc<Vec<u8>>>> {
-        let Some(hash) = self.store.block(ino, block)? else { return Ok(None) };
-        if let Some(hit) = lock(&self.cache).get(&hash) {
-            return Ok(Some(hit));
-        }
-        let frame = self.store.read_frame(&hash)?.ok_or_else(|| {
-            log::error!("inode {ino} block {block}: block record missing");
-            StoreError::Damaged { what: format!("block record of inode {ino} block {block}") }
-        })?;
-        let plain = self.codecs.decode_frame(&frame).map_err(|source| {
-            log::error!("inode {ino} block {block}: {source}");
-            Error::Corrupt { ino, block, source }
-        })?;
-        let plain = Arc::new(plain);
-        lock(&self.cache).insert(hash, plain.clone());
-        Ok(Some(plain))
-    }
-
     /// Makes a partial dirty block whole, loading the committed contents under it.
     fn make_full(&self, ino: u64, block: u64, dirty: &mut DirtyBlock) -> Result<()> {
         if dirty.needs_base() {
@@ -388,17 +322,5 @@ impl Core {
             Some(e) => self.commit_entry(ino, &e, true),
             None => Ok(self.store.flush()?),
         }
-    }
-
-}
-
-/// Copies the part of a block (starting at file offset `block_start`) that overlaps
-/// `out` (starting at file offset `out_start`). Bytes the block does not have stay zero.
-fn copy_block_part(block: &[u8], block_start: u64, out_start: u64, out: &mut [u8]) {
-    let from = out_start.max(block_start);
-    let to = (out_start + out.len() as u64).min(block_start + block.len() as u64);
-    if from < to {
-        out[(from - out_start) as usize..(to - out_start) as usize]
-            .copy_from_slice(&block[(from - block_start) as usize..(to - block_start) as usize]);
     }
 }

@@ -11,6 +11,7 @@ mod data;
 mod dirty;
 mod inode;
 mod namespace;
+mod read;
 mod types;
 
 use std::collections::HashMap;
@@ -41,6 +42,8 @@ pub struct Core {
     store: Store,
     codecs: Codecs,
     cache: Mutex<BlockCache>,
+    /// How far whole-block reads have prefetched: (inode, first block not prefetched).
+    prefetched: Mutex<(u64, u64)>,
     files: Mutex<HashMap<u64, Arc<FileEntry>>>,
     handles: Mutex<HashMap<u64, data::Handle>>,
     next_fh: AtomicU64,
@@ -71,6 +74,7 @@ impl Volume {
         let core = Arc::new(Core {
             codecs: Codecs::new(opts.codec, opts.zstd_level),
             cache: Mutex::new(BlockCache::new(opts.cache_bytes)),
+            prefetched: Mutex::new((0, 0)),
             files: Mutex::new(HashMap::new()),
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),

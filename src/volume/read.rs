@@ -1,0 +1,236 @@
+//! The read path: dirty blocks first, then committed blocks through the block cache, or
+//! decoded straight into the reply when a read covers them whole.
+//!
+//! Whole-block reads are what sequential readers and the kernel's read-ahead send (1 MiB
+//! requests). They bypass the block cache: the kernel's page cache keeps what they return
+//! (files are opened with FOPEN_KEEP_CACHE), so caching the block here too would cost an
+//! allocation and a copy per block and let one scan evict the blocks that partial reads
+//! and read-modify-write keep hot. Their frames are prefetched together, and a block
+//! stored as-is is read from its pack straight into the reply.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use rayon::prelude::*;
+
+use super::dirty::DirtyBlock;
+use super::{Core, lock};
+use crate::cache::BlockHash;
+use crate::codec::{CodecError, HEADER_LEN};
+use crate::error::{Error, Result};
+use crate::store::StoreError;
+
+/// One block's share of a read: where its bytes go in the reply.
+struct BlockRead<'a> {
+    block: u64,
+    /// Uncommitted pieces to lay over the committed contents.
+    pieces: Option<DirtyBlock>,
+    /// Committed content hash; None for a hole.
+    hash: Option<BlockHash>,
+    /// The read covers the block from its start to its end or to end of file.
+    whole: bool,
+    /// Offset of `dst` within the block.
+    skip: usize,
+    dst: &'a mut [u8],
+}
+
+/// How far ahead of a whole-block read its frames are prefetched: past the kernel's own
+/// read-ahead of the mount (4 MiB, see fs/readahead.rs).
+const PREFETCH_AHEAD: u64 = 8 << 20;
+
+thread_local! {
+    /// Frame buffer reused by every read on this thread: fresh block-sized allocations
+    /// cost page faults on each read.
+    static FRAME: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Core {
+    pub fn read(&self, ino: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+        let bs = self.bs();
+        // Blocks to fetch from the store, with the uncommitted pieces to lay over them.
+        let mut fetch: Vec<(u64, Option<DirtyBlock>)> = Vec::new();
+        let (mut out, end) = {
+            let e = self.existing_entry(ino);
+            let guard = e.as_ref().map(|e| lock(&e.state));
+            let file_size = match &guard {
+                Some(st) => st.size,
+                None => self.store.inode(ino)?.ok_or(Error::NotFound)?.size,
+            };
+            let end = offset.saturating_add(size as u64).min(file_size);
+            if offset >= end {
+                return Ok(Vec::new());
+            }
+            let mut out = vec![0u8; (end - offset) as usize];
+            for block in offset / bs..=(end - 1) / bs {
+                match guard.as_ref().and_then(|st| st.dirty.get(&block)) {
+                    Some(DirtyBlock::Full(buf)) => copy_block_part(buf, block * bs, offset, &mut out),
+                    Some(partial) => fetch.push((block, partial.clone_pieces())),
+                    None => fetch.push((block, None)),
+                }
+            }
+            (out, end == file_size)
+        };
+        let reaches_eof = end;
+        let mut jobs = Vec::with_capacity(fetch.len());
+        let mut rest: &mut [u8] = &mut out;
+        let mut rest_start = offset;
+        for (block, pieces) in fetch {
+            let from = (block * bs).max(offset);
+            let to = ((block + 1) * bs).min(rest_start + rest.len() as u64);
+            let (_, tail) = std::mem::take(&mut rest).split_at_mut((from - rest_start) as usize);
+            let (dst, tail) = tail.split_at_mut((to - from) as usize);
+            let ends_block = to == (block + 1) * bs || (reaches_eof && tail.is_empty());
+            rest = tail;
+            rest_start = to;
+            jobs.push(BlockRead {
+                block,
+                hash: self.store.block(ino, block)?,
+                whole: from == block * bs && ends_block && pieces.is_none(),
+                skip: (from - block * bs) as usize,
+                pieces,
+                dst,
+            });
+        }
+        if jobs.len() > 1 {
+            self.prefetch(ino, &jobs)?;
+        }
+        // Committed blocks are decoded without holding the file's lock, and a read that
+        // spans several blocks decodes them on all cores.
+        jobs.into_par_iter().try_for_each(|job| self.read_block(ino, job))?;
+        Ok(out)
+    }
+
+    /// Starts the disk reads for a multi-block read's frames, and for as many blocks
+    /// `PREFETCH_AHEAD` further on when the read takes whole blocks (a sequential reader,
+    /// or the kernel's read-ahead): the next requests then find their frames in memory
+    /// instead of each block's decode waiting for the disk.
+    fn prefetch(&self, ino: u64, jobs: &[BlockRead<'_>]) -> Result<()> {
+        let (Some(first), Some(last)) = (jobs.first(), jobs.last()) else { return Ok(()) };
+        let sequential = jobs.iter().all(|j| j.whole);
+        // A sequential reader's current blocks were prefetched by its earlier reads.
+        let covered = sequential && {
+            let (p_ino, p_end) = *lock(&self.prefetched);
+            p_ino == ino && first.block < p_end && last.block < p_end
+        };
+        let mut hashes: Vec<BlockHash> = Vec::new();
+        if !covered {
+            let cache = lock(&self.cache);
+            hashes.extend(jobs.iter().filter_map(|j| j.hash.filter(|h| !cache.contains(h))));
+        }
+        if sequential {
+            let ahead = PREFETCH_AHEAD / self.bs();
+            let from = if covered { lock(&self.prefetched).1.max(last.block + 1) } else { last.block + 1 };
+            let to = last.block + 1 + ahead;
+            for block in from..to {
+                hashes.extend(self.store.block(ino, block)?);
+            }
+            *lock(&self.prefetched) = (ino, to);
+        }
+        Ok(self.store.prefetch(&hashes)?)
+    }
+
+    fn read_block(&self, ino: u64, job: BlockRead<'_>) -> Result<()> {
+        let Some(hash) = job.hash else {
+            // A hole: zeros, under whatever was written since.
+            if let Some(pieces) = job.pieces {
+                copy_from(&pieces.contents(None, self.block_size as usize), job.skip, job.dst);
+            }
+            return Ok(());
+        };
+        if job.whole {
+            let hit = lock(&self.cache).get(&hash);
+            return match hit {
+                Some(data) => Ok(copy_from(&data, 0, job.dst)),
+                None => self.decode_into(ino, job.block, &hash, job.dst),
+            };
+        }
+        let base = self.load_hash(ino, job.block, &hash)?;
+        match job.pieces {
+            Some(pieces) => {
+                let merged = pieces.contents(Some(&base), self.block_size as usize);
+                copy_from(&merged, job.skip, job.dst);
+            }
+            None => copy_from(&base, job.skip, job.dst),
+        }
+        Ok(())
+    }
+
+    /// The committed contents of a block (shorter than a block at end of file), or None
+    /// for a hole. A damaged frame is EIO, logged with inode and block.
+    pub(super) fn load_block(&self, ino: u64, block: u64) -> Result<Option<Arc<Vec<u8>>>> {
+        match self.store.block(ino, block)? {
+            Some(hash) => self.load_hash(ino, block, &hash).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// A committed block through the cache.
+    fn load_hash(&self, ino: u64, block: u64, hash: &BlockHash) -> Result<Arc<Vec<u8>>> {
+        if let Some(hit) = lock(&self.cache).get(hash) {
+            return Ok(hit);
+        }
+        let frame = self.store.read_frame(hash)?.ok_or_else(|| missing_record(ino, block))?;
+        let plain = self.codecs.decode_frame(&frame).map_err(|e| corrupt(ino, block, e))?;
+        let plain = Arc::new(plain);
+        lock(&self.cache).insert(*hash, plain.clone());
+        Ok(plain)
+    }
+
+    /// Decodes a committed block into `dst`, which starts at the block's start and ends
+    /// at its end or at end of file; bytes the block does not have are zero.
+    fn decode_into(&self, ino: u64, block: u64, hash: &BlockHash, dst: &mut [u8]) -> Result<()> {
+        FRAME.with_borrow_mut(|frame| {
+            let in_place = self
+                .store
+                .read_frame_into(hash, HEADER_LEN, frame, dst)?
+                .ok_or_else(|| missing_record(ino, block))?;
+            if in_place {
+                if self.codecs.is_raw_frame_of(frame, dst).map_err(|e| corrupt(ino, block, e))? {
+                    return Ok(());
+                }
+                // Another kind of frame that happens to have this length.
+                frame.extend_from_slice(dst);
+            }
+            let len = self.codecs.plain_len(frame).map_err(|e| corrupt(ino, block, e))?;
+            if len <= dst.len() {
+                let (plain, beyond) = dst.split_at_mut(len);
+                self.codecs.decode_frame_into(frame, plain).map_err(|e| corrupt(ino, block, e))?;
+                beyond.fill(0);
+            } else {
+                // Contents past end of file, left by a truncation: decode all, keep a part.
+                let plain = self.codecs.decode_frame(frame).map_err(|e| corrupt(ino, block, e))?;
+                dst.copy_from_slice(&plain[..dst.len()]);
+            }
+            Ok(())
+        })
+    }
+}
+
+fn missing_record(ino: u64, block: u64) -> Error {
+    log::error!("inode {ino} block {block}: block record missing");
+    StoreError::Damaged { what: format!("block record of inode {ino} block {block}") }.into()
+}
+
+fn corrupt(ino: u64, block: u64, source: CodecError) -> Error {
+    log::error!("inode {ino} block {block}: {source}");
+    Error::Corrupt { ino, block, source }
+}
+
+/// Copies `block[skip..]` into `dst`, as far as both go. Bytes the block does not have
+/// stay as they are (zero).
+fn copy_from(block: &[u8], skip: usize, dst: &mut [u8]) {
+    let src = block.get(skip..).unwrap_or(&[]);
+    let n = src.len().min(dst.len());
+    dst[..n].copy_from_slice(&src[..n]);
+}
+
+/// Copies the part of a block (starting at file offset `block_start`) that overlaps
+/// `out` (starting at file offset `out_start`). Bytes the block does not have stay zero.
+fn copy_block_part(block: &[u8], block_start: u64, out_start: u64, out: &mut [u8]) {
+    let from = out_start.max(block_start);
+    let to = (out_start + out.len() as u64).min(block_start + block.len() as u64);
+    if from < to {
+        out[(from - out_start) as usize..(to - out_start) as usize]
+            .copy_from_slice(&block[(from - block_start) as usize..(to - block_start) as usize]);
+    }
+}
