@@ -11,6 +11,9 @@ use super::relpos::{Direction, RelBuckets};
 pub const FORMAT: &str = "s2sfs-t5 1";
 /// Largest vocabulary the format allows.
 pub const MAX_VOCAB: usize = 8192;
+/// Most extra match models a config may ask for, and their longest context.
+pub const MAX_EXTRA_MATCHERS: usize = 4;
+pub const MATCH_CONTEXT_MAX: usize = 16;
 
 /// Exponent of the residual stream (i32, clamped to ±`H_MAX`).
 pub const E_H: i32 = 8;
@@ -43,6 +46,14 @@ pub struct ModelConfig {
     pub latent_max: usize,
     pub rel_buckets: usize,
     pub rel_max_distance: usize,
+    /// Match confidence learned inside each block for the match model (CODER.md, "Match
+    /// confidence"). Absent in models made before it existed, which code without it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub match_sse: bool,
+    /// Context lengths (in tokens) of further match models, each with its own match
+    /// confidence, applied in this order after the first. Absent: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_matchers: Vec<usize>,
 }
 
 impl Default for ModelConfig {
@@ -62,6 +73,8 @@ impl Default for ModelConfig {
             latent_max: 4,
             rel_buckets: 32,
             rel_max_distance: 128,
+            match_sse: true,
+            extra_matchers: vec![1, 2],
         }
     }
 }
@@ -118,6 +131,14 @@ impl ModelConfig {
         // Integers carried in f32 stay exact while int8 dot products are at most 1024 long.
         if self.d_model > 1024 || self.d_ff > 1024 {
             return Err("d_model and d_ff must be at most 1024".into());
+        }
+        if self.extra_matchers.len() > MAX_EXTRA_MATCHERS
+            || self.extra_matchers.iter().any(|&m| !(1..=MATCH_CONTEXT_MAX).contains(&m))
+        {
+            return Err(format!(
+                "extra_matchers {:?}: at most {MAX_EXTRA_MATCHERS}, each 1..={MATCH_CONTEXT_MAX} tokens",
+                self.extra_matchers
+            ));
         }
         for direction in [Direction::Bidirectional, Direction::Causal] {
             if RelBuckets::new(direction, self.rel_buckets, self.rel_max_distance).is_none() {

@@ -188,6 +188,38 @@ impl FreqTable {
         Ok(())
     }
 
+    /// Gives `sym` the frequency `target` (clamped so that every other symbol keeps at
+    /// least 1) and rescales the others' counts above 1 by a 32-bit fixed-point ratio;
+    /// what their flooring frees goes to `sym` (CODER.md, "Match confidence").
+    pub fn set_freq(&mut self, sym: usize, target: u32) {
+        let n = self.len() as u32;
+        let f = self.freq(sym);
+        let target = target.clamp(1, FREQ_TOTAL - (n - 1));
+        let excess_old = u64::from(FREQ_TOTAL - f - (n - 1));
+        let excess_new = u64::from(FREQ_TOTAL - target - (n - 1));
+        // Each other symbol's count above 1 is at most `excess_old`, so the products stay
+        // below excess_new * 2^32 < 2^48.
+        let ratio = if excess_old == 0 { 0 } else { (excess_new << 32) / excess_old };
+        let len = self.len();
+        let mut total = 0u32;
+        let mut below = 0u32;
+        for s in 0..len {
+            let old = self.cum[s + 1] - below;
+            below = self.cum[s + 1];
+            self.cum[s] = total;
+            if s != sym {
+                total += 1 + ((u64::from(old - 1) * ratio) >> 32) as u32;
+            }
+        }
+        self.cum[len] = total;
+        // `sym` takes the rest: at least `target`.
+        let rest = FREQ_TOTAL - total;
+        for c in &mut self.cum[sym + 1..] {
+            *c += rest;
+        }
+        debug_assert_eq!(self.cum[len], FREQ_TOTAL);
+    }
+
     pub fn len(&self) -> usize {
         self.cum.len() - 1
     }
@@ -249,6 +281,12 @@ mod tests {
     fn check_table(weights: &[u32]) -> FreqTable {
         let table = FreqTable::from_weights(weights).expect("valid size");
         assert_eq!(table.len(), weights.len());
+        assert_valid(&table);
+        table
+    }
+
+    /// Every symbol at least 1, cumulative counts consistent, the total exact.
+    fn assert_valid(table: &FreqTable) {
         let mut sum = 0;
         for sym in 0..table.len() {
             assert!(table.freq(sym) >= 1);
@@ -256,7 +294,6 @@ mod tests {
             sum += table.freq(sym);
         }
         assert_eq!(sum, FREQ_TOTAL);
-        table
     }
 
     #[test]
@@ -391,6 +428,28 @@ mod tests {
             let mut dec = RangeDecoder::new(&bytes);
             for &(t, sym) in &stream {
                 prop_assert_eq!(tables[t].decode(&mut dec), sym);
+            }
+        }
+
+        /// Setting one symbol's frequency keeps a valid table: every symbol at least 1,
+        /// the total exact, the symbol at least its (clamped) target, and the others in
+        /// their old order.
+        #[test]
+        fn set_freq_keeps_a_valid_table(weights in weights(), pick in any::<u64>(), target in any::<u32>()) {
+            let mut table = check_table(&weights);
+            let before = table.clone();
+            let n = table.len() as u32;
+            let sym = (pick % u64::from(n)) as usize;
+            let target = target % (FREQ_TOTAL + 10);
+            table.set_freq(sym, target);
+            assert_valid(&table);
+            prop_assert!(table.freq(sym) >= target.clamp(1, FREQ_TOTAL - (n - 1)));
+            for a in 0..table.len().min(200) {
+                for b in 0..table.len().min(200) {
+                    if a != sym && b != sym && before.freq(a) < before.freq(b) {
+                        prop_assert!(table.freq(a) <= table.freq(b));
+                    }
+                }
             }
         }
 

@@ -33,6 +33,8 @@ pub struct Matcher {
     ptr: usize,
     /// Length of the current match; 0 = no match.
     len: u32,
+    /// Tokens hashed into a context key.
+    min: usize,
 }
 
 impl Default for Matcher {
@@ -51,10 +53,16 @@ fn key(context: &[u32]) -> usize {
 
 impl Matcher {
     pub fn new() -> Matcher {
+        Matcher::with_min(MATCH_MIN)
+    }
+
+    /// A matcher keyed on contexts of `min` tokens (at least 1).
+    pub fn with_min(min: usize) -> Matcher {
         Matcher {
             last: vec![0; 1 << KEY_BITS],
             ptr: 0,
             len: 0,
+            min: min.max(1),
         }
     }
 
@@ -70,10 +78,10 @@ impl Matcher {
         } else {
             self.len = 0;
         }
-        if t + 1 < MATCH_MIN {
+        if t + 1 < self.min {
             return;
         }
-        let key = key(&tokens[t + 1 - MATCH_MIN..=t]);
+        let key = key(&tokens[t + 1 - self.min..=t]);
         let q = self.last[key] as usize;
         if self.len == 0 && q != 0 {
             self.ptr = q;

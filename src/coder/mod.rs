@@ -16,6 +16,7 @@ mod net;
 mod predictor;
 mod range;
 mod relpos;
+mod sse;
 mod t5;
 mod tokenizer;
 

@@ -9,6 +9,7 @@ use super::freq::FreqTable;
 use super::intnet::{EXP, EXP_LEVELS};
 use super::matcher::Matcher;
 use super::model::Model;
+use super::sse::MatchSse;
 
 pub struct Predictor<'m> {
     decoder: Decoder<'m>,
@@ -19,6 +20,23 @@ pub struct Predictor<'m> {
     logits: Vec<i32>,
     levels: Vec<u8>,
     table: FreqTable,
+    /// Match confidence stages, in the order CODER.md applies them.
+    stages: Vec<Stage>,
+}
+
+/// One match-confidence stage: a match model of its own (None: the boosted one's
+/// prediction) and its hit statistics.
+struct Stage {
+    matcher: Option<Matcher>,
+    sse: MatchSse,
+    /// The context and predicted token of the last table, until the coded token is known.
+    pending: Option<(usize, u32)>,
+}
+
+impl Stage {
+    fn new(matcher: Option<Matcher>) -> Stage {
+        Stage { matcher, sse: MatchSse::new(), pending: None }
+    }
 }
 
 impl<'m> Predictor<'m> {
@@ -35,6 +53,7 @@ impl<'m> Predictor<'m> {
             logits: Vec::with_capacity(vocab * max_batch),
             levels: Vec::with_capacity(vocab),
             table: FreqTable::from_weights(&vec![1; vocab])?,
+            stages: stages(model),
         })
     }
 
@@ -66,7 +85,7 @@ impl<'m> Predictor<'m> {
             let row = p - start;
             self.fill_table(row, &tokens[..p])?;
             code(&self.table, p)?;
-            self.matcher.push(&tokens[..=p]);
+            self.push(&tokens[..=p]);
         }
         Ok(())
     }
@@ -76,7 +95,7 @@ impl<'m> Predictor<'m> {
     /// onto `tokens` before the next call.
     pub fn next_table(&mut self, tokens: &[u32]) -> Result<&FreqTable> {
         if let Some(t) = tokens.len().checked_sub(1) {
-            self.matcher.push(tokens);
+            self.push(tokens);
             debug_assert_eq!(t + 1, self.decoder.position());
         }
         let input = tokens.last().copied().unwrap_or(START_TOKEN);
@@ -85,10 +104,11 @@ impl<'m> Predictor<'m> {
         Ok(&self.table)
     }
 
-    /// The table for logits row `row`, the match model having seen `before`.
+    /// The table for logits row `row`, the match models having seen `before`.
     fn fill_table(&mut self, row: usize, before: &[u32]) -> Result<()> {
         let logits = &mut self.logits[row * self.vocab..(row + 1) * self.vocab];
-        if let Some(pred) = self.matcher.predict(before)
+        let pred = self.matcher.predict(before);
+        if let Some(pred) = pred
             && let (Some(l), Some(&boost)) = (
                 logits.get_mut(pred.token as usize),
                 self.boost.get(usize::from(pred.bucket)),
@@ -102,6 +122,40 @@ impl<'m> Predictor<'m> {
         let top = EXP_LEVELS as i32 - 1;
         self.levels
             .extend(logits.iter().map(|&l| max.saturating_sub(l).min(top) as u8));
-        self.table.refill_from_levels(&self.levels, &EXP)
+        self.table.refill_from_levels(&self.levels, &EXP)?;
+        for stage in &mut self.stages {
+            let stage_pred = match &stage.matcher {
+                Some(m) => m.predict(before),
+                None => pred,
+            };
+            if let Some(p) = stage_pred.filter(|p| (p.token as usize) < self.vocab) {
+                let ctx = stage.sse.apply(&mut self.table, p.token as usize, p.bucket);
+                stage.pending = Some((ctx, p.token));
+            }
+        }
+        Ok(())
     }
+
+    /// Takes in the newest token (the last of `tokens`): the match models and the
+    /// confidence stages learn from it.
+    fn push(&mut self, tokens: &[u32]) {
+        let Some(&token) = tokens.last() else { return };
+        for stage in &mut self.stages {
+            if let Some((ctx, predicted)) = stage.pending.take() {
+                stage.sse.update(ctx, token == predicted);
+            }
+            if let Some(m) = &mut stage.matcher {
+                m.push(tokens);
+            }
+        }
+        self.matcher.push(tokens);
+    }
+}
+
+/// The confidence stages a model's config asks for.
+fn stages(model: &Model) -> Vec<Stage> {
+    let config = model.config();
+    let main = config.match_sse.then(|| Stage::new(None));
+    let extra = config.extra_matchers.iter().map(|&min| Stage::new(Some(Matcher::with_min(min))));
+    main.into_iter().chain(extra).collect()
 }

@@ -19,6 +19,10 @@ fn tiny_config() -> ModelConfig {
         latent_max: 2,
         rel_buckets: 16,
         rel_max_distance: 64,
+        // The float model has no in-block match confidence: the trainer's tests compare
+        // the network alone.
+        match_sse: false,
+        extra_matchers: Vec::new(),
         ..fixtures::tiny_config()
     }
 }
