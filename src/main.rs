@@ -57,6 +57,21 @@ MODELDIR/checkpoint every few minutes and at the end, measures bits/byte on held
 of the corpus, and writes the integer model (config.json, tokenizer.json,
 weights.safetensors) into MODELDIR. Never train on the bench corpus.")]
     Train(TrainArgs),
+    /// Compare a trained model's float checkpoint with its integer model on files.
+    #[command(after_help = "\
+Cuts each file into blocks of at most one decoder window of tokens and prints, per file,
+the bits/byte the float model (MODELDIR/checkpoint) predicts and the bits/byte the
+integer model (MODELDIR) would code, the network alone in both (no match confidence).")]
+    Quantization {
+        /// A directory written by `s2sfs train`: the exported model and its checkpoint.
+        #[arg(long, value_name = "MODELDIR")]
+        model: PathBuf,
+        /// Print the table as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+        #[arg(value_name = "FILES", required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Run a codec on whole files, outside any volume: compress, decompress, eval.
     #[command(subcommand)]
     Codec(CodecCommand),
@@ -275,6 +290,26 @@ fn train(args: TrainArgs) -> Result<()> {
     Ok(())
 }
 
+fn quantization(model: &std::path::Path, json: bool, files: &[PathBuf]) -> Result<()> {
+    let rows = s2sfs::train::compare(model, files)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!("{:<28} {:>10} {:>7} {:>10} {:>10} {:>8}", "file", "bytes", "blocks", "float bpb", "int bpb", "int/flt");
+    let (mut bytes, mut float, mut int) = (0u64, 0.0, 0.0);
+    for r in &rows {
+        let name = r.file.file_name().map_or_else(|| r.file.display().to_string(), |n| n.to_string_lossy().into_owned());
+        println!("{name:<28} {:>10} {:>7} {:>10.4} {:>10.4} {:>+7.2}%", r.bytes, r.blocks, r.float_bits_per_byte, r.integer_bits_per_byte, 100.0 * r.excess());
+        bytes += r.bytes;
+        float += r.float_bits_per_byte * r.bytes as f64;
+        int += r.integer_bits_per_byte * r.bytes as f64;
+    }
+    let n = bytes.max(1) as f64;
+    println!("{:<28} {bytes:>10} {:>7} {:>10.4} {:>10.4} {:>+7.2}%", "TOTAL", "", float / n, int / n, 100.0 * (int / float - 1.0));
+    Ok(())
+}
+
 /// A byte-count progress bar on stderr (hidden when stderr is not a terminal).
 fn byte_bar(total: u64, what: &'static str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(total);
@@ -365,6 +400,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Umount { mountpoint } => s2sfs::fs::umount(&mountpoint)?,
         Command::Fsck(args) => return Ok(fsck(args)),
         Command::Train(args) => train(args)?,
+        Command::Quantization { model, json, files } => quantization(&model, json, &files)?,
         Command::Codec(cmd) => codec(cmd)?,
     }
     Ok(ExitCode::SUCCESS)

@@ -5,7 +5,7 @@
 //! (compression); each position's result is the same as when it runs alone (decoding),
 //! since every position runs the same integer computation over the same keys.
 
-use super::intnet::{KvCache, LinearScratch, attend, clamp8, rmsnorm};
+use super::intnet::{KeyRun, KvCache, LinearScratch, ZERO_BIAS, attend, clamp8, rmsnorm};
 use super::model::Model;
 use super::net::{Activations, DecoderLayer, Net};
 use super::{E_A, E_S, E_X};
@@ -159,20 +159,26 @@ impl<'m> Decoder<'m> {
                 .past
                 .set((pos + i) % capacity, &s.k[row.clone()], &s.v[row]);
         }
-        // Query i is position pos + i; the key `back` positions before it lives in the
-        // slot found without a division per key.
+        // Query i is position t = pos + i and sees the m = min(t + 1, W) newest keys, the
+        // key `back` positions before it (bias[back]) in slot (t - back) mod capacity: in
+        // slot order, slots newest-m+1..=newest, or when that wraps, 0..=newest and the
+        // oldest ones at the end of the ring. `head_bias_reversed` holds bias[back] at
+        // W - 1 - back, so each run's biases are one slice.
         let keys = |i: usize, head: usize| {
             let t = pos + i;
+            let m = (t + 1).min(window);
             let newest = t % capacity;
-            let bias = &attn.head_bias(head)[..(t + 1).min(window)];
-            bias.iter().enumerate().map(move |(back, &b)| {
-                let slot = if back <= newest {
-                    newest - back
-                } else {
-                    newest + capacity - back
-                };
-                (slot, b)
-            })
+            let rev = attn.head_bias_reversed(head);
+            let w = rev.len();
+            if newest + 1 >= m {
+                [KeyRun { slot: newest + 1 - m, bias: &rev[w - m..] }, KeyRun::EMPTY]
+            } else {
+                let older = m - 1 - newest;
+                [
+                    KeyRun { slot: 0, bias: &rev[w - 1 - newest..] },
+                    KeyRun { slot: capacity - older, bias: &rev[w - m..w - m + older] },
+                ]
+            }
         };
         attend(&state.past, &s.q, n, keys, &mut s.o, &mut s.attn);
         attn.o
@@ -182,7 +188,7 @@ impl<'m> Decoder<'m> {
         rmsnorm(&s.h, &layer.norm2, &mut s.x);
         cross.q.to_q8(&s.x, n, E_X, &mut s.q, &mut s.linear);
         let memory_slots = self.memory_slots;
-        let keys = |_, _| (0..memory_slots).map(|slot| (slot, 0));
+        let keys = |_, _| [KeyRun { slot: 0, bias: &ZERO_BIAS[..memory_slots] }, KeyRun::EMPTY];
         attend(&state.memory, &s.q, n, keys, &mut s.o, &mut s.attn);
         cross
             .o

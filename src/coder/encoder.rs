@@ -3,7 +3,7 @@
 //! are stored in the frame; it uses the decoder's integer kernels anyway.
 
 use super::E_A;
-use super::intnet::{KvCache, attend, clamp8, div_round, rmsnorm};
+use super::intnet::{KeyRun, KvCache, attend, clamp8, div_round, rmsnorm};
 use super::model::Model;
 use super::net::{Activations, Net};
 
@@ -89,10 +89,7 @@ impl<'m> Encoder<'m> {
             let segment = self.segment;
             let keys = |t: usize, head: usize| {
                 let first = segment - 1 - t;
-                attn.head_bias(head)[first..first + n]
-                    .iter()
-                    .copied()
-                    .enumerate()
+                [KeyRun { slot: 0, bias: &attn.head_bias(head)[first..first + n] }, KeyRun::EMPTY]
             };
             attend(&self.cache, &r.q, n, keys, &mut r.o, &mut r.attn);
             attn.o

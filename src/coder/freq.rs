@@ -6,7 +6,7 @@
 //! step whose outcome depends on an algorithm's tie-breaking.
 
 use super::error::{CoderError, Result};
-use super::range::{RangeDecoder, RangeEncoder};
+use super::range::{CodeSink, RangeDecoder};
 
 pub const FREQ_TOTAL_BITS: u32 = 16;
 /// What every table's frequencies sum to: the largest total the range coder accepts.
@@ -249,7 +249,7 @@ impl FreqTable {
     }
 
     /// Codes `sym` under this table; an out-of-range symbol is an error, not a panic.
-    pub fn encode(&self, encoder: &mut RangeEncoder, sym: usize) -> Result<()> {
+    pub fn encode(&self, encoder: &mut impl CodeSink, sym: usize) -> Result<()> {
         if sym >= self.len() {
             return Err(CoderError::SymbolOutOfRange {
                 symbol: sym,
@@ -271,6 +271,7 @@ impl FreqTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::coder::range::RangeEncoder;
     use proptest::prelude::*;
 
     /// What a perfect entropy coder would spend on `sym`, in bits.

@@ -21,6 +21,8 @@ pub struct SelfAttention {
     pub bias: Vec<i32>,
     /// Entries of `bias` per head.
     pub bias_len: usize,
+    /// `bias` with each head's entries in reverse order (see the decoder's key runs).
+    pub bias_reversed: Vec<i32>,
 }
 
 impl SelfAttention {
@@ -41,6 +43,10 @@ impl SelfAttention {
 
     pub fn head_bias(&self, head: usize) -> &[i32] {
         &self.bias[head * self.bias_len..(head + 1) * self.bias_len]
+    }
+
+    pub fn head_bias_reversed(&self, head: usize) -> &[i32] {
+        &self.bias_reversed[head * self.bias_len..(head + 1) * self.bias_len]
     }
 }
 
@@ -185,6 +191,7 @@ impl Reader<'_> {
             k: self.linear(&format!("{prefix}self.k"), d, d)?,
             v: self.linear(&format!("{prefix}self.v"), d, d)?,
             o: self.linear(&format!("{prefix}self.o"), d, d)?,
+            bias_reversed: bias.chunks(rels.len().max(1)).flat_map(|h| h.iter().rev().copied()).collect(),
             bias,
             bias_len: rels.len(),
         })

@@ -43,6 +43,29 @@ fn sanitize(cum: u32, freq: u32, total: u32) -> (u32, u32, u32) {
     (cum, freq, total)
 }
 
+/// Where coded intervals go: the range coder, or a tally of their ideal code length.
+pub trait CodeSink {
+    /// Codes the interval [cum, cum + freq) of `total`.
+    fn encode(&mut self, cum: u32, freq: u32, total: u32);
+}
+
+/// The code length an ideal coder would spend, in bits: what the model predicts, without
+/// the range coder's rounding and flush.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct BitTally(pub f64);
+
+impl CodeSink for BitTally {
+    fn encode(&mut self, _cum: u32, freq: u32, total: u32) {
+        self.0 -= (f64::from(freq) / f64::from(total)).log2();
+    }
+}
+
+impl CodeSink for RangeEncoder {
+    fn encode(&mut self, cum: u32, freq: u32, total: u32) {
+        RangeEncoder::encode(self, cum, freq, total);
+    }
+}
+
 pub struct RangeEncoder {
     /// Bottom of the current interval; bit 32 is a pending carry into `cache`.
     low: u64,

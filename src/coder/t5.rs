@@ -10,7 +10,7 @@ use crate::codec::{Codec, CodecError, CodecId, ModelId};
 use super::encoder::Encoder;
 use super::model::Model;
 use super::predictor::Predictor;
-use super::range::{RangeDecoder, RangeEncoder};
+use super::range::{BitTally, CodeSink, RangeDecoder, RangeEncoder};
 
 /// Positions per decoder call when compressing: large enough to run the matrices as
 /// matrix products, small enough to keep the ring buffers and logits in cache.
@@ -33,11 +33,31 @@ impl T5Codec {
     }
 
     fn compress_tokens(&self, tokens: &[u32]) -> Result<Vec<u8>, CodecError> {
-        let config = self.model.config();
-        let fail = |e: super::CoderError| CodecError::Compress(e.to_string());
-        let mut encoder = Encoder::new(&self.model);
-        let mut predictor = Predictor::new(&self.model, COMPRESS_BATCH).map_err(fail)?;
         let mut out = RangeEncoder::new();
+        self.code_tokens(tokens, &mut out)
+            .map_err(|e| CodecError::Compress(e.to_string()))?;
+        let mut payload = Vec::with_capacity(MAX_LEB128);
+        write_leb128(&mut payload, tokens.len() as u64);
+        payload.extend(out.finish());
+        Ok(payload)
+    }
+
+    /// The bits an ideal coder would spend on `plain` under this model (latents and
+    /// tokens, no range-coder rounding, no token count): what the integer model predicts,
+    /// comparable with the float model's loss.
+    pub fn code_length(&self, plain: &[u8]) -> Result<f64, CodecError> {
+        let tokens = self.model.tokenizer().encode(plain);
+        let mut tally = BitTally::default();
+        self.code_tokens(&tokens, &mut tally)
+            .map_err(|e| CodecError::Compress(e.to_string()))?;
+        Ok(tally.0)
+    }
+
+    /// Codes a block's latents and tokens into `out`, as CODER.md lays out the stream.
+    fn code_tokens(&self, tokens: &[u32], out: &mut impl CodeSink) -> super::Result<()> {
+        let config = self.model.config();
+        let mut encoder = Encoder::new(&self.model);
+        let mut predictor = Predictor::new(&self.model, COMPRESS_BATCH)?;
         for (s, segment) in tokens.chunks(config.segment).enumerate() {
             let codes = encoder.latent(segment);
             out.encode(codes.len() as u32, 1, config.latent_max as u32 + 1);
@@ -50,18 +70,13 @@ impl T5Codec {
             let mut start = first;
             while start < last {
                 let end = (start + COMPRESS_BATCH).min(last);
-                predictor
-                    .run_known(tokens, start, end, |table, p| {
-                        table.encode(&mut out, tokens[p] as usize)
-                    })
-                    .map_err(fail)?;
+                predictor.run_known(tokens, start, end, |table, p| {
+                    table.encode(out, tokens[p] as usize)
+                })?;
                 start = end;
             }
         }
-        let mut payload = Vec::with_capacity(MAX_LEB128);
-        write_leb128(&mut payload, tokens.len() as u64);
-        payload.extend(out.finish());
-        Ok(payload)
+        Ok(())
     }
 
     fn decompress_tokens(&self, stream: &[u8], count: usize) -> Result<Vec<u32>, CodecError> {

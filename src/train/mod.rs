@@ -8,6 +8,7 @@
 
 mod batch;
 mod checkpoint;
+mod compare;
 mod corpus;
 mod error;
 mod export;
@@ -23,6 +24,7 @@ mod trainer;
 #[cfg(test)]
 mod tests;
 
+pub use self::compare::{Comparison, compare};
 pub use self::error::{Result, TrainError};
 pub use self::summary::{Eval, TrainSummary};
 pub use self::trainer::{TrainOptions, train};

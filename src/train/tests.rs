@@ -243,4 +243,10 @@ fn integer_model_codes_what_the_float_model_predicts() {
         per_byte(float_bits),
         per_byte(int_bits)
     );
+
+    // `s2sfs quantization` measures the same on whole files (cut into windows itself).
+    let rows = super::compare(model_dir, &[corpus.path().join("part0.txt")]).expect("compare");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].bytes, text.len() as u64);
+    assert!(rows[0].excess().abs() < 0.05, "{:?}", rows[0]);
 }

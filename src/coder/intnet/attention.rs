@@ -6,7 +6,7 @@
 //! `q + 128`, the weighted sum as values times the weights, split into their high and low
 //! bytes since a weight (up to 2^15) is wider than the product's unsigned bytes.
 
-use super::arith::{EXP, EXP_LEVELS, FloorDiv, clamp8, rshift};
+use super::arith::{EXP, EXP_LEVELS, FloorDiv, clamp8};
 use super::kv::KvCache;
 use super::packed;
 use super::{E_A, E_S};
@@ -26,11 +26,27 @@ pub struct AttnScratch {
     sums: Vec<i32>,
 }
 
+/// Keys a query sees in one stretch of the cache: `bias.len()` consecutive slots from
+/// `slot`, the k-th with position bias `bias[k]`.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyRun<'a> {
+    pub slot: usize,
+    pub bias: &'a [i32],
+}
+
+impl KeyRun<'_> {
+    pub const EMPTY: KeyRun<'static> = KeyRun { slot: 0, bias: &[] };
+}
+
+/// Position biases of keys that have none.
+pub static ZERO_BIAS: [i32; MAX_KEYS] = [0; MAX_KEYS];
+
 /// Every head of `n` queries (rows of `q`, q8 at E_A) into the same rows of `out`: query
-/// `i`'s head `head` attends over `keys(i, head)`, pairs of a slot of `cache` and that
-/// key's position bias, each slot at most once and at most `MAX_KEYS` of them (none gives
-/// zeros). Per head, the scores of all queries are one product, and so are the sums.
-pub fn attend<I, F>(
+/// `i`'s head `head` attends over the keys of the two runs `keys(i, head)` (disjoint, at
+/// most `MAX_KEYS` keys in all; none gives zeros). Per head, the scores of all queries
+/// are one product, and so are the sums. Runs of consecutive slots keep the per-key loops
+/// free of index arithmetic, so they vectorize.
+pub fn attend<'b, F>(
     cache: &KvCache,
     q: &[i8],
     n: usize,
@@ -38,8 +54,7 @@ pub fn attend<I, F>(
     out: &mut [i8],
     scratch: &mut AttnScratch,
 ) where
-    F: Fn(usize, usize) -> I,
-    I: Iterator<Item = (usize, i32)> + Clone,
+    F: Fn(usize, usize) -> [KeyRun<'b>; 2],
 {
     let AttnScratch {
         q_biased,
@@ -73,22 +88,27 @@ pub fn attend<I, F>(
         totals.clear();
         for i in 0..n {
             let raw = &raw[i * kh..(i + 1) * kh];
-            let keys = keys(i, head);
+            let runs = keys(i, head);
             scores.clear();
-            scores.extend(
-                keys.clone()
-                    .map(|(slot, bias)| rshift(i64::from(raw[slot]), 2 * E_A - E_S) as i32 + bias),
-            );
+            for run in &runs {
+                let raw = &raw[run.slot..run.slot + run.bias.len()];
+                // rshift by 2·E_A − E_S in i32: |raw| is far below 2^30 (at most 2^21).
+                scores.extend(
+                    raw.iter()
+                        .zip(run.bias)
+                        .map(|(&r, &b)| ((r + (1 << (2 * E_A - E_S - 1))) >> (2 * E_A - E_S)) + b),
+                );
+            }
             debug_assert!(scores.len() <= MAX_KEYS);
             let max = scores.iter().copied().max().unwrap_or(0);
             let (high, low) = weight_bytes[2 * i * vw..2 * (i + 1) * vw].split_at_mut(vw);
             let mut total = 0i64;
-            for ((slot, _), &s) in keys.zip(scores.iter()) {
-                let level = (i64::from(max) - i64::from(s)).min(EXP_LEVELS as i64 - 1) as usize;
-                let w = EXP[level];
-                total += i64::from(w);
-                high[slot] = (w >> 8) as u8;
-                low[slot] = w as u8;
+            let mut at = 0;
+            for run in &runs {
+                let len = run.bias.len();
+                let span = run.slot..run.slot + len;
+                total += weigh(&scores[at..at + len], max, &mut high[span.clone()], &mut low[span]);
+                at += len;
             }
             totals.push(total);
         }
@@ -112,6 +132,22 @@ pub fn attend<I, F>(
     }
 }
 
+/// Each score's exp-table weight `EXP[min(max − s, 127)]` split into `high` and `low`
+/// bytes; returns their sum.
+#[inline]
+fn weigh(scores: &[i32], max: i32, high: &mut [u8], low: &mut [u8]) -> i64 {
+    let mut total = 0u32;
+    for ((&s, h), l) in scores.iter().zip(high).zip(low) {
+        // max − s ≥ 0; gaps beyond the table all weigh EXP[127] (zero).
+        let level = (max.wrapping_sub(s) as u32).min(EXP_LEVELS as u32 - 1);
+        let w = EXP[level as usize];
+        total += w;
+        *h = (w >> 8) as u8;
+        *l = w as u8;
+    }
+    i64::from(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,23 +160,27 @@ mod tests {
         cache.set(3, &[-10, 0], &[20, 30]);
         let mut s = AttnScratch::default();
         let mut out = [0i8; 2];
-        let mut run = |q: [i8; 2], keys: &[(usize, i32)]| {
-            attend(&cache, &q, 1, |_, _| keys.iter().copied(), &mut out, &mut s);
+        // Keys as (first slot, biases of consecutive slots); a second, empty run.
+        let mut run = |q: [i8; 2], keys: (usize, &[i32])| {
+            let runs = [KeyRun { slot: keys.0, bias: keys.1 }, KeyRun::EMPTY];
+            attend(&cache, &q, 1, |_, _| runs, &mut out, &mut s);
             out
         };
+        // Slots 1 and 2 are empty (zero keys and values): a bias of -1000 mutes them.
+        let mute = -1000;
         // q·k = ±1000 → scores ±31 (1000/32 rounded): a gap of 62 eighths of a nat.
         let w1 = EXP[62] as i64;
         let expect =
             |a: i64, b: i64| clamp8(super::super::div_round(32768 * a + w1 * b, 32768 + w1));
         assert_eq!(
-            run([100, 0], &[(0, 0), (3, 0)]),
+            run([100, 0], (0, &[0, mute, mute, 0])),
             [expect(100, 20), expect(-50, 30)]
         );
         // Bias can equalize them: then the output is the plain mean.
-        assert_eq!(run([100, 0], &[(0, -31), (3, 31)]), [60, -10]);
+        assert_eq!(run([100, 0], (0, &[-31, mute, mute, 31])), [60, -10]);
         // Only the keys listed count.
-        assert_eq!(run([100, 0], &[(3, 0)]), [20, 30]);
-        assert_eq!(run([1, 1], &[]), [0, 0]);
+        assert_eq!(run([100, 0], (3, &[0])), [20, 30]);
+        assert_eq!(run([1, 1], (0, &[])), [0, 0]);
     }
 
     #[test]
@@ -155,10 +195,14 @@ mod tests {
             cache.set(slot, &k, &v);
         }
         let q: Vec<i8> = (0..n * heads * dh).map(|_| byte()).collect();
+        let bias: Vec<i32> = (0..slots as i32).map(|j| j % 7 - 3).collect();
+        // Two runs, the second wrapping to the cache's start, as the decoder's ring does.
         let keys = |i: usize, head: usize| {
-            (i..slots)
-                .step_by(head + 1)
-                .map(move |j| (j, (j % 7) as i32))
+            let split = 10 + 3 * i + head;
+            [
+                KeyRun { slot: split, bias: &bias[split..] },
+                KeyRun { slot: 0, bias: &bias[..i + head] },
+            ]
         };
         let mut s = AttnScratch::default();
         let mut batch = vec![0i8; n * heads * dh];

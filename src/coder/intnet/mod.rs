@@ -14,7 +14,7 @@ mod packed;
 mod vnni;
 
 pub use self::arith::{EXP, EXP_LEVELS, clamp8, div_round};
-pub use self::attention::{AttnScratch, MAX_KEYS, attend};
+pub use self::attention::{AttnScratch, KeyRun, MAX_KEYS, ZERO_BIAS, attend};
 pub use self::ffn::{Ffn, FfnScratch};
 pub use self::kv::KvCache;
 pub use self::linear::{Linear, LinearScratch};
