@@ -14,9 +14,11 @@ pub const FREQ_TOTAL: u32 = 1 << FREQ_TOTAL_BITS;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FreqTable {
-    /// `cum[s]` is the sum of the frequencies of the symbols before `s`; one entry more
-    /// than there are symbols, the last being `FREQ_TOTAL`.
-    cum: Vec<u32>,
+    /// Each symbol's frequency, summing to `FREQ_TOTAL`. Kept as frequencies, not
+    /// cumulative counts: building and rescaling a table are then passes without a
+    /// carried sum (they vectorize), and a coder needs one symbol's cumulative count per
+    /// table, which a vectorized sum gives.
+    freq: Vec<u32>,
 }
 
 impl FreqTable {
@@ -64,15 +66,8 @@ impl FreqTable {
                 freqs[sym] += 1;
             }
         }
-        let mut cum = Vec::with_capacity(n + 1);
-        let mut total = 0u32;
-        cum.push(0);
-        for f in freqs {
-            total += f;
-            cum.push(total);
-        }
-        debug_assert_eq!(total, FREQ_TOTAL);
-        Ok(FreqTable { cum })
+        debug_assert_eq!(freqs.iter().sum::<u32>(), FREQ_TOTAL);
+        Ok(FreqTable { freq: freqs })
     }
 
     /// The table `from_weights` builds from the weights `level_weights[levels[s]]`, made
@@ -91,7 +86,7 @@ impl FreqTable {
         const LEVELS: usize = 256;
         // Four histograms: most symbols share a level (far below the best), and one
         // counter would make every increment wait for the previous one.
-        let mut counts = [[0u64; LEVELS]; 4];
+        let mut counts = [[0u32; LEVELS]; 4];
         let mut quads = levels.chunks_exact(4);
         for quad in &mut quads {
             for (count, &l) in counts.iter_mut().zip(quad) {
@@ -103,35 +98,30 @@ impl FreqTable {
         }
         let mut count = [0u64; LEVELS];
         for (l, c) in count.iter_mut().enumerate() {
-            *c = counts.iter().map(|h| h[l]).sum();
+            *c = counts.iter().map(|h| u64::from(h[l])).sum();
         }
-        let mut weight = [0u64; LEVELS];
-        for (l, w) in weight.iter_mut().enumerate() {
-            if count[l] > 0 {
-                let Some(&lw) = level_weights.get(l) else {
-                    return Err(CoderError::SymbolOutOfRange {
-                        symbol: l,
-                        len: level_weights.len(),
-                    });
-                };
-                *w = u64::from(lw);
-            }
+        // Levels past the weights' table must not occur; the rest of the work is over
+        // the table's levels only.
+        let top = level_weights.len().min(LEVELS);
+        if let Some(l) = (top..LEVELS).find(|&l| count[l] > 0) {
+            return Err(CoderError::SymbolOutOfRange { symbol: l, len: level_weights.len() });
         }
-        let mut sum: u64 = (0..LEVELS).map(|l| count[l] * weight[l]).sum();
-        if sum == 0 {
+        let mut sum: u64 = (0..top).map(|l| count[l] * u64::from(level_weights[l])).sum();
+        let uniform = sum == 0;
+        if uniform {
             // All-zero weights: uniform, as in `from_weights`.
-            weight = [1; LEVELS];
             sum = n as u64;
         }
+        let weight = |l: usize| if uniform { 1 } else { u64::from(level_weights[l]) };
         let budget = u64::from(FREQ_TOTAL) - n as u64;
         let mut share = [0u64; LEVELS];
         let mut rem = [0u64; LEVELS];
         let mut given = 0u64;
         let mut present = [0u8; LEVELS];
         let mut n_present = 0;
-        for l in 0..LEVELS {
+        for l in 0..top {
             if count[l] > 0 {
-                let scaled = weight[l] * budget;
+                let scaled = weight(l) * budget;
                 share[l] = scaled / sum;
                 rem[l] = scaled % sum;
                 given += count[l] * share[l];
@@ -172,19 +162,20 @@ impl FreqTable {
             freq[l] = (1 + share[l] + u64::from(rem[l] >= all_above)) as u32;
             split[l] = rem[l] == split_rem;
         }
-        self.cum.resize(n + 1, 0);
-        self.cum[0] = 0;
-        let mut total = 0u32;
-        for (c, &l) in self.cum[1..].iter_mut().zip(levels) {
-            let l = usize::from(l);
-            total += freq[l];
-            if split[l] && split_left > 0 {
-                split_left -= 1;
-                total += 1;
+        self.freq.clear();
+        self.freq.extend(levels.iter().map(|&l| freq[usize::from(l)]));
+        if split_left > 0 {
+            for (f, &l) in self.freq.iter_mut().zip(levels) {
+                if split[usize::from(l)] {
+                    *f += 1;
+                    split_left -= 1;
+                    if split_left == 0 {
+                        break;
+                    }
+                }
             }
-            *c = total;
         }
-        debug_assert_eq!(total, FREQ_TOTAL);
+        debug_assert_eq!(self.freq.iter().sum::<u32>(), FREQ_TOTAL);
         Ok(())
     }
 
@@ -200,28 +191,25 @@ impl FreqTable {
         // Each other symbol's count above 1 is at most `excess_old`, so the products stay
         // below excess_new * 2^32 < 2^48.
         let ratio = if excess_old == 0 { 0 } else { (excess_new << 32) / excess_old };
-        let len = self.len();
+        // (x · ratio) >> 32 as x · hi + (x · lo) >> 32: exact, and each product of 32-bit
+        // halves, which vector units multiply.
+        let (hi, lo) = ((ratio >> 32) as u32, ratio as u32);
+        // `sym` is scaled too (no branch in the loop) and then replaced; its product may
+        // wrap, so the sums wrap alike and the others' true sum comes out exact.
         let mut total = 0u32;
-        let mut below = 0u32;
-        for s in 0..len {
-            let old = self.cum[s + 1] - below;
-            below = self.cum[s + 1];
-            self.cum[s] = total;
-            if s != sym {
-                total += 1 + ((u64::from(old - 1) * ratio) >> 32) as u32;
-            }
+        for f in self.freq.iter_mut() {
+            let x = *f - 1;
+            let scaled = x.wrapping_mul(hi).wrapping_add(((u64::from(x) * u64::from(lo)) >> 32) as u32);
+            *f = scaled.wrapping_add(1);
+            total = total.wrapping_add(*f);
         }
-        self.cum[len] = total;
         // `sym` takes the rest: at least `target`.
-        let rest = FREQ_TOTAL - total;
-        for c in &mut self.cum[sym + 1..] {
-            *c += rest;
-        }
-        debug_assert_eq!(self.cum[len], FREQ_TOTAL);
+        let others = total.wrapping_sub(self.freq[sym]);
+        self.freq[sym] = FREQ_TOTAL - others;
     }
 
     pub fn len(&self) -> usize {
-        self.cum.len() - 1
+        self.freq.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -231,21 +219,37 @@ impl FreqTable {
     /// Sum of the frequencies of the symbols before `sym`. Panics if `sym >= len()`.
     pub fn cum(&self, sym: usize) -> u32 {
         assert!(sym < self.len(), "symbol {sym} of {}", self.len());
-        self.cum[sym]
+        self.freq[..sym].iter().sum()
     }
 
     /// Panics if `sym >= len()`.
     pub fn freq(&self, sym: usize) -> u32 {
-        let below = self.cum(sym);
-        self.cum[sym + 1] - below
+        self.freq[sym]
     }
 
     /// The symbol whose interval holds `target`; targets past the end (only corrupt input
     /// makes them) give the last symbol.
     pub fn symbol_for(&self, target: u32) -> usize {
         let target = target.min(FREQ_TOTAL - 1);
-        // cum[0] = 0 <= target < cum[len] = FREQ_TOTAL, so this lies in 1..=len.
-        self.cum.partition_point(|&c| c <= target) - 1
+        // Whole chunks below the target are skipped by their sums (vectorized), then the
+        // symbol is found in its chunk.
+        let mut below = 0u32;
+        let mut start = 0;
+        for chunk in self.freq.chunks(64) {
+            let sum: u32 = chunk.iter().sum();
+            if below + sum > target {
+                break;
+            }
+            below += sum;
+            start += chunk.len();
+        }
+        for (s, &f) in self.freq[start..].iter().enumerate() {
+            if below + f > target {
+                return start + s;
+            }
+            below += f;
+        }
+        self.len() - 1
     }
 
     /// Codes `sym` under this table; an out-of-range symbol is an error, not a panic.
@@ -256,7 +260,7 @@ impl FreqTable {
                 len: self.len(),
             });
         }
-        encoder.encode(self.cum(sym), self.freq(sym), FREQ_TOTAL);
+        encoder.encode(self.cum(sym), self.freq[sym], FREQ_TOTAL);
         Ok(())
     }
 
