@@ -6,6 +6,7 @@
 //! step whose outcome depends on an algorithm's tie-breaking.
 
 use super::error::{CoderError, Result};
+use super::multiversion::multiversion;
 use super::range::{CodeSink, RangeDecoder};
 
 pub const FREQ_TOTAL_BITS: u32 = 16;
@@ -162,8 +163,7 @@ impl FreqTable {
             freq[l] = (1 + share[l] + u64::from(rem[l] >= all_above)) as u32;
             split[l] = rem[l] == split_rem;
         }
-        self.freq.clear();
-        self.freq.extend(levels.iter().map(|&l| freq[usize::from(l)]));
+        lookup(&freq, levels, &mut self.freq);
         if split_left > 0 {
             for (f, &l) in self.freq.iter_mut().zip(levels) {
                 if split[usize::from(l)] {
@@ -191,18 +191,9 @@ impl FreqTable {
         // Each other symbol's count above 1 is at most `excess_old`, so the products stay
         // below excess_new * 2^32 < 2^48.
         let ratio = if excess_old == 0 { 0 } else { (excess_new << 32) / excess_old };
-        // (x · ratio) >> 32 as x · hi + (x · lo) >> 32: exact, and each product of 32-bit
-        // halves, which vector units multiply.
-        let (hi, lo) = ((ratio >> 32) as u32, ratio as u32);
-        // `sym` is scaled too (no branch in the loop) and then replaced; its product may
-        // wrap, so the sums wrap alike and the others' true sum comes out exact.
-        let mut total = 0u32;
-        for f in self.freq.iter_mut() {
-            let x = *f - 1;
-            let scaled = x.wrapping_mul(hi).wrapping_add(((u64::from(x) * u64::from(lo)) >> 32) as u32);
-            *f = scaled.wrapping_add(1);
-            total = total.wrapping_add(*f);
-        }
+        // `sym` is rescaled too (no branch in the loop) and then replaced; its product may
+        // wrap, so the sum wraps alike and the others' true sum comes out exact.
+        let total = rescale(&mut self.freq, (ratio >> 32) as u32, ratio as u32);
         // `sym` takes the rest: at least `target`.
         let others = total.wrapping_sub(self.freq[sym]);
         self.freq[sym] = FREQ_TOTAL - others;
@@ -269,6 +260,30 @@ impl FreqTable {
         let sym = self.symbol_for(decoder.decode_freq(FREQ_TOTAL));
         decoder.consume(self.cum(sym), self.freq(sym), FREQ_TOTAL);
         sym
+    }
+}
+
+multiversion! {
+    /// `out[i] = table[idx[i]]` for every index.
+    fn lookup(table: &[u32; 256], idx: &[u8], out: &mut Vec<u32>) {
+        out.clear();
+        out.extend(idx.iter().map(|&i| table[usize::from(i)]));
+    }
+}
+
+multiversion! {
+    /// Every frequency f becomes 1 + ((f − 1) · (hi · 2^32 + lo) >> 32), computed as
+    /// (f − 1) · hi + ((f − 1) · lo) >> 32 (exact, and products of 32-bit halves), in
+    /// wrapping arithmetic; returns the wrapping sum of the results.
+    fn rescale(freq: &mut [u32], hi: u32, lo: u32) -> u32 {
+        let mut total = 0u32;
+        for f in freq.iter_mut() {
+            let x = *f - 1;
+            let scaled = x.wrapping_mul(hi).wrapping_add(((u64::from(x) * u64::from(lo)) >> 32) as u32);
+            *f = scaled.wrapping_add(1);
+            total = total.wrapping_add(*f);
+        }
+        total
     }
 }
 

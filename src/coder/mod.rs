@@ -11,6 +11,7 @@ pub(crate) mod fixtures;
 mod freq;
 mod intnet;
 mod matcher;
+mod multiversion;
 pub mod model;
 mod net;
 mod predictor;

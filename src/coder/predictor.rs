@@ -9,6 +9,7 @@ use super::freq::FreqTable;
 use super::intnet::{EXP, EXP_LEVELS};
 use super::matcher::Matcher;
 use super::model::Model;
+use super::multiversion::multiversion;
 use super::sse::MatchSse;
 
 pub struct Predictor<'m> {
@@ -116,12 +117,7 @@ impl<'m> Predictor<'m> {
         {
             *l = l.saturating_add(boost);
         }
-        let max = logits.iter().copied().max().unwrap_or(0);
-        self.levels.clear();
-        // Logits and boosts are bounded at load, so the gaps fit an i32 (saturate anyway).
-        let top = EXP_LEVELS as i32 - 1;
-        self.levels
-            .extend(logits.iter().map(|&l| max.saturating_sub(l).min(top) as u8));
+        exp_levels(logits, &mut self.levels);
         self.table.refill_from_levels(&self.levels, &EXP)?;
         for stage in &mut self.stages {
             let stage_pred = match &stage.matcher {
@@ -149,6 +145,17 @@ impl<'m> Predictor<'m> {
             }
         }
         self.matcher.push(tokens);
+    }
+}
+
+multiversion! {
+    /// Each logit's exp-table level: its gap below the largest, capped at the table's end.
+    fn exp_levels(logits: &[i32], levels: &mut Vec<u8>) {
+        let max = logits.iter().copied().max().unwrap_or(0);
+        // Logits and boosts are bounded at load, so the gaps fit an i32 (saturate anyway).
+        let top = EXP_LEVELS as i32 - 1;
+        levels.clear();
+        levels.extend(logits.iter().map(|&l| max.saturating_sub(l).min(top) as u8));
     }
 }
 

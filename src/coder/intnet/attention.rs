@@ -8,6 +8,7 @@
 
 use super::arith::{EXP, EXP_LEVELS, FloorDiv, clamp8};
 use super::kv::KvCache;
+use crate::coder::multiversion::multiversion;
 use super::packed;
 use super::{E_A, E_S};
 
@@ -91,13 +92,7 @@ pub fn attend<'b, F>(
             let runs = keys(i, head);
             scores.clear();
             for run in &runs {
-                let raw = &raw[run.slot..run.slot + run.bias.len()];
-                // rshift by 2·E_A − E_S in i32: |raw| is far below 2^30 (at most 2^21).
-                scores.extend(
-                    raw.iter()
-                        .zip(run.bias)
-                        .map(|(&r, &b)| ((r + (1 << (2 * E_A - E_S - 1))) >> (2 * E_A - E_S)) + b),
-                );
+                score(&raw[run.slot..run.slot + run.bias.len()], run.bias, scores);
             }
             debug_assert!(scores.len() <= MAX_KEYS);
             let max = scores.iter().copied().max().unwrap_or(0);
@@ -132,20 +127,30 @@ pub fn attend<'b, F>(
     }
 }
 
-/// Each score's exp-table weight `EXP[min(max − s, 127)]` split into `high` and `low`
-/// bytes; returns their sum.
-#[inline]
-fn weigh(scores: &[i32], max: i32, high: &mut [u8], low: &mut [u8]) -> i64 {
-    let mut total = 0u32;
-    for ((&s, h), l) in scores.iter().zip(high).zip(low) {
-        // max − s ≥ 0; gaps beyond the table all weigh EXP[127] (zero).
-        let level = (max.wrapping_sub(s) as u32).min(EXP_LEVELS as u32 - 1);
-        let w = EXP[level as usize];
-        total += w;
-        *h = (w >> 8) as u8;
-        *l = w as u8;
+multiversion! {
+    /// Each score's exp-table weight `EXP[min(max − s, 127)]` split into `high` and
+    /// `low` bytes; returns their sum.
+    fn weigh(scores: &[i32], max: i32, high: &mut [u8], low: &mut [u8]) -> i64 {
+        let mut total = 0u32;
+        for ((&s, h), l) in scores.iter().zip(high).zip(low) {
+            // max − s ≥ 0; gaps beyond the table all weigh EXP[127] (zero).
+            let level = (max.wrapping_sub(s) as u32).min(EXP_LEVELS as u32 - 1);
+            let w = EXP[level as usize];
+            total += w;
+            *h = (w >> 8) as u8;
+            *l = w as u8;
+        }
+        i64::from(total)
     }
-    i64::from(total)
+}
+
+multiversion! {
+    /// The scores of a run of keys: rshift(raw, 2·E_A − E_S) + bias, in i32 (|raw| is far
+    /// below 2^30: at most 2^21).
+    fn score(raw: &[i32], bias: &[i32], scores: &mut Vec<i32>) {
+        const S: i32 = 2 * E_A - E_S;
+        scores.extend(raw.iter().zip(bias).map(|(&r, &b)| ((r + (1 << (S - 1))) >> S) + b));
+    }
 }
 
 #[cfg(test)]

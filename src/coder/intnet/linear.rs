@@ -8,6 +8,7 @@
 use super::arith::{clamp8, clamp16, rshift_sum};
 use super::packed::{self, PackedRef};
 use super::{E_A, E_H, H_MAX};
+use crate::coder::multiversion::multiversion;
 
 #[derive(Debug, Clone)]
 pub struct Linear {
@@ -93,9 +94,9 @@ impl Linear {
         scratch: &mut LinearScratch,
     ) {
         let shift = self.exp + e_in - E_A;
-        self.each_sum(x, n, out, scratch, |o, a| {
-            *o = clamp8(i64::from(rshift_sum(a, shift)))
-        });
+        let rows = self.rows;
+        let (acc, stride) = self.accumulate(x, n, scratch);
+        requantize_q8(acc, stride, rows, shift, &mut out[..n * rows]);
     }
 
     /// `h = clamp16(h + rshift(W x, e_W + e_in - E_H))` for `n` rows of the residual.
@@ -108,9 +109,9 @@ impl Linear {
         scratch: &mut LinearScratch,
     ) {
         let shift = self.exp + e_in - E_H;
-        self.each_sum(x, n, h, scratch, |h, a| {
-            *h = clamp16(i64::from(*h) + i64::from(rshift_sum(a, shift)))
-        });
+        let rows = self.rows;
+        let (acc, stride) = self.accumulate(x, n, scratch);
+        add_requantized(acc, stride, rows, shift, &mut h[..n * rows]);
         debug_assert!(h.iter().all(|v| v.abs() <= H_MAX));
     }
 
@@ -125,26 +126,40 @@ impl Linear {
         scratch: &mut LinearScratch,
     ) {
         let shift = self.exp + e_in - e_out;
-        self.each_sum(x, n, out, scratch, |o, a| *o = rshift_sum(a, shift));
-    }
-
-    /// Calls `f(out, sum)` for each output (`n` rows of `rows`) and its exact sum.
-    fn each_sum<T>(
-        &self,
-        x: &[i8],
-        n: usize,
-        out: &mut [T],
-        scratch: &mut LinearScratch,
-        f: impl Fn(&mut T, i32),
-    ) {
         let rows = self.rows;
         let (acc, stride) = self.accumulate(x, n, scratch);
-        for (o, a) in out[..n * rows]
-            .chunks_exact_mut(rows)
-            .zip(acc.chunks_exact(stride))
-        {
+        requantize_logits(acc, stride, rows, shift, &mut out[..n * rows]);
+    }
+}
+
+// The requantizing loops, per output row of `rows` values from `acc` rows of `stride`.
+// The shift is the same for a whole call: rshift_sum's case is picked once per loop.
+
+multiversion! {
+    fn requantize_q8(acc: &[i32], stride: usize, rows: usize, shift: i32, out: &mut [i8]) {
+        for (o, a) in out.chunks_exact_mut(rows).zip(acc.chunks_exact(stride)) {
             for (o, &a) in o.iter_mut().zip(a) {
-                f(o, a);
+                *o = clamp8(i64::from(rshift_sum(a, shift)));
+            }
+        }
+    }
+}
+
+multiversion! {
+    fn add_requantized(acc: &[i32], stride: usize, rows: usize, shift: i32, h: &mut [i32]) {
+        for (h, a) in h.chunks_exact_mut(rows).zip(acc.chunks_exact(stride)) {
+            for (h, &a) in h.iter_mut().zip(a) {
+                *h = clamp16(i64::from(*h) + i64::from(rshift_sum(a, shift)));
+            }
+        }
+    }
+}
+
+multiversion! {
+    fn requantize_logits(acc: &[i32], stride: usize, rows: usize, shift: i32, out: &mut [i32]) {
+        for (o, a) in out.chunks_exact_mut(rows).zip(acc.chunks_exact(stride)) {
+            for (o, &a) in o.iter_mut().zip(a) {
+                *o = rshift_sum(a, shift);
             }
         }
     }

@@ -19,6 +19,7 @@ pub use self::ffn::{Ffn, FfnScratch};
 pub use self::kv::KvCache;
 pub use self::linear::{Linear, LinearScratch};
 pub use self::norm::rmsnorm;
+pub use self::packed::vnni_available as avx512_available;
 
 // The exponents are part of the format, defined with the config.
 use super::{E_A, E_GAIN, E_H, E_S, E_X, H_MAX};

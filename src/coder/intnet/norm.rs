@@ -1,6 +1,7 @@
 //! RMSNorm from the i32 residual to q8 activations, in integers (CODER.md, "Operations").
 
-use super::arith::{FloorDiv, clamp8, isqrt};
+use super::arith::{SmallFloorDiv, clamp8, isqrt};
+use crate::coder::multiversion::multiversion;
 use super::{E_GAIN, E_X};
 
 /// Normalizes each row of `h` (rows of `gain.len()` values at exponent `E_H`) into `out`
@@ -8,16 +9,23 @@ use super::{E_GAIN, E_X};
 pub fn rmsnorm(h: &[i32], gain: &[i8], out: &mut [i8]) {
     let d = gain.len();
     for (row, x) in h.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+        normalize_row(row, gain, x);
+    }
+}
+
+multiversion! {
+    fn normalize_row(row: &[i32], gain: &[i8], x: &mut [i8]) {
         let squares: u64 = row
             .iter()
             .map(|&v| (i64::from(v) * i64::from(v)) as u64)
             .sum();
-        let r = isqrt(squares / d as u64).max(1) as i64;
+        let r = isqrt(squares / gain.len() as u64).max(1) as i64;
         // div_round(h·g·2^E_X, r·2^E_GAIN) = floor((2·h·g·2^E_X + r·2^E_GAIN) /
         // (r·2^(E_GAIN+1))); with E_GAIN = E_X + 1 both sides share 2^(E_X+1), leaving
-        // floor((h·g + r) / 2r): |h·g + r| < 2^22 and 2r < 2^16, well inside FloorDiv's range.
+        // floor((h·g + r) / 2r): |h·g + r| < 2^22 and 2r < 2^16 (|h| ≤ 2^15), inside
+        // SmallFloorDiv's range.
         const { assert!(E_GAIN == E_X + 1) };
-        let divisor = FloorDiv::new(2 * r as u64);
+        let divisor = SmallFloorDiv::new(2 * r as u64);
         for ((x, &v), &g) in x.iter_mut().zip(row).zip(gain) {
             *x = clamp8(divisor.floor(i64::from(v) * i64::from(g) + r));
         }

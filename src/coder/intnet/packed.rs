@@ -87,7 +87,7 @@ fn matmul_portable(m: PackedRef<'_>, x: &[u8], n: usize, acc: &mut [i32]) {
     }
 }
 
-/// Whether this CPU runs the VNNI kernels (AVX-512 F, BW and VNNI). Setting
+/// Whether this CPU runs the VNNI kernels (AVX-512 F, BW, VL, DQ and VNNI). Setting
 /// `S2SFS_PORTABLE_KERNELS` forces the portable ones, to measure or test them.
 pub fn vnni_available() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -98,6 +98,8 @@ pub fn vnni_available() -> bool {
             std::env::var_os("S2SFS_PORTABLE_KERNELS").is_none()
                 && is_x86_feature_detected!("avx512f")
                 && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vl")
+                && is_x86_feature_detected!("avx512dq")
                 && is_x86_feature_detected!("avx512vnni")
         })
     }
