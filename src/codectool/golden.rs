@@ -118,3 +118,36 @@ fn shipped_model_produces_the_golden_frames_with_any_thread_count() {
         assert_eq!(g, want, "frames differ when coded on several threads at once");
     }
 }
+
+/// The golden frames decode on the batched network (`coder::batchnet`) as one batch: the
+/// CPU in CI, the first GPU when built with `--features cuda` on a machine with one.
+#[test]
+fn golden_frames_decode_on_the_batched_network() {
+    use crate::codec::{CodecId, FrameHeader, HEADER_LEN};
+    use crate::coder::{T5Codec, batch_device};
+
+    let want: Golden = serde_json::from_str(&std::fs::read_to_string(golden_path()).expect("tests/golden/t5.json")).expect("valid json");
+    let model = load_model(None).expect("the shipped model loads");
+    assert_eq!(hex(&model.id().0), want.model_id, "models/default changed: bless new golden vectors with it");
+    let codec = T5Codec::new(model);
+    let frames: Vec<Vec<u8>> = want
+        .vectors
+        .iter()
+        .map(|v| (0..v.frame_hex.len()).step_by(2).map(|i| u8::from_str_radix(&v.frame_hex[i..i + 2], 16).expect("hex")).collect())
+        .collect();
+    let inputs: Vec<Vec<u8>> = inputs().into_iter().map(|(_, data)| data).collect();
+    let mut items = Vec::new();
+    let mut which = Vec::new();
+    for (i, frame) in frames.iter().enumerate() {
+        let header = FrameHeader::parse(frame).expect("header");
+        if header.codec == CodecId::T5 {
+            items.push((&frame[HEADER_LEN..], header.plain_len as usize));
+            which.push(i);
+        }
+    }
+    assert_eq!(items.len(), 3, "prose, code and markup are t5 frames");
+    let device = batch_device();
+    for (i, got) in which.iter().zip(codec.decompress_batch(&items, &device)) {
+        assert_eq!(got.expect("decodes"), inputs[*i], "vector {} on {device:?}", want.vectors[*i].name);
+    }
+}

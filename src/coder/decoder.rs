@@ -25,10 +25,34 @@ struct LayerState {
 #[derive(Debug, Default)]
 struct Scratch {
     rows: Activations,
-    memory: Vec<i8>,
-    memory_keys: Vec<i8>,
-    memory_values: Vec<i8>,
-    linear: LinearScratch,
+}
+
+/// The cross-attention memory of a latent: its slot count (the null slot, then the codes
+/// at positions 1, 2, ...) and per decoder layer the slots' keys and values (q8 rows).
+pub fn latent_memory(net: &Net, codes: &[u32]) -> (usize, Vec<(Vec<i8>, Vec<i8>)>) {
+    let d = net.decoder_norm.len();
+    let null = net.latent_embed.len() / d - 1;
+    let slots = codes.len().min(net.latent_pos.len() / d - 1) + 1;
+    let mut memory = Vec::with_capacity(slots * d);
+    for slot in 0..slots {
+        let code = if slot == 0 { null } else { (codes[slot - 1] as usize).min(null) };
+        let embed = &net.latent_embed[code * d..(code + 1) * d];
+        let pos = &net.latent_pos[slot * d..(slot + 1) * d];
+        memory.extend(embed.iter().zip(pos).map(|(&e, &p)| clamp8(i64::from(e) + i64::from(p))));
+    }
+    let mut linear = LinearScratch::default();
+    let per_layer = net
+        .decoder
+        .iter()
+        .map(|layer| {
+            let mut keys = vec![0i8; slots * d];
+            let mut values = vec![0i8; slots * d];
+            layer.cross.k.to_q8(&memory, slots, E_X, &mut keys, &mut linear);
+            layer.cross.v.to_q8(&memory, slots, E_X, &mut values, &mut linear);
+            (keys, values)
+        })
+        .collect();
+    (slots, per_layer)
 }
 
 pub struct Decoder<'m> {
@@ -85,43 +109,11 @@ impl<'m> Decoder<'m> {
     /// Cross-attention memory for the positions that follow: the null slot, then the
     /// latent's codes (each below K) at positions 1, 2, ...
     pub fn set_latent(&mut self, codes: &[u32]) {
-        let d = self.d;
-        let net = self.net;
-        let null = net.latent_embed.len() / d - 1;
-        let slots = codes.len().min(net.latent_pos.len() / d - 1) + 1;
-        let memory = &mut self.scratch.memory;
-        memory.clear();
-        for slot in 0..slots {
-            let code = if slot == 0 {
-                null
-            } else {
-                (codes[slot - 1] as usize).min(null)
-            };
-            let embed = &net.latent_embed[code * d..(code + 1) * d];
-            let pos = &net.latent_pos[slot * d..(slot + 1) * d];
-            memory.extend(
-                embed
-                    .iter()
-                    .zip(pos)
-                    .map(|(&e, &p)| clamp8(i64::from(e) + i64::from(p))),
-            );
-        }
-        let s = &mut self.scratch;
-        s.memory_keys.resize(slots * d, 0);
-        s.memory_values.resize(slots * d, 0);
-        for (layer, state) in net.decoder.iter().zip(&mut self.layers) {
-            let cross = &layer.cross;
-            cross
-                .k
-                .to_q8(&s.memory, slots, E_X, &mut s.memory_keys, &mut s.linear);
-            cross
-                .v
-                .to_q8(&s.memory, slots, E_X, &mut s.memory_values, &mut s.linear);
+        let (slots, memory) = latent_memory(self.net, codes);
+        for (state, (keys, values)) in self.layers.iter_mut().zip(&memory) {
             for slot in 0..slots {
-                let row = slot * d..(slot + 1) * d;
-                state
-                    .memory
-                    .set(slot, &s.memory_keys[row.clone()], &s.memory_values[row]);
+                let row = slot * self.d..(slot + 1) * self.d;
+                state.memory.set(slot, &keys[row.clone()], &values[row]);
             }
         }
         self.memory_slots = slots;

@@ -2,6 +2,8 @@
 //! block into tokens and tokens into bits. Everything here is exact and deterministic,
 //! because a frame must decode on any machine to the bytes that were written.
 
+mod batch;
+mod batchnet;
 mod config;
 mod decoder;
 mod encoder;
@@ -21,6 +23,7 @@ mod sse;
 mod t5;
 mod tokenizer;
 
+pub use self::batchnet::batch_device;
 pub use self::config::{E_A, E_GAIN, E_H, E_S, E_X, FORMAT, H_MAX, MAX_VOCAB, ModelConfig, Q8_MAX};
 pub use self::decoder::START_TOKEN;
 pub use self::error::{CoderError, Result};

@@ -105,6 +105,18 @@ impl<'m> Predictor<'m> {
         Ok(&self.table)
     }
 
+    /// For decoding with the network run elsewhere (`BatchNet`): as `next_table`, with
+    /// `logits` the network's row for this position.
+    pub fn table_from_logits(&mut self, tokens: &[u32], logits: &[i32]) -> Result<&FreqTable> {
+        if !tokens.is_empty() {
+            self.push(tokens);
+        }
+        self.logits.clear();
+        self.logits.extend_from_slice(&logits[..self.vocab]);
+        self.fill_table(0, tokens)?;
+        Ok(&self.table)
+    }
+
     /// The table for logits row `row`, the match models having seen `before`.
     fn fill_table(&mut self, row: usize, before: &[u32]) -> Result<()> {
         let logits = &mut self.logits[row * self.vocab..(row + 1) * self.vocab];

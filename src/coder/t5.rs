@@ -79,6 +79,25 @@ impl T5Codec {
         Ok(())
     }
 
+    /// The bytes of decoded tokens, which must not exceed `plain_len`.
+    pub(super) fn plain_from_tokens(&self, tokens: &[u32], plain_len: usize) -> Result<Vec<u8>, CodecError> {
+        let tokenizer = self.model.tokenizer();
+        let mut plain = Vec::with_capacity(plain_len);
+        for &t in tokens {
+            let bytes = tokenizer.token_bytes(t).ok_or_else(|| {
+                CodecError::Decompress(format!("token {t} is not in the vocabulary"))
+            })?;
+            if plain.len() + bytes.len() > plain_len {
+                return Err(CodecError::Length {
+                    expected: plain_len,
+                    got: plain.len() + bytes.len(),
+                });
+            }
+            plain.extend_from_slice(bytes);
+        }
+        Ok(plain)
+    }
+
     fn decompress_tokens(&self, stream: &[u8], count: usize) -> Result<Vec<u32>, CodecError> {
         let config = self.model.config();
         let fail = |e: super::CoderError| CodecError::Decompress(e.to_string());
@@ -118,36 +137,25 @@ impl Codec for T5Codec {
     }
 
     fn decompress(&self, payload: &[u8], plain_len: usize) -> Result<Vec<u8>, CodecError> {
-        let (count, stream) =
-            read_leb128(payload).ok_or(CodecError::Truncated("t5 token count"))?;
-        // Every token is at least one byte: a larger count is corrupt, and refusing it
-        // bounds the token buffer by `plain_len`.
-        let count = usize::try_from(count)
-            .ok()
-            .filter(|&c| c <= plain_len)
-            .ok_or_else(|| {
-                CodecError::Decompress(format!("{count} tokens for {plain_len} bytes"))
-            })?;
+        let (count, stream) = token_count(payload, plain_len)?;
         let tokens = self.decompress_tokens(stream, count)?;
-        let tokenizer = self.model.tokenizer();
-        let mut plain = Vec::with_capacity(plain_len);
-        for &t in &tokens {
-            let bytes = tokenizer.token_bytes(t).ok_or_else(|| {
-                CodecError::Decompress(format!("token {t} is not in the vocabulary"))
-            })?;
-            if plain.len() + bytes.len() > plain_len {
-                return Err(CodecError::Length {
-                    expected: plain_len,
-                    got: plain.len() + bytes.len(),
-                });
-            }
-            plain.extend_from_slice(bytes);
-        }
-        Ok(plain)
+        self.plain_from_tokens(&tokens, plain_len)
     }
 }
 
-fn decode_uniform(input: &mut RangeDecoder<'_>, total: u32) -> u32 {
+/// A payload's token count and the range-coded stream after it. Every token is at least
+/// one byte: a count above `plain_len` is corrupt, and refusing it bounds the token
+/// buffer by `plain_len`.
+pub(super) fn token_count(payload: &[u8], plain_len: usize) -> Result<(usize, &[u8]), CodecError> {
+    let (count, stream) = read_leb128(payload).ok_or(CodecError::Truncated("t5 token count"))?;
+    let count = usize::try_from(count)
+        .ok()
+        .filter(|&c| c <= plain_len)
+        .ok_or_else(|| CodecError::Decompress(format!("{count} tokens for {plain_len} bytes")))?;
+    Ok((count, stream))
+}
+
+pub(super) fn decode_uniform(input: &mut RangeDecoder<'_>, total: u32) -> u32 {
     let v = input.decode_freq(total);
     input.consume(v, 1, total);
     v

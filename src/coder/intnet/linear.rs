@@ -15,6 +15,8 @@ pub struct Linear {
     rows: usize,
     cols: usize,
     exp: i32,
+    /// Row-major weights, for other implementations of the same product (batchnet).
+    w: Vec<i8>,
     packed: Vec<i8>,
     start: Vec<i32>,
 }
@@ -38,6 +40,7 @@ impl Linear {
             rows,
             cols,
             exp,
+            w: w.to_vec(),
             packed: packed::pack(w, rows, cols),
             start,
         }
@@ -45,6 +48,20 @@ impl Linear {
 
     pub fn rows(&self) -> usize {
         self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// The weights' exponent: they hold round(W · 2^exp).
+    pub fn exp(&self) -> i32 {
+        self.exp
+    }
+
+    /// Row-major `[rows][cols]` weights.
+    pub fn weights(&self) -> &[i8] {
+        &self.w
     }
 
     fn packed(&self) -> PackedRef<'_> {

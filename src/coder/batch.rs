@@ -1,0 +1,125 @@
+//! Decoding many t5 frames as one batch: the network runs on `BatchNet` (a GPU with the
+//! `cuda` feature), one step for every block at once; each block's match models, tables
+//! and range decoder stay on the CPU. The blocks advance in lockstep, so they reach
+//! segment boundaries (and read their latents) together; a block that is done rides along
+//! until the longest is.
+
+use candle_core::Device;
+
+use super::batchnet::BatchNet;
+use super::decoder::START_TOKEN;
+use super::predictor::Predictor;
+use super::range::RangeDecoder;
+use super::t5::{T5Codec, decode_uniform, token_count};
+use crate::codec::CodecError;
+
+/// One block being decoded.
+struct Lane<'a, 'm> {
+    count: usize,
+    input: RangeDecoder<'a>,
+    predictor: Predictor<'m>,
+    tokens: Vec<u32>,
+}
+
+impl T5Codec {
+    /// Decodes the payloads `(payload, plaintext length)` as one batch, the network on
+    /// `device`; the same bytes as `decompress` on each, or its error.
+    pub fn decompress_batch(
+        &self,
+        items: &[(&[u8], usize)],
+        device: &Device,
+    ) -> Vec<Result<Vec<u8>, CodecError>> {
+        let fail = |e: String| CodecError::Decompress(e);
+        let model = self.model();
+        let mut results: Vec<Option<Result<Vec<u8>, CodecError>>> = items.iter().map(|_| None).collect();
+        // Lanes for the payloads whose header parses; the others fail now.
+        let mut lanes: Vec<(usize, Lane<'_, '_>)> = Vec::new();
+        for (i, &(payload, plain_len)) in items.iter().enumerate() {
+            let lane = token_count(payload, plain_len).and_then(|(count, stream)| {
+                let predictor = Predictor::new(model, 1).map_err(|e| fail(e.to_string()))?;
+                Ok(Lane { count, input: RangeDecoder::new(stream), predictor, tokens: Vec::with_capacity(count) })
+            });
+            match lane {
+                Ok(lane) => lanes.push((i, lane)),
+                Err(e) => results[i] = Some(Err(e)),
+            }
+        }
+        if let Err(e) = self.run_lanes(&mut lanes, device) {
+            for (i, _) in &lanes {
+                results[*i] = Some(Err(fail(format!("batched network: {e}"))));
+            }
+        } else {
+            for (i, lane) in &lanes {
+                results[*i] = Some(self.plain_from_tokens(&lane.tokens, items[*i].1));
+            }
+        }
+        results.into_iter().map(|r| r.unwrap_or_else(|| Err(fail("not decoded".into())))).collect()
+    }
+
+    fn run_lanes(&self, lanes: &mut [(usize, Lane<'_, '_>)], device: &Device) -> Result<(), String> {
+        let config = self.model().config();
+        let vocab = config.vocab;
+        let longest = lanes.iter().map(|(_, l)| l.count).max().unwrap_or(0);
+        let mut net = BatchNet::new(self.model(), lanes.len(), device).map_err(|e| e.to_string())?;
+        let mut inputs = vec![START_TOKEN; lanes.len()];
+        let mut codes = Vec::with_capacity(config.latent_max);
+        for pos in 0..longest {
+            if pos % config.segment == 0 {
+                for (b, (_, lane)) in lanes.iter_mut().enumerate().filter(|(_, (_, l))| pos < l.count) {
+                    let length = decode_uniform(&mut lane.input, config.latent_max as u32 + 1);
+                    codes.clear();
+                    for _ in 0..length {
+                        codes.push(decode_uniform(&mut lane.input, config.latent_vocab as u32));
+                    }
+                    net.set_latent(b, &codes).map_err(|e| e.to_string())?;
+                }
+            }
+            let logits = net.step(&inputs).map_err(|e| e.to_string())?;
+            for (b, (_, lane)) in lanes.iter_mut().enumerate().filter(|(_, (_, l))| pos < l.count) {
+                let row = &logits[b * vocab..(b + 1) * vocab];
+                let table = lane.predictor.table_from_logits(&lane.tokens, row).map_err(|e| e.to_string())?;
+                let token = table.decode(&mut lane.input) as u32;
+                lane.tokens.push(token);
+                inputs[b] = token;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::Codec;
+    use crate::coder::fixtures;
+
+    #[test]
+    fn a_batch_decodes_what_each_block_decodes_alone() {
+        let codec = T5Codec::new(fixtures::tiny_model());
+        let mut next = fixtures::xorshift(3);
+        let random: Vec<u8> = (0..700).map(|_| next() as u8).collect();
+        let blocks: Vec<Vec<u8>> = vec![
+            fixtures::text(0),
+            fixtures::text(9),
+            fixtures::text(2500),
+            random,
+            fixtures::text(400),
+        ];
+        let payloads: Vec<Vec<u8>> = blocks.iter().map(|b| codec.compress(b).expect("compress")).collect();
+        let mut damaged = payloads[2].clone();
+        let middle = damaged.len() / 2;
+        damaged[middle] ^= 0x10;
+        let mut items: Vec<(&[u8], usize)> = payloads.iter().zip(&blocks).map(|(p, b)| (&p[..], b.len())).collect();
+        items.push((&damaged, blocks[2].len()));
+        items.push((&[0xff][..], 10));
+        let got = codec.decompress_batch(&items, &Device::Cpu);
+        assert_eq!(got.len(), items.len());
+        for (i, block) in blocks.iter().enumerate() {
+            assert_eq!(got[i].as_ref().expect("decodes"), block, "block {i}");
+        }
+        // A damaged payload gives what decoding it alone gives; a truncated one an error.
+        let alone = codec.decompress(&damaged, blocks[2].len());
+        assert_eq!(got[blocks.len()].as_ref().ok(), alone.as_ref().ok());
+        assert!(got[blocks.len() + 1].is_err());
+    }
+}
