@@ -94,6 +94,21 @@ enum CodecCommand {
         #[arg(value_name = "FILES", required = true)]
         files: Vec<PathBuf>,
     },
+    /// Decode the t5 frames of FILES in batches on the batched network (the first GPU
+    /// when built with --features cuda, else the CPU); prints the device and throughput.
+    Batch {
+        #[command(flatten)]
+        with: CodecWith,
+        /// Blocks decoded together.
+        #[arg(long, value_name = "N", default_value_t = 64,
+              value_parser = clap::value_parser!(u64).range(1..=65536))]
+        batch: u64,
+        /// Print the report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+        #[arg(value_name = "FILES", required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -336,6 +351,7 @@ fn codec_run(cmd: CodecCommand) -> Result<(), s2sfs::codectool::ToolError> {
     let with = match &cmd {
         CodecCommand::Compress(f) | CodecCommand::Decompress(f) => &f.with,
         CodecCommand::Eval { with, .. } => with,
+        CodecCommand::Batch { with, .. } => with,
     };
     let (kind, name) = match with.codec {
         ToolCodecArg::T5 => (tool::ToolCodec::T5, "t5"),
@@ -347,6 +363,7 @@ fn codec_run(cmd: CodecCommand) -> Result<(), s2sfs::codectool::ToolError> {
         (tool::ToolCodec::T5, None) => Some(tool::load_model(None)?),
         (tool::ToolCodec::Zstd, None) => tool::load_model(None).ok(),
     };
+    let t5 = model.clone().map(s2sfs::coder::T5Codec::new);
     let codecs = tool::codecs(kind, with.zstd_level, model);
     let block = tool::check_block_size(with.block_kib as usize * 1024)?;
     match cmd {
@@ -372,6 +389,21 @@ fn codec_run(cmd: CodecCommand) -> Result<(), s2sfs::codectool::ToolError> {
                 println!("{}", serde_json::to_string_pretty(&rows).map_err(|e| stdout(e.into()))?);
             } else {
                 tool::render_eval(&mut std::io::stdout(), &rows, name).map_err(stdout)?;
+            }
+        }
+        CodecCommand::Batch { files, batch, json, .. } => {
+            let codec = t5.ok_or_else(|| tool::ToolError::NoModel(tool::default_model_dir()))?;
+            let bar = byte_bar(files.iter().map(|f| file_len(f)).sum(), "decoding in batches");
+            let report = tool::batch_decode(&codecs, &codec, block, &files, batch as usize, &|n| bar.set_position(n))?;
+            bar.finish_and_clear();
+            let stdout = |e| tool::ToolError::Io { path: "stdout".into(), source: e };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report).map_err(|e| stdout(e.into()))?);
+            } else {
+                println!(
+                    "{} t5 frames ({} bytes; {} other frames not decoded here) in batches of {} on {}: {:.2} s, {:.1} KB/s",
+                    report.frames, report.bytes, report.other_frames, report.batch, report.device, report.decode_wall_s, report.decode_kb_s
+                );
             }
         }
     }

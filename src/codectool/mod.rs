@@ -6,6 +6,7 @@
 //! `"S2SC"`, version u8 (1), block size u32, file length u64, then per block a frame
 //! length u32 and the frame (header with codec, model id, length and checksum).
 
+mod batchbench;
 mod eval;
 
 use std::fs::File;
@@ -13,6 +14,7 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use self::batchbench::{BatchReport, batch_decode};
 pub use self::eval::{EvalRow, eval_files, render_eval};
 
 use crate::codec::{CodecChoice, CodecError, CodecId, Codecs, MAX_PLAIN_LEN};

@@ -71,3 +71,19 @@ fn eval_counts_every_byte_and_compares_with_zstd() {
     assert!(rows[0].frame_bytes > 0 && rows[0].zstd19_bytes > 0);
     assert!((rows[0].ratio - data.len() as f64 / rows[0].frame_bytes as f64).abs() < 1e-9);
 }
+
+#[test]
+fn batch_decoding_reports_what_it_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::write(&input, sample()).unwrap();
+    let model = tiny_model();
+    let codecs = codecs(ToolCodec::T5, 3, Some(model.clone()));
+    let report = batch_decode(&codecs, &T5Codec::new(model), 4096, &[input], 2, &no_progress).unwrap();
+    // 9000 bytes of text in t5 frames (three blocks, the last partly random); the random
+    // tail's last block is stored raw.
+    assert_eq!(report.frames + report.other_frames, 3);
+    assert!(report.frames >= 2, "{report:?}");
+    assert!(report.bytes >= 8192);
+    assert_eq!(report.batch, 2);
+}
