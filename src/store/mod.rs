@@ -5,6 +5,7 @@ mod compact;
 mod fsck;
 mod layout;
 mod packs;
+mod readahead;
 mod records;
 mod txn;
 mod watermark;

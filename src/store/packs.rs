@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use super::StoreError;
+use super::readahead::Readahead;
 
 /// Packs grow to about this size before a new one is started; small enough that
 /// compaction copies little, large enough that a volume has few files.
@@ -32,6 +33,12 @@ fn io_err(path: &Path, source: std::io::Error) -> StoreError {
 pub struct Packs {
     dir: PathBuf,
     readers: RwLock<HashMap<u32, Arc<File>>>,
+    readahead: Readahead,
+}
+
+/// The file of pack `id` in the pack directory `dir`.
+pub(super) fn pack_path(dir: &Path, id: u32) -> PathBuf {
+    dir.join(format!("{id:08}.pack"))
 }
 
 /// The pack new frames are appended to; owned by the store's writer.
@@ -58,12 +65,16 @@ impl Packs {
             found.push((id, len));
         }
         found.sort_unstable();
-        let packs = Packs { dir: dir.to_path_buf(), readers: RwLock::new(HashMap::new()) };
+        let packs = Packs {
+            dir: dir.to_path_buf(),
+            readers: RwLock::new(HashMap::new()),
+            readahead: Readahead::new(dir.to_path_buf()),
+        };
         Ok((packs, found))
     }
 
     pub fn path(&self, id: u32) -> PathBuf {
-        self.dir.join(format!("{id:08}.pack"))
+        pack_path(&self.dir, id)
     }
 
     fn reader(&self, id: u32) -> Result<Arc<File>, StoreError> {
@@ -72,6 +83,9 @@ impl Packs {
         }
         let path = self.path(id);
         let file = Arc::new(File::open(&path).map_err(|e| io_err(&path, e))?);
+        // Read-ahead is the readahead thread's job (see readahead.rs).
+        // SAFETY: posix_fadvise only reads its integer arguments; the fd is open.
+        unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_RANDOM) };
         self.readers.write().unwrap_or_else(|p| p.into_inner()).insert(id, file.clone());
         Ok(file)
     }
@@ -109,16 +123,7 @@ impl Packs {
             }
         }
         for (pack, start, end) in merged {
-            let Ok(file) = self.reader(pack) else { continue };
-            // SAFETY: posix_fadvise only reads its integer arguments; the fd is open.
-            unsafe {
-                libc::posix_fadvise(
-                    file.as_raw_fd(),
-                    start as libc::off_t,
-                    (end - start) as libc::off_t,
-                    libc::POSIX_FADV_WILLNEED,
-                );
-            }
+            self.readahead.request(pack, start, end);
         }
     }
 
@@ -156,6 +161,7 @@ impl Packs {
     /// Deletes a pack that no record points at any more.
     pub fn remove(&self, id: u32) -> Result<(), StoreError> {
         self.readers.write().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        self.readahead.forget(id);
         let path = self.path(id);
         std::fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
         self.sync_dir()
