@@ -27,9 +27,12 @@ struct Scratch {
     rows: Activations,
 }
 
+/// Keys and values of a latent's memory slots, q8 rows of d each.
+pub type LatentMemory = (Vec<i8>, Vec<i8>);
+
 /// The cross-attention memory of a latent: its slot count (the null slot, then the codes
-/// at positions 1, 2, ...) and per decoder layer the slots' keys and values (q8 rows).
-pub fn latent_memory(net: &Net, codes: &[u32]) -> (usize, Vec<(Vec<i8>, Vec<i8>)>) {
+/// at positions 1, 2, ...) and per decoder layer the slots' keys and values.
+pub fn latent_memory(net: &Net, codes: &[u32]) -> (usize, Vec<LatentMemory>) {
     let d = net.decoder_norm.len();
     let null = net.latent_embed.len() / d - 1;
     let slots = codes.len().min(net.latent_pos.len() / d - 1) + 1;

@@ -190,7 +190,7 @@ impl FreqTable {
         let excess_new = u64::from(FREQ_TOTAL - target - (n - 1));
         // Each other symbol's count above 1 is at most `excess_old`, so the products stay
         // below excess_new * 2^32 < 2^48.
-        let ratio = if excess_old == 0 { 0 } else { (excess_new << 32) / excess_old };
+        let ratio = (excess_new << 32).checked_div(excess_old).unwrap_or(0);
         // `sym` is rescaled too (no branch in the loop) and then replaced; its product may
         // wrap, so the sum wraps alike and the others' true sum comes out exact.
         let total = rescale(&mut self.freq, (ratio >> 32) as u32, ratio as u32);

@@ -140,7 +140,10 @@ impl Core {
         if job.whole {
             let hit = lock(&self.cache).get(&hash);
             return match hit {
-                Some(data) => Ok(copy_from(&data, 0, job.dst)),
+                Some(data) => {
+                    copy_from(&data, 0, job.dst);
+                    Ok(())
+                }
                 None => self.decode_into(ino, job.block, &hash, job.dst),
             };
         }
