@@ -45,10 +45,10 @@ impl Background {
                     }
                     if last_compact.elapsed() >= COMPACT_EVERY {
                         last_compact = Instant::now();
-                        if core.store.dead_fraction() > BACKGROUND_COMPACT_DEAD {
-                            if let Err(e) = core.compact(BACKGROUND_COMPACT_DEAD) {
-                                log::error!("background compaction: {e}");
-                            }
+                        if core.store.dead_fraction() > BACKGROUND_COMPACT_DEAD
+                            && let Err(e) = core.compact(BACKGROUND_COMPACT_DEAD)
+                        {
+                            log::error!("background compaction: {e}");
                         }
                     }
                 }
