@@ -49,7 +49,7 @@ impl Core {
         let bs = self.bs();
         // Blocks to fetch from the store, with the uncommitted pieces to lay over them.
         let mut fetch: Vec<(u64, Option<DirtyBlock>)> = Vec::new();
-        let (mut out, end) = {
+        let (mut out, reaches_eof) = {
             let e = self.existing_entry(ino);
             let guard = e.as_ref().map(|e| lock(&e.state));
             let file_size = match &guard {
@@ -70,7 +70,6 @@ impl Core {
             }
             (out, end == file_size)
         };
-        let reaches_eof = end;
         let mut jobs = Vec::with_capacity(fetch.len());
         let mut rest: &mut [u8] = &mut out;
         let mut rest_start = offset;
@@ -105,21 +104,21 @@ impl Core {
     /// or the kernel's read-ahead): the next requests then find their frames in memory
     /// instead of each block's decode waiting for the disk.
     fn prefetch(&self, ino: u64, jobs: &[BlockRead<'_>]) -> Result<()> {
-        let (Some(first), Some(last)) = (jobs.first(), jobs.last()) else { return Ok(()) };
+        let Some(last) = jobs.last() else { return Ok(()) };
         let sequential = jobs.iter().all(|j| j.whole);
-        // A sequential reader's current blocks were prefetched by its earlier reads.
-        let covered = sequential && {
-            let (p_ino, p_end) = *lock(&self.prefetched);
-            p_ino == ino && first.block < p_end && last.block < p_end
-        };
+        let ahead = PREFETCH_AHEAD / self.bs();
+        // A sequential reader's current blocks were prefetched by its earlier reads: they
+        // lie within `ahead` blocks before the frontier (a reader that jumped elsewhere in
+        // the file starts over).
+        let (p_ino, p_end) = *lock(&self.prefetched);
+        let covered = sequential && p_ino == ino && last.block < p_end && p_end <= last.block + 1 + ahead;
         let mut hashes: Vec<BlockHash> = Vec::new();
         if !covered {
             let cache = lock(&self.cache);
             hashes.extend(jobs.iter().filter_map(|j| j.hash.filter(|h| !cache.contains(h))));
         }
         if sequential {
-            let ahead = PREFETCH_AHEAD / self.bs();
-            let from = if covered { lock(&self.prefetched).1.max(last.block + 1) } else { last.block + 1 };
+            let from = if covered { p_end } else { last.block + 1 };
             let to = last.block + 1 + ahead;
             for block in from..to {
                 hashes.extend(self.store.block(ino, block)?);
@@ -230,10 +229,8 @@ fn copy_from(block: &[u8], skip: usize, dst: &mut [u8]) {
 /// Copies the part of a block (starting at file offset `block_start`) that overlaps
 /// `out` (starting at file offset `out_start`). Bytes the block does not have stay zero.
 fn copy_block_part(block: &[u8], block_start: u64, out_start: u64, out: &mut [u8]) {
-    let from = out_start.max(block_start);
-    let to = (out_start + out.len() as u64).min(block_start + block.len() as u64);
-    if from < to {
-        out[(from - out_start) as usize..(to - out_start) as usize]
-            .copy_from_slice(&block[(from - block_start) as usize..(to - block_start) as usize]);
+    let at = block_start.saturating_sub(out_start) as usize;
+    if let Some(dst) = out.get_mut(at..) {
+        copy_from(block, out_start.saturating_sub(block_start) as usize, dst);
     }
 }
