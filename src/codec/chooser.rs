@@ -199,8 +199,6 @@ impl fmt::Debug for Codecs {
     }
 }
 
-/// Whether the probe costs less than it saves for this writer: yes for slow zstd levels
-/// and for any other (learned) codec, no for raw and fast zstd.
 /// A frame's header, parsed and checked, with a declared length any block may have.
 fn checked_header(frame: &[u8]) -> Result<FrameHeader, CodecError> {
     let header = FrameHeader::parse(frame)?;
@@ -217,6 +215,8 @@ fn verify_checksum(header: &FrameHeader, plain: &[u8]) -> Result<(), CodecError>
     Ok(())
 }
 
+/// Whether the probe costs less than it saves for this writer: yes for slow zstd levels
+/// and for any other (learned) codec, no for raw and fast zstd.
 fn worth_probing(writer: CodecId, zstd_level: i32) -> bool {
     match writer {
         CodecId::Raw => false,

@@ -31,41 +31,37 @@ impl T5Codec {
     ) -> Vec<Result<Vec<u8>, CodecError>> {
         let fail = |e: String| CodecError::Decompress(e);
         let model = self.model();
-        let mut results: Vec<Option<Result<Vec<u8>, CodecError>>> = items.iter().map(|_| None).collect();
-        // Lanes for the payloads whose header parses; the others fail now.
-        let mut lanes: Vec<(usize, Lane<'_, '_>)> = Vec::new();
-        for (i, &(payload, plain_len)) in items.iter().enumerate() {
-            let lane = token_count(payload, plain_len).and_then(|(count, stream)| {
+        // A lane per payload; one whose header does not parse fails now.
+        let mut lanes: Vec<Result<Lane<'_, '_>, CodecError>> = items
+            .iter()
+            .map(|&(payload, plain_len)| {
+                let (count, stream) = token_count(payload, plain_len)?;
                 let predictor = Predictor::new(model, 1).map_err(|e| fail(e.to_string()))?;
                 Ok(Lane { count, input: RangeDecoder::new(stream), predictor, tokens: Vec::with_capacity(count) })
-            });
-            match lane {
-                Ok(lane) => lanes.push((i, lane)),
-                Err(e) => results[i] = Some(Err(e)),
-            }
-        }
-        if let Err(e) = self.run_lanes(&mut lanes, device) {
-            for (i, _) in &lanes {
-                results[*i] = Some(Err(fail(format!("batched network: {e}"))));
-            }
-        } else {
-            for (i, lane) in &lanes {
-                results[*i] = Some(self.plain_from_tokens(&lane.tokens, items[*i].1));
-            }
-        }
-        results.into_iter().map(|r| r.unwrap_or_else(|| Err(fail("not decoded".into())))).collect()
+            })
+            .collect();
+        let mut live: Vec<&mut Lane<'_, '_>> = lanes.iter_mut().filter_map(|l| l.as_mut().ok()).collect();
+        let run = self.run_lanes(&mut live, device);
+        lanes
+            .into_iter()
+            .zip(items)
+            .map(|(lane, &(_, plain_len))| match (lane?, &run) {
+                (_, Err(e)) => Err(fail(format!("batched network: {e}"))),
+                (lane, Ok(())) => self.plain_from_tokens(&lane.tokens, plain_len),
+            })
+            .collect()
     }
 
-    fn run_lanes(&self, lanes: &mut [(usize, Lane<'_, '_>)], device: &Device) -> Result<(), String> {
+    fn run_lanes(&self, lanes: &mut [&mut Lane<'_, '_>], device: &Device) -> Result<(), String> {
         let config = self.model().config();
         let vocab = config.vocab;
-        let longest = lanes.iter().map(|(_, l)| l.count).max().unwrap_or(0);
+        let longest = lanes.iter().map(|l| l.count).max().unwrap_or(0);
         let mut net = BatchNet::new(self.model(), lanes.len(), device).map_err(|e| e.to_string())?;
         let mut inputs = vec![START_TOKEN; lanes.len()];
         let mut codes = Vec::with_capacity(config.latent_max);
         for pos in 0..longest {
             if pos % config.segment == 0 {
-                for (b, (_, lane)) in lanes.iter_mut().enumerate().filter(|(_, (_, l))| pos < l.count) {
+                for (b, lane) in lanes.iter_mut().enumerate().filter(|(_, l)| pos < l.count) {
                     let length = decode_uniform(&mut lane.input, config.latent_max as u32 + 1);
                     codes.clear();
                     for _ in 0..length {
@@ -75,7 +71,7 @@ impl T5Codec {
                 }
             }
             let logits = net.step(&inputs).map_err(|e| e.to_string())?;
-            for (b, (_, lane)) in lanes.iter_mut().enumerate().filter(|(_, (_, l))| pos < l.count) {
+            for (b, lane) in lanes.iter_mut().enumerate().filter(|(_, l)| pos < l.count) {
                 let row = &logits[b * vocab..(b + 1) * vocab];
                 let table = lane.predictor.table_from_logits(&lane.tokens, row).map_err(|e| e.to_string())?;
                 let token = table.decode(&mut lane.input) as u32;

@@ -108,9 +108,7 @@ impl<'m> Predictor<'m> {
     /// For decoding with the network run elsewhere (`BatchNet`): as `next_table`, with
     /// `logits` the network's row for this position.
     pub fn table_from_logits(&mut self, tokens: &[u32], logits: &[i32]) -> Result<&FreqTable> {
-        if !tokens.is_empty() {
-            self.push(tokens);
-        }
+        self.push(tokens);
         self.logits.clear();
         self.logits.extend_from_slice(&logits[..self.vocab]);
         self.fill_table(0, tokens)?;

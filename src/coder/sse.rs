@@ -105,22 +105,22 @@ mod tests {
     fn a_reliable_prediction_becomes_cheap_and_an_unreliable_one_dear() {
         let weights: Vec<u32> = (0..64).map(|i| 100 + i).collect();
         let mut sse = MatchSse::new();
+        // The frequency `token` gets after 200 predictions in `bucket` that all hit or
+        // all missed.
+        let mut settle = |token: usize, bucket: u8, hit: bool| {
+            for _ in 0..200 {
+                let mut t = table(&weights);
+                let ctx = sse.apply(&mut t, token, bucket);
+                sse.update(ctx, hit);
+            }
+            let mut t = table(&weights);
+            sse.apply(&mut t, token, bucket);
+            t.freq(token)
+        };
         let start = table(&weights).freq(5);
-        for _ in 0..200 {
-            let mut t = table(&weights);
-            let ctx = sse.apply(&mut t, 5, 15);
-            sse.update(ctx, true);
-        }
-        let mut t = table(&weights);
-        sse.apply(&mut t, 5, 15);
-        assert!(t.freq(5) > FREQ_TOTAL - FREQ_TOTAL / 50, "{} from {start}", t.freq(5));
-        for _ in 0..200 {
-            let mut t = table(&weights);
-            let ctx = sse.apply(&mut t, 7, 4);
-            sse.update(ctx, false);
-        }
-        let mut t = table(&weights);
-        sse.apply(&mut t, 7, 4);
-        assert!(t.freq(7) < 64, "{}", t.freq(7));
+        let reliable = settle(5, 15, true);
+        assert!(reliable > FREQ_TOTAL - FREQ_TOTAL / 50, "{reliable} from {start}");
+        let unreliable = settle(7, 4, false);
+        assert!(unreliable < 64, "{unreliable}");
     }
 }

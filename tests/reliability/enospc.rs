@@ -53,6 +53,17 @@ fn fill(vol: &Vol, seed: u64) -> Filled {
     panic!("64 MiB of random data written to a store on a {STORE_SIZE} tmpfs without an error");
 }
 
+/// A store on a small tmpfs, mounted and filled (by `fill`) until a write failed with
+/// ENOSPC; `salt` varies the data between tests. Returns the seed used, too.
+fn full_store(tag: &str, salt: u64) -> (Vol, Filled, u64) {
+    let seed = seed_from_env("S2SFS_FAULT_SEED") ^ salt;
+    let vol = Vol::on_tmpfs(tag, STORE_SIZE, &[]);
+    vol.mount();
+    let filled = fill(&vol, seed);
+    assert_eq!(filled.errno, libc::ENOSPC, "{} of {} failed with {}", filled.stage, filled.failed, errno_name(filled.errno));
+    (vol, filled, seed)
+}
+
 fn check_kept(vol: &Vol, kept: &[(String, Vec<u8>)], when: &str, failures: &mut Vec<String>) {
     for (name, want) in kept {
         match read_timed(&vol.path(name)) {
@@ -114,11 +125,7 @@ fn full_disk_gives_enospc_and_keeps_fsynced_files() {
 /// Compaction could not do it here, since it copies live frames before it frees anything.
 #[test]
 fn space_comes_back_after_deleting_files() {
-    let seed = seed_from_env("S2SFS_FAULT_SEED") ^ 0x5bac;
-    let vol = Vol::on_tmpfs("enospc-free", STORE_SIZE, &[]);
-    vol.mount();
-    let filled = fill(&vol, seed);
-    assert_eq!(filled.errno, libc::ENOSPC, "{} of {} failed with {}", filled.stage, filled.failed, errno_name(filled.errno));
+    let (vol, filled, seed) = full_store("enospc-free", 0x5bac);
     let mut failures = Vec::new();
     // Delete the failed file and every other fsync'd one: half the data.
     remove_failed(&vol, &filled.failed);
@@ -195,11 +202,7 @@ fn space_comes_back_after_deleting_files() {
 /// `s2sfs umount` exits non-zero and says so; what was fsync'd before stays intact.
 #[test]
 fn umount_reports_data_it_could_not_commit() {
-    let seed = seed_from_env("S2SFS_FAULT_SEED") ^ 0x0c1e;
-    let vol = Vol::on_tmpfs("enospc-umount", STORE_SIZE, &[]);
-    vol.mount();
-    let filled = fill(&vol, seed);
-    assert_eq!(filled.errno, libc::ENOSPC, "{} of {} failed with {}", filled.stage, filled.failed, errno_name(filled.errno));
+    let (vol, filled, seed) = full_store("enospc-umount", 0x0c1e);
     // The failed file stays (deleting it would give space back), and a filler beside the
     // store takes the last free bytes, which sled's own clean-up may have given back: the
     // overwrite below must find no room at all.
@@ -267,11 +270,7 @@ fn umount_reports_data_it_could_not_commit() {
 /// (sled needs free space to open).
 #[test]
 fn full_disk_metadata_gives_enospc_and_unlink_still_frees() {
-    let seed = seed_from_env("S2SFS_FAULT_SEED") ^ 0x3e7a_da7a;
-    let vol = Vol::on_tmpfs("enospc-meta", STORE_SIZE, &[]);
-    vol.mount();
-    let filled = fill(&vol, seed);
-    assert_eq!(filled.errno, libc::ENOSPC, "{} of {} failed with {}", filled.stage, filled.failed, errno_name(filled.errno));
+    let (vol, filled, _) = full_store("enospc-meta", 0x3e7a_da7a);
     remove_failed(&vol, &filled.failed);
     let mut failures = Vec::new();
     // Metadata only now: empty files with long names and an xattr each.
