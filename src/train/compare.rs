@@ -44,6 +44,12 @@ impl Comparison {
 /// Measures every file with the float checkpoint of `model_dir` and its integer model.
 pub fn compare(model_dir: &Path, files: &[PathBuf]) -> Result<Vec<Comparison>> {
     let device = Device::Cpu;
+    if !checkpoint::exists(model_dir) {
+        return Err(TrainError::BadFile {
+            path: model_dir.join("checkpoint"),
+            reason: "no float checkpoint: compare a directory written by `s2sfs train`, which keeps one".into(),
+        });
+    }
     let (state, params) = checkpoint::load(model_dir, &device)?;
     let config = state.config;
     let model = Model::load(model_dir)?;
