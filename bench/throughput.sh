@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/throughput.sh — s2sfs vs bindfs vs the plain disk, side by side in one run.
 #
-#   bench/throughput.sh [--json] [--runs N] [--rw-seconds S] [--rw-mib M] [--tests LIST] [CORPUS_DIR]
+#   bench/throughput.sh [--json] [--runs N] [--rw-seconds S] [--rw-mib M] [--tests LIST]
+#                       [--disk-mbps N] [CORPUS_DIR]
 #
 # Data: a 1 GiB source file in the work dir, 16 chunks of 64 MiB alternating between the
 # bench corpus repeated (one continuous stream, so no two 128 KiB blocks are equal: dedup
@@ -14,11 +15,17 @@
 #   seqwrite   dd if=SRC of=MNT/f bs=1M conv=fsync          (fresh s2sfs store per run)
 #   seqread    unmount + remount both FUSE filesystems, sync, drop_caches, then
 #              dd if=MNT/f of=/dev/null bs=1M               (cold caches)
+#              One more reference row here, "raw": s2sfs with --codec raw (its own
+#              store), the same FUSE and store path without decompression, so that the
+#              table shows what decoding costs.
 #   randwrite  fio --rw=randwrite --bs=4k --end_fsync=1, time-based (S s, default 20) over an
 #              existing M MiB file (default 256, written from SRC before each run; fresh
 #              s2sfs store per run). IOPS and MB/s are counted over the wall time of the
 #              fio run including its final fsync; fio's own figure is shown too.
 # Targets (s2sfs / bindfs, medians): seqwrite >= 2.0, seqread >= 1.0, randwrite >= 0.7.
+# --disk-mbps N: seqread only (implies --tests seqread), with the disk's reads limited to
+# N MB/s for every row (a blkio cgroup around the readers and the FUSE daemons), to see how
+# the filesystems compare on a disk slower than this machine's host-cached one.
 # MB = 10^6 bytes.
 #
 # The machine is shared: for every measurement the script records the CPU time used by
@@ -38,6 +45,7 @@ S2SFS=${S2SFS:-$REPO/target/release/s2sfs}
 S2SFS_OPTS=${S2SFS_OPTS:-}
 JSON=0
 RUNS=5
+DISK_MBPS=""
 RW_SECONDS=20
 RW_MIB=256
 TESTS="seqwrite,seqread,randwrite"
@@ -49,6 +57,7 @@ while [ $# -gt 0 ]; do
         --rw-seconds) RW_SECONDS=$2; shift ;;
         --rw-mib) RW_MIB=$2; shift ;;
         --tests) TESTS=$2; shift ;;
+        --disk-mbps) DISK_MBPS=$2; TESTS=seqread; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed 's/^# \{0,1\}//;$d'; exit 0 ;;
         -*) echo "unknown option $1" >&2; exit 2 ;;
         *) CORPUS=$1 ;;
@@ -84,6 +93,8 @@ DATA=$BENCH_DIR/data
 SRC=$DATA/mixed-1g-a.bin
 S_MNT=$W/s2sfs-mnt
 S_STORE=$W/s2sfs-store
+R_MNT=$W/raw-mnt
+R_STORE=$W/raw-store
 B_BACK=$W/bindfs-backing
 B_MNT=$W/bindfs-mnt
 PLAIN=$W/plain
@@ -97,15 +108,57 @@ cleanup() {
     if [ "$S_UP" = 1 ] || mountpoint -q "$S_MNT" 2>/dev/null; then
         "$S2SFS" umount "$S_MNT" >/dev/null 2>&1 || fusermount3 -uz "$S_MNT" 2>/dev/null || true
     fi
+    if mountpoint -q "$R_MNT" 2>/dev/null; then
+        "$S2SFS" umount "$R_MNT" >/dev/null 2>&1 || fusermount3 -uz "$R_MNT" 2>/dev/null || true
+    fi
     if [ "$B_UP" = 1 ] || mountpoint -q "$B_MNT" 2>/dev/null; then
         fusermount3 -u "$B_MNT" 2>/dev/null || umount -l "$B_MNT" 2>/dev/null || true
     fi
+    throttle_end final
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# --- --disk-mbps: a cgroup that limits reads from the disk under $W ------------------------
+CG=""
+CG_ROOT=""
+throttle_start() { # moves this script (and so every daemon and dd it starts) into the cgroup
+    local src disk parent majmin bps=$((DISK_MBPS * 1000000))
+    src=$(findmnt -n -o SOURCE --target "$W") || die "no mount found for $W"
+    parent=$(lsblk -no PKNAME "$src" 2>/dev/null | head -1)
+    disk=${parent:+/dev/$parent}; disk=${disk:-$src}
+    majmin=$(lsblk -dno MAJ:MIN "$disk" | tr -d ' ') || die "cannot find the disk of $src"
+    if [ -d /sys/fs/cgroup/blkio ]; then
+        CG_ROOT=/sys/fs/cgroup/blkio; CG=$CG_ROOT/s2sfs-bench
+        mkdir -p "$CG"
+        echo "$majmin $bps" > "$CG/blkio.throttle.read_bps_device"
+    elif grep -qw io /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
+        CG_ROOT=/sys/fs/cgroup; CG=$CG_ROOT/s2sfs-bench
+        echo +io > "$CG_ROOT/cgroup.subtree_control"
+        mkdir -p "$CG"
+        echo "$majmin rbps=$bps" > "$CG/io.max"
+    else
+        die "--disk-mbps needs the blkio (cgroup v1) or io (cgroup v2) controller"
+    fi
+    echo $$ > "$CG/cgroup.procs"
+    log "disk reads limited to $DISK_MBPS MB/s on $disk ($majmin) in $CG"
+}
+throttle_end() { # moves this script out; removes the cgroup once its daemons are gone
+    [ -n "$CG" ] || return 0
+    echo $$ > "$CG_ROOT/cgroup.procs" 2>/dev/null || true
+    local i
+    for i in 1 2 3 4 5; do
+        [ -s "$CG/cgroup.procs" ] || { rmdir "$CG" 2>/dev/null && CG="" && return 0; }
+        [ "${1:-}" = final ] || return 0
+        sleep 0.2
+    done
+    log "cgroup $CG left behind (processes still in it: $(tr '\n' ' ' < "$CG/cgroup.procs"))"
+}
+
 s_mount() { "$S2SFS" mount "$S_MNT" --store "$S_STORE" $S2SFS_OPTS 9>&-; S_UP=1; }
 s_umount() { "$S2SFS" umount "$S_MNT"; S_UP=0; }
+r_mount() { "$S2SFS" mount "$R_MNT" --store "$R_STORE" $S2SFS_OPTS --codec raw 9>&-; }
+r_umount() { "$S2SFS" umount "$R_MNT"; }
 s_fresh() { # a fresh, empty s2sfs volume
     if [ "$S_UP" = 1 ]; then s_umount; fi
     rm -rf "$S_STORE"; mkdir -p "$S_STORE"
@@ -116,14 +169,16 @@ b_umount() { fusermount3 -u "$B_MNT"; B_UP=0; }
 remount() { # remount FS (cold start of its daemon)
     case $1 in
         s2sfs) s_umount; s_mount ;;
+        raw) r_umount; r_mount ;;
         bindfs) b_umount; b_mount ;;
         plain) : ;;
     esac
 }
-dir_of() { case $1 in s2sfs) echo "$S_MNT" ;; bindfs) echo "$B_MNT" ;; plain) echo "$PLAIN" ;; esac; }
+dir_of() { case $1 in s2sfs) echo "$S_MNT" ;; raw) echo "$R_MNT" ;; bindfs) echo "$B_MNT" ;; plain) echo "$PLAIN" ;; esac; }
 daemon_pid() {
     case $1 in
         s2sfs) pgrep -f "s2sfs[^ ]* mount $S_MNT" | head -1 || true ;;
+        raw) pgrep -f "s2sfs[^ ]* mount $R_MNT" | head -1 || true ;;
         bindfs) pgrep -f "bindfs $B_BACK $B_MNT" | head -1 || true ;;
         *) echo "" ;;
     esac
@@ -159,14 +214,16 @@ mkdir -p "$DATA"
 [ -f "$SRC" ] && [ "$(stat -c %s "$SRC")" = $GIB ] || make_mixed "$SRC" 0
 
 # --- setup ----------------------------------------------------------------------------------
-for m in "$S_MNT" "$B_MNT"; do
+for m in "$S_MNT" "$R_MNT" "$B_MNT"; do
     if mountpoint -q "$m" 2>/dev/null; then fusermount3 -uz "$m" || true; fi
 done
 rm -rf "$W"
-mkdir -p "$S_MNT" "$S_STORE" "$B_BACK" "$B_MNT" "$PLAIN"
+mkdir -p "$S_MNT" "$S_STORE" "$R_MNT" "$R_STORE" "$B_BACK" "$B_MNT" "$PLAIN"
 s_mount
 b_mount
 FSES=(plain bindfs s2sfs)
+# seqread also reads through s2sfs --codec raw (mounted only for that test)
+READ_FSES=(plain bindfs s2sfs raw)
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 # How busy the machine is before we start: CPU busy % over 2 s (the load average of this VM
 # never drops below ~1: a virtio-balloon kworker sits in D state).
@@ -235,8 +292,11 @@ fi
 
 # --- (ii) sequential read, cold -------------------------------------------------------------
 if has_test seqread; then
+    r_mount
+    dd if="$SRC" of="$R_MNT/f" bs=1M conv=fsync status=none
+    if [ -n "$DISK_MBPS" ]; then throttle_start; fi
     for ((r = 1; r <= RUNS; r++)); do
-        for fs in "${FSES[@]}"; do
+        for fs in "${READ_FSES[@]}"; do
             d=$(dir_of $fs)
             remount $fs
             drop_caches
@@ -245,9 +305,11 @@ if has_test seqread; then
     done
 fi
 VERIFY=ok
-for fs in bindfs s2sfs; do
+for fs in bindfs s2sfs $(has_test seqread && echo raw); do
     if ! cmp -s "$SRC" "$(dir_of $fs)/f"; then VERIFY="FAILED($fs)"; log "MISMATCH: $fs/f differs from the source"; fi
 done
+if has_test seqread; then r_umount; fi
+throttle_end
 
 # --- (iii) 4 KiB random writes --------------------------------------------------------------
 FIO_OUT=$W/.fio.json
@@ -302,16 +364,17 @@ declare -A DESC=(
 )
 ALLTESTS=()
 for t in seqwrite seqread randwrite; do has_test $t && ALLTESTS+=($t); done
+fses_of() { if [ "$1" = seqread ]; then echo "${READ_FSES[@]}"; else echo "${FSES[@]}"; fi; }
 jlist() { sed 's/^ *//;s/ *$//;s/ \+/,/g' <<<"$1"; }
 jflags() { local x out=""; for x in $1; do out+="$([ "$x" = x ] && echo true || echo false),"; done; echo "${out%,}"; }
 
 if [ "$JSON" = 1 ]; then
-    printf '{"runs":%d,"source":"%s","verify":"%s","cpu_busy_before_pct":%s,"tests":{' "$RUNS" "$SRC" "$VERIFY" "$IDLE_BUSY"
+    printf '{"runs":%d,"source":"%s","verify":"%s","cpu_busy_before_pct":%s,"disk_mbps":%s,"tests":{' "$RUNS" "$SRC" "$VERIFY" "$IDLE_BUSY" "${DISK_MBPS:-null}"
     sep=""
     for t in "${ALLTESTS[@]}"; do
         printf '%s"%s":{' "$sep" "$t"; sep=","
         s2=""
-        for fs in "${FSES[@]}"; do
+        for fs in $(fses_of $t); do
             k="$t,$fs"
             printf '%s"%s":{"mb_s_runs":[%s],"mb_s_median":%s,"contaminated":[%s],"daemon_cpu_s":[%s],"foreign_cpu_s":[%s],"load1":[%s]' "$s2" "$fs" \
                 "$(jlist "${RES[$k]}")" "$(med "$k" "${RES[$k]}")" "$(jflags "${FLAG[$k]}")" \
@@ -334,6 +397,7 @@ fi
 
 echo "s2sfs vs bindfs throughput — $RUNS run(s) each, median MB/s (10^6 B/s) of the clean runs"
 echo "source $SRC; s2sfs binary $S2SFS"
+[ -z "$DISK_MBPS" ] || echo "disk reads limited to $DISK_MBPS MB/s (every row, the FUSE daemons included)"
 echo
 printf '%-46s %13s %13s %13s %9s %8s %4s\n' test plain bindfs s2sfs "s2/bindfs" target met
 for t in "${ALLTESTS[@]}"; do
@@ -350,11 +414,19 @@ for t in "${ALLTESTS[@]}"; do
         printf '%-46s %13s %13s %13s\n' "  IOPS as fio reports them" \
             "$(med "$t,plain" "${FIOIOPS[$t,plain]}")" "$(med "$t,bindfs" "${FIOIOPS[$t,bindfs]}")" "$(med "$t,s2sfs" "${FIOIOPS[$t,s2sfs]}")"
     fi
+    if [ $t = seqread ]; then
+        printf '%-46s %13s %13s %13s\n' "  daemon CPU s, median" "" "$(med "$t,bindfs" "${DCPU[$t,bindfs]}")" "$(med "$t,s2sfs" "${DCPU[$t,s2sfs]}")"
+        mr=$(med "$t,raw" "${RES[$t,raw]}")
+        printf '%-46s %13s %13s %13s %9s\n' "  s2sfs --codec raw (no decoding): MB/s" "" "" "$mr" \
+            "$(awk -v a="$mr" -v b="$mb" 'BEGIN {printf "%.2f", a / b}')x"
+        printf '%-46s %13s %13s %13s\n' "    min-max; daemon CPU s, median" "" "" \
+            "$(range <<<"${RES[$t,raw]}"); $(med "$t,raw" "${DCPU[$t,raw]}")"
+    fi
 done
 echo
 echo "all runs: MB/s ('*' = foreign CPU > 10% of a core: left out of the median), daemon CPU s, foreign CPU s, load1"
 for t in "${ALLTESTS[@]}"; do
-    for fs in "${FSES[@]}"; do
+    for fs in $(fses_of $t); do
         k="$t,$fs"
         printf '  %-9s %-6s MB/s   %s\n' "$t" "$fs" "$(marked "${RES[$k]}" "${FLAG[$k]}")"
         [ $fs = plain ] || printf '  %-9s %-6s daemon %s\n' "" "" "${DCPU[$k]}"
