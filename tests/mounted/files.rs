@@ -449,7 +449,8 @@ fn random_io_matches_an_in_memory_copy() {
     let p = m.path("rand");
     let mut rng = Rng::new(60);
     let mut want: Vec<u8> = Vec::new();
-    let open = |p: &std::path::Path| OpenOptions::new().read(true).write(true).create(true).open(p).unwrap();
+    // Reopened mid-test: the file must keep its contents.
+    let open = |p: &std::path::Path| OpenOptions::new().read(true).write(true).create(true).truncate(false).open(p).unwrap();
     let mut f = Some(open(&p));
     for step in 0..300 {
         let file = f.as_ref().unwrap();
@@ -513,7 +514,7 @@ fn concurrent_writers_share_blocks_without_losing_data() {
     let shared = m.path("shared");
     File::create(&shared).unwrap();
     let stripe_data = |t: usize, r: usize| -> Vec<u8> {
-        if r % 2 == 0 { text_bytes((t * 100 + r) as u64, STRIPE) } else { random_bytes((t * 100 + r) as u64, STRIPE) }
+        if r.is_multiple_of(2) { text_bytes((t * 100 + r) as u64, STRIPE) } else { random_bytes((t * 100 + r) as u64, STRIPE) }
     };
     std::thread::scope(|s| {
         for t in 0..THREADS {

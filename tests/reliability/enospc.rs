@@ -224,10 +224,10 @@ fn umount_reports_data_it_could_not_commit() {
         close(f)
     });
     let mut failures = Vec::new();
-    if let Err(e) = &r {
-        if errno_or(e) != libc::ENOSPC {
-            failures.push(format!("the overwrite failed with {e}, want ENOSPC or success"));
-        }
+    if let Err(e) = &r
+        && errno_or(e) != libc::ENOSPC
+    {
+        failures.push(format!("the overwrite failed with {e}, want ENOSPC or success"));
     }
     let out = vol.try_umount();
     if out.status.success() {
