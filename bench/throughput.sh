@@ -65,6 +65,7 @@ while [ $# -gt 0 ]; do
     shift
 done
 CORPUS=${CORPUS:-$REPO/../shared/corpus/bench}
+[ -z "$DISK_MBPS" ] || [[ "$DISK_MBPS" =~ ^[1-9][0-9]*$ ]] || { echo "--disk-mbps wants a whole number of MB/s, got '$DISK_MBPS'" >&2; exit 2; }
 CORPUS=$(cd "$CORPUS" && pwd)
 
 log() { echo "[throughput $(date +%T)] $*" >&2; }
