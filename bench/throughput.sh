@@ -106,12 +106,8 @@ NCPU=$(nproc)
 S_UP=0
 B_UP=0
 cleanup() {
-    if [ "$S_UP" = 1 ] || mountpoint -q "$S_MNT" 2>/dev/null; then
-        "$S2SFS" umount "$S_MNT" >/dev/null 2>&1 || fusermount3 -uz "$S_MNT" 2>/dev/null || true
-    fi
-    if mountpoint -q "$R_MNT" 2>/dev/null; then
-        "$S2SFS" umount "$R_MNT" >/dev/null 2>&1 || fusermount3 -uz "$R_MNT" 2>/dev/null || true
-    fi
+    if [ "$S_UP" = 1 ] || mountpoint -q "$S_MNT" 2>/dev/null; then s2_unmount_quietly "$S_MNT"; fi
+    if mountpoint -q "$R_MNT" 2>/dev/null; then s2_unmount_quietly "$R_MNT"; fi
     if [ "$B_UP" = 1 ] || mountpoint -q "$B_MNT" 2>/dev/null; then
         fusermount3 -u "$B_MNT" 2>/dev/null || umount -l "$B_MNT" 2>/dev/null || true
     fi
@@ -156,9 +152,11 @@ throttle_end() { # moves this script out; removes the cgroup once its daemons ar
     log "cgroup $CG left behind (processes still in it: $(tr '\n' ' ' < "$CG/cgroup.procs"))"
 }
 
-s_mount() { "$S2SFS" mount "$S_MNT" --store "$S_STORE" $S2SFS_OPTS 9>&-; S_UP=1; }
+s2_mount() { "$S2SFS" mount "$1" --store "$2" $S2SFS_OPTS "${@:3}" 9>&-; } # MNT STORE [OPTION...]
+s2_unmount_quietly() { "$S2SFS" umount "$1" >/dev/null 2>&1 || fusermount3 -uz "$1" 2>/dev/null || true; }
+s_mount() { s2_mount "$S_MNT" "$S_STORE"; S_UP=1; }
 s_umount() { "$S2SFS" umount "$S_MNT"; S_UP=0; }
-r_mount() { "$S2SFS" mount "$R_MNT" --store "$R_STORE" $S2SFS_OPTS --codec raw 9>&-; }
+r_mount() { s2_mount "$R_MNT" "$R_STORE" --codec raw; }
 r_umount() { "$S2SFS" umount "$R_MNT"; }
 s_fresh() { # a fresh, empty s2sfs volume
     if [ "$S_UP" = 1 ]; then s_umount; fi
@@ -178,8 +176,7 @@ remount() { # remount FS (cold start of its daemon)
 dir_of() { case $1 in s2sfs) echo "$S_MNT" ;; raw) echo "$R_MNT" ;; bindfs) echo "$B_MNT" ;; plain) echo "$PLAIN" ;; esac; }
 daemon_pid() {
     case $1 in
-        s2sfs) pgrep -f "s2sfs[^ ]* mount $S_MNT" | head -1 || true ;;
-        raw) pgrep -f "s2sfs[^ ]* mount $R_MNT" | head -1 || true ;;
+        s2sfs|raw) pgrep -f "s2sfs[^ ]* mount $(dir_of "$1")" | head -1 || true ;;
         bindfs) pgrep -f "bindfs $B_BACK $B_MNT" | head -1 || true ;;
         *) echo "" ;;
     esac
@@ -366,6 +363,7 @@ declare -A DESC=(
 ALLTESTS=()
 for t in seqwrite seqread randwrite; do has_test $t && ALLTESTS+=($t); done
 fses_of() { if [ "$1" = seqread ]; then echo "${READ_FSES[@]}"; else echo "${FSES[@]}"; fi; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 jlist() { sed 's/^ *//;s/ *$//;s/ \+/,/g' <<<"$1"; }
 jflags() { local x out=""; for x in $1; do out+="$([ "$x" = x ] && echo true || echo false),"; done; echo "${out%,}"; }
 
@@ -387,7 +385,7 @@ if [ "$JSON" = 1 ]; then
             printf '}'; s2=","
         done
         ms=$(med "$t,s2sfs" "${RES[$t,s2sfs]}"); mb=$(med "$t,bindfs" "${RES[$t,bindfs]}")
-        rr=$(awk -v a="$ms" -v b="$mb" 'BEGIN {printf "%.2f", a / b}')
+        rr=$(ratio "$ms" "$mb")
         printf ',"ratio_s2sfs_bindfs":%s,"target":%s,"met":%s}' "$rr" "${TARGET[$t]}" \
             "$(awk -v r="$rr" -v g="${TARGET[$t]}" 'BEGIN {print (r >= g) ? "true" : "false"}')"
     done
@@ -403,7 +401,7 @@ echo
 printf '%-46s %13s %13s %13s %9s %8s %4s\n' test plain bindfs s2sfs "s2/bindfs" target met
 for t in "${ALLTESTS[@]}"; do
     mp=$(med "$t,plain" "${RES[$t,plain]}"); mb=$(med "$t,bindfs" "${RES[$t,bindfs]}"); ms=$(med "$t,s2sfs" "${RES[$t,s2sfs]}")
-    rr=$(awk -v a="$ms" -v b="$mb" 'BEGIN {printf "%.2f", a / b}')
+    rr=$(ratio "$ms" "$mb")
     ok=$(awk -v r="$rr" -v g="${TARGET[$t]}" 'BEGIN {print (r >= g) ? "yes" : "NO"}')
     printf '%-46s %13s %13s %13s %9s %8s %4s\n' "${DESC[$t]}" "$mp" "$mb" "$ms" "${rr}x" ">=${TARGET[$t]}x" "$ok"
     printf '%-46s %13s %13s %13s\n' "  min-max over all runs" "$(range <<<"${RES[$t,plain]}")" \
@@ -419,7 +417,7 @@ for t in "${ALLTESTS[@]}"; do
         printf '%-46s %13s %13s %13s\n' "  daemon CPU s, median" "" "$(med "$t,bindfs" "${DCPU[$t,bindfs]}")" "$(med "$t,s2sfs" "${DCPU[$t,s2sfs]}")"
         mr=$(med "$t,raw" "${RES[$t,raw]}")
         printf '%-46s %13s %13s %13s %9s\n' "  s2sfs --codec raw (no decoding): MB/s" "" "" "$mr" \
-            "$(awk -v a="$mr" -v b="$mb" 'BEGIN {printf "%.2f", a / b}')x"
+            "$(ratio "$mr" "$mb")x"
         printf '%-46s %13s %13s %13s\n' "    min-max; daemon CPU s, median" "" "" \
             "$(range <<<"${RES[$t,raw]}"); $(med "$t,raw" "${DCPU[$t,raw]}")"
     fi
