@@ -221,6 +221,11 @@ impl FreqTable {
     /// The symbol whose interval holds `target`; targets past the end (only corrupt input
     /// makes them) give the last symbol.
     pub fn symbol_for(&self, target: u32) -> usize {
+        self.locate(target).0
+    }
+
+    /// `symbol_for(target)` with that symbol's `cum`, found in the same pass.
+    fn locate(&self, target: u32) -> (usize, u32) {
         let target = target.min(FREQ_TOTAL - 1);
         // Whole chunks below the target are skipped by their sums (vectorized), then the
         // symbol is found in its chunk.
@@ -236,11 +241,12 @@ impl FreqTable {
         }
         for (s, &f) in self.freq[start..].iter().enumerate() {
             if below + f > target {
-                return start + s;
+                return (start + s, below);
             }
             below += f;
         }
-        self.len() - 1
+        let last = self.len() - 1;
+        (last, below - self.freq[last])
     }
 
     /// Codes `sym` under this table; an out-of-range symbol is an error, not a panic.
@@ -257,8 +263,8 @@ impl FreqTable {
 
     /// Decodes one symbol coded by `encode` under the same table.
     pub fn decode(&self, decoder: &mut RangeDecoder<'_>) -> usize {
-        let sym = self.symbol_for(decoder.decode_freq(FREQ_TOTAL));
-        decoder.consume(self.cum(sym), self.freq(sym), FREQ_TOTAL);
+        let (sym, below) = self.locate(decoder.decode_freq(FREQ_TOTAL));
+        decoder.consume(below, self.freq(sym), FREQ_TOTAL);
         sym
     }
 }
@@ -350,8 +356,10 @@ mod tests {
             let (lo, f) = (table.cum(sym), table.freq(sym));
             assert_eq!(table.symbol_for(lo), sym);
             assert_eq!(table.symbol_for(lo + f - 1), sym);
+            assert_eq!(table.locate(lo + f - 1), (sym, lo));
         }
         assert_eq!(table.symbol_for(u32::MAX), table.len() - 1);
+        assert_eq!(table.locate(u32::MAX), (table.len() - 1, table.cum(table.len() - 1)));
     }
 
     #[test]
