@@ -10,7 +10,7 @@ use super::batchnet::BatchNet;
 use super::decoder::START_TOKEN;
 use super::predictor::Predictor;
 use super::range::RangeDecoder;
-use super::t5::{T5Codec, decode_uniform, token_count};
+use super::t5::{T5Codec, read_latent, token_count};
 use crate::codec::CodecError;
 
 /// One block being decoded.
@@ -62,11 +62,7 @@ impl T5Codec {
         for pos in 0..longest {
             if pos % config.segment == 0 {
                 for (b, lane) in lanes.iter_mut().enumerate().filter(|(_, l)| pos < l.count) {
-                    let length = decode_uniform(&mut lane.input, config.latent_max as u32 + 1);
-                    codes.clear();
-                    for _ in 0..length {
-                        codes.push(decode_uniform(&mut lane.input, config.latent_vocab as u32));
-                    }
+                    read_latent(&mut lane.input, config, &mut codes);
                     net.set_latent(b, &codes).map_err(|e| e.to_string())?;
                 }
             }

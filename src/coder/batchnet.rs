@@ -43,8 +43,9 @@ struct CLinear {
 
 impl CLinear {
     fn new(l: &Linear, device: &Device) -> CResult<CLinear> {
-        let w: Vec<f64> = l.weights().iter().map(|&v| f64::from(v)).collect();
-        let wt = Tensor::from_vec(w, (l.rows(), l.cols()), device)?.t()?.contiguous()?;
+        let (rows, cols) = (l.rows(), l.cols());
+        let wt = (0..cols).flat_map(|c| (0..rows).map(move |r| f64::from(l.weight(r, c)))).collect();
+        let wt = Tensor::from_vec(wt, (cols, rows), device)?;
         Ok(CLinear { wt, exp: l.exp() })
     }
 
@@ -118,8 +119,8 @@ impl<'m> BatchNet<'m> {
         let layer = |l: &DecoderLayer| -> CResult<CLayer> {
             let mut bias = Vec::with_capacity(heads * window);
             for head in 0..heads {
-                let b = l.attn.head_bias(head);
-                bias.extend((0..window).map(|j| f64::from(b[window - 1 - j])));
+                // A decoder layer's bias covers the window: distances 0..window.
+                bias.extend(l.attn.head_bias_reversed(head).iter().map(|&b| f64::from(b)));
             }
             Ok(CLayer {
                 norm1: vec(&l.norm1)?,

@@ -106,11 +106,7 @@ impl T5Codec {
         let mut tokens = Vec::with_capacity(count);
         let mut codes = Vec::with_capacity(config.latent_max);
         while tokens.len() < count {
-            let length = decode_uniform(&mut input, config.latent_max as u32 + 1);
-            codes.clear();
-            for _ in 0..length {
-                codes.push(decode_uniform(&mut input, config.latent_vocab as u32));
-            }
+            read_latent(&mut input, config, &mut codes);
             predictor.set_latent(&codes);
             let end = (tokens.len() + config.segment).min(count);
             while tokens.len() < end {
@@ -155,7 +151,17 @@ pub(super) fn token_count(payload: &[u8], plain_len: usize) -> Result<(usize, &[
     Ok((count, stream))
 }
 
-pub(super) fn decode_uniform(input: &mut RangeDecoder<'_>, total: u32) -> u32 {
+/// Reads one segment's latent into `codes`, as `code_tokens` writes it: its length,
+/// then its codes, each coded uniformly.
+pub(super) fn read_latent(input: &mut RangeDecoder<'_>, config: &super::config::ModelConfig, codes: &mut Vec<u32>) {
+    let length = decode_uniform(input, config.latent_max as u32 + 1);
+    codes.clear();
+    for _ in 0..length {
+        codes.push(decode_uniform(input, config.latent_vocab as u32));
+    }
+}
+
+fn decode_uniform(input: &mut RangeDecoder<'_>, total: u32) -> u32 {
     let v = input.decode_freq(total);
     input.consume(v, 1, total);
     v

@@ -149,7 +149,7 @@ multiversion! {
     /// below 2^30: at most 2^21).
     fn score(raw: &[i32], bias: &[i32], scores: &mut Vec<i32>) {
         const S: i32 = 2 * E_A - E_S;
-        scores.extend(raw.iter().zip(bias).map(|(&r, &b)| ((r + (1 << (S - 1))) >> S) + b));
+        scores.extend(raw.iter().zip(bias).map(|(&r, &b)| super::arith::rshift_sum(r, S) + b));
     }
 }
 

@@ -15,8 +15,6 @@ pub struct Linear {
     rows: usize,
     cols: usize,
     exp: i32,
-    /// Row-major weights, for other implementations of the same product (batchnet).
-    w: Vec<i8>,
     packed: Vec<i8>,
     start: Vec<i32>,
 }
@@ -40,7 +38,6 @@ impl Linear {
             rows,
             cols,
             exp,
-            w: w.to_vec(),
             packed: packed::pack(w, rows, cols),
             start,
         }
@@ -59,9 +56,11 @@ impl Linear {
         self.exp
     }
 
-    /// Row-major `[rows][cols]` weights.
-    pub fn weights(&self) -> &[i8] {
-        &self.w
+    /// The weight of row `row`, column `col`, for other implementations of the same
+    /// product (batchnet). Panics outside the matrix.
+    pub fn weight(&self, row: usize, col: usize) -> i8 {
+        assert!(row < self.rows && col < self.cols, "({row}, {col}) of a {}x{} matrix", self.rows, self.cols);
+        self.packed[packed::index(row, col, self.cols.div_ceil(packed::STEP))]
     }
 
     fn packed(&self) -> PackedRef<'_> {
@@ -207,5 +206,19 @@ mod tests {
         let mut h = [32767, -5];
         lin.add_to_residual(&[10, 21], 1, E_H - 3, &mut h, &mut s);
         assert_eq!(h, [32767, 49]);
+    }
+
+    #[test]
+    fn weights_read_back_from_the_packed_layout() {
+        // Shapes that leave partial groups and steps.
+        for (rows, cols) in [(1, 1), (5, 7), (17, 70), (33, 4)] {
+            let w: Vec<i8> = (0..rows * cols).map(|i| (i * 37 % 255) as u8 as i8).collect();
+            let lin = Linear::new(&w, rows, cols, 0);
+            for r in 0..rows {
+                for c in 0..cols {
+                    assert_eq!(lin.weight(r, c), w[r * cols + c], "({r}, {c}) of {rows}x{cols}");
+                }
+            }
+        }
     }
 }
