@@ -249,9 +249,14 @@ impl Store {
     /// Reads the frame of a block, following its record into a pack.
     pub fn read_frame(&self, hash: &BlockHash) -> Result<Option<Vec<u8>>, StoreError> {
         let _gc = self.gc.read().unwrap_or_else(|p| p.into_inner());
-        let Some(v) = self.db.get(key_block(hash))? else { return Ok(None) };
-        let rec = BlockRecord::decode(&v)?;
+        let Some(rec) = self.block_record(hash)? else { return Ok(None) };
         self.packs.read(rec.pack, rec.offset, rec.frame_len).map(Some)
+    }
+
+    /// The record of a block. Callers that go on into its pack hold `gc` for reading, so
+    /// that compaction cannot move the frame and delete the pack in between.
+    fn block_record(&self, hash: &BlockHash) -> Result<Option<BlockRecord>, StoreError> {
+        self.db.get(key_block(hash))?.map(|v| BlockRecord::decode(&v)).transpose()
     }
 
     /// Reads the frame of a block into caller buffers: when the frame is `split +
@@ -267,8 +272,7 @@ impl Store {
         tail: &mut [u8],
     ) -> Result<Option<bool>, StoreError> {
         let _gc = self.gc.read().unwrap_or_else(|p| p.into_inner());
-        let Some(v) = self.db.get(key_block(hash))? else { return Ok(None) };
-        let rec = BlockRecord::decode(&v)?;
+        let Some(rec) = self.block_record(hash)? else { return Ok(None) };
         let len = rec.frame_len as usize;
         let split_it = len == split + tail.len();
         head.resize(if split_it { split } else { len }, 0);
@@ -281,12 +285,15 @@ impl Store {
 
     /// Asks the kernel to start reading the frames of these blocks from their packs, so
     /// that decoding them one after another does not wait for the disk block by block.
-    /// Advisory: unknown blocks are skipped, and compaction may move a frame meanwhile.
+    /// Advisory: unknown blocks are skipped, and compaction may move a frame afterwards.
     pub fn prefetch(&self, hashes: &[BlockHash]) -> Result<(), StoreError> {
+        // Held until the ranges are queued: a range of a pack that compaction is deleting
+        // then reaches the read-ahead thread before the pack's Forget does, never after
+        // it (the thread would reopen the deleted pack and keep its space).
+        let _gc = self.gc.read().unwrap_or_else(|p| p.into_inner());
         let mut ranges = Vec::with_capacity(hashes.len());
         for hash in hashes {
-            if let Some(v) = self.db.get(key_block(hash))? {
-                let rec = BlockRecord::decode(&v)?;
+            if let Some(rec) = self.block_record(hash)? {
                 ranges.push((rec.pack, rec.offset, rec.offset + rec.frame_len as u64));
             }
         }
