@@ -49,7 +49,7 @@ impl Core {
         let bs = self.bs();
         // Blocks to fetch from the store, with the uncommitted pieces to lay over them.
         let mut fetch: Vec<(u64, Option<DirtyBlock>)> = Vec::new();
-        let (mut out, reaches_eof) = {
+        let (mut out, end, file_size) = {
             let e = self.existing_entry(ino);
             let guard = e.as_ref().map(|e| lock(&e.state));
             let file_size = match &guard {
@@ -68,23 +68,23 @@ impl Core {
                     None => fetch.push((block, None)),
                 }
             }
-            (out, end == file_size)
+            (out, end, file_size)
         };
         let mut jobs = Vec::with_capacity(fetch.len());
         let mut rest: &mut [u8] = &mut out;
         let mut rest_start = offset;
         for (block, pieces) in fetch {
             let from = (block * bs).max(offset);
-            let to = ((block + 1) * bs).min(rest_start + rest.len() as u64);
+            let to = ((block + 1) * bs).min(end);
             let (_, tail) = std::mem::take(&mut rest).split_at_mut((from - rest_start) as usize);
             let (dst, tail) = tail.split_at_mut((to - from) as usize);
-            let ends_block = to == (block + 1) * bs || (reaches_eof && tail.is_empty());
             rest = tail;
             rest_start = to;
             jobs.push(BlockRead {
                 block,
                 hash: self.store.block(ino, block)?,
-                whole: from == block * bs && ends_block && pieces.is_none(),
+                // From the block's start to its end, or to end of file.
+                whole: from == block * bs && to == ((block + 1) * bs).min(file_size) && pieces.is_none(),
                 skip: (from - block * bs) as usize,
                 pieces,
                 dst,
