@@ -127,8 +127,13 @@ impl Codecs {
     /// `frame` must be exactly one frame: missing or extra bytes are errors, since either
     /// means the caller's idea of where the frame lies is wrong.
     pub fn decode_frame(&self, frame: &[u8]) -> Result<Vec<u8>, CodecError> {
-        let mut plain = vec![0u8; self.plain_len(frame)?];
-        self.decode_frame_into(frame, &mut plain)?;
+        let (header, codec, payload) = self.open_frame(frame)?;
+        let plain_len = header.plain_len as usize;
+        let plain = codec.decompress(payload, plain_len)?;
+        if plain.len() != plain_len {
+            return Err(CodecError::Length { expected: plain_len, got: plain.len() });
+        }
+        verify_checksum(&header, &plain)?;
         Ok(plain)
     }
 
@@ -140,11 +145,20 @@ impl Codecs {
     /// Decodes a frame into `out`, which must be exactly `plain_len(frame)` long, with the
     /// same checks as `decode_frame`. On error `out` holds garbage.
     pub fn decode_frame_into(&self, frame: &[u8], out: &mut [u8]) -> Result<(), CodecError> {
-        let header = checked_header(frame)?;
+        let (header, codec, payload) = self.open_frame(frame)?;
         let plain_len = header.plain_len as usize;
         if out.len() != plain_len {
             return Err(CodecError::Length { expected: plain_len, got: out.len() });
         }
+        codec.decompress_into(payload, out)?;
+        verify_checksum(&header, out)
+    }
+
+    /// The checks both decodes start with: the header, the frame's length against it, and
+    /// a codec for the codec and model it names. Returns the header, that codec and the
+    /// payload.
+    fn open_frame<'f>(&self, frame: &'f [u8]) -> Result<(FrameHeader, &dyn Codec, &'f [u8]), CodecError> {
+        let header = checked_header(frame)?;
         let frame_len = header.frame_len();
         if frame.len() < frame_len {
             return Err(CodecError::Truncated("payload"));
@@ -154,10 +168,9 @@ impl Codecs {
         }
         let codec = self
             .position(header.codec, header.model_id)
-            .map(|i| &self.codecs[i])
+            .map(|i| self.codecs[i].as_ref())
             .ok_or(CodecError::UnknownModel(header.model_id))?;
-        codec.decompress_into(&frame[HEADER_LEN..], out)?;
-        verify_checksum(&header, out)
+        Ok((header, codec, &frame[HEADER_LEN..]))
     }
 
     /// Whether `header` (a frame's first `HEADER_LEN` bytes) is the header of a raw frame
