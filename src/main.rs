@@ -350,8 +350,7 @@ fn codec_run(cmd: CodecCommand) -> Result<(), s2sfs::codectool::ToolError> {
     use s2sfs::codectool as tool;
     let with = match &cmd {
         CodecCommand::Compress(f) | CodecCommand::Decompress(f) => &f.with,
-        CodecCommand::Eval { with, .. } => with,
-        CodecCommand::Batch { with, .. } => with,
+        CodecCommand::Eval { with, .. } | CodecCommand::Batch { with, .. } => with,
     };
     let (kind, name) = match with.codec {
         ToolCodecArg::T5 => (tool::ToolCodec::T5, "t5"),
