@@ -1,7 +1,8 @@
 //! s2sfs: a FUSE filesystem that compresses file data block by block.
 //!
-//! The layers follow DESIGN.md: `fs` (thin fuser adapter) → `volume` (the filesystem,
-//! no FUSE types) → `cache` / `codec` / `store` (sled metadata + pack files).
+//! The layers (ARCHITECTURE.md): `fs` (thin fuser adapter) → `volume` (the filesystem,
+//! no FUSE types) → `cache` / `codec` / `store` (redb metadata + pack files); `watchdog`
+//! reports store operations that run far too long.
 
 pub mod cache;
 pub mod codec;
@@ -13,6 +14,7 @@ pub mod fsck;
 pub mod store;
 pub mod train;
 pub mod volume;
+pub mod watchdog;
 
 pub use error::{Error, Result};
 pub use volume::{Volume, VolumeOptions};

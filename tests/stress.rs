@@ -8,12 +8,18 @@
 //! - `fio_verify_survives_remount`: fio random read/write and sequential write jobs with
 //!   crc32c verification; umount, fsck, remount, `fio --verify_only` on the same files.
 //!   Skipped (with a message) when fio is missing, except under CI=true, where it fails.
+//! - `name_churn_never_hangs`: xfstests generic/007's churn (create, stat, unlink of 100
+//!   names in one directory) from 4 threads; a stall of 30 s fails the test (the daemon is
+//!   killed so that the test ends). Then the listing must match what stat sees, and fsck
+//!   must be clean after umount. Prints ops/second.
+//! - `bench_churn` (ignored): the same churn in $S2SFS_STRESS_DIR, for bench/reliability.sh.
 //! - `bench_workload` (ignored): the same concurrency workload in $S2SFS_STRESS_DIR, any
 //!   directory, for bench/reliability.sh (s2sfs vs bindfs).
 //!
 //! Knobs: S2SFS_STRESS_SECS (workload seconds, default 26), S2SFS_STRESS_SEED,
 //! S2SFS_STRESS_MOUNT_ARGS (extra `s2sfs mount` arguments, e.g. "--cache-mb 1"),
-//! S2SFS_FIO_MB (size of each fio file, default 128).
+//! S2SFS_FIO_MB (size of each fio file, default 128), S2SFS_CHURN_OPS (churn operations
+//! per thread, default 50,000: the sled store hung within the first 110,000 of all threads).
 //!
 //! The tests take a lock so that they run one at a time: the ops/second figures and the fio
 //! run should not share the two cores with each other.
@@ -21,6 +27,8 @@
 #[path = "mounted/harness.rs"]
 mod harness;
 
+#[path = "stress/churn.rs"]
+mod churn;
 #[path = "stress/fio.rs"]
 mod fio;
 #[path = "stress/workload.rs"]
@@ -145,6 +153,71 @@ fn fio_verify_survives_remount() {
     println!("FIO-RESULT verified_bytes={verified} errors={errors}");
     m.unmount();
     fsck_clean(&m.store, "after the verify_only pass");
+}
+
+fn churn_config() -> churn::Churn {
+    let ops = env_f64("S2SFS_CHURN_OPS", 50_000.0) as u64;
+    let seed = env_f64("S2SFS_STRESS_SEED", 7.0) as u64;
+    churn::Churn { threads: env_f64("S2SFS_CHURN_THREADS", 4.0) as usize, ops, names: 100, seed }
+}
+
+#[test]
+fn name_churn_never_hangs() {
+    let _serial = serial();
+    let mut m = Mounted::new(&[]);
+    let dir = m.path("churn");
+    std::fs::create_dir(&dir).unwrap();
+    let cfg = churn_config();
+    let pids = m.daemon_pids();
+    let outcome = cfg.run(&dir, || {
+        for pid in &pids {
+            // SAFETY: kill(2) on the daemon's pid; no memory involved.
+            unsafe { libc::kill(*pid, libc::SIGKILL) };
+        }
+    });
+    if let Some(secs) = outcome.stalled {
+        // Unmount the dead daemon's mount so the test directory can go.
+        let _ = std::process::Command::new("fusermount3").arg("-uz").arg(&m.mnt).status();
+        panic!(
+            "HANG: no operation completed for {secs:.0} s after {} of {} operations (daemon killed)",
+            outcome.ops,
+            cfg.ops * cfg.threads as u64
+        );
+    }
+    println!(
+        "CHURN-RESULT ops={} threads={} secs={:.1} ops_per_sec={:.0}",
+        outcome.ops,
+        cfg.threads,
+        outcome.secs,
+        outcome.ops_per_sec()
+    );
+    // What readdir lists is what lookup finds.
+    let mut listed = harness::names(&dir);
+    listed.sort();
+    let mut present: Vec<String> =
+        (0..cfg.names).map(|i| format!("name{i:03}")).filter(|n| dir.join(n).symlink_metadata().is_ok()).collect();
+    present.sort();
+    assert_eq!(listed, present, "readdir and lookup disagree after the churn");
+    m.unmount();
+    fsck_clean(&m.store, "after the name churn");
+}
+
+/// The name churn on any directory, for bench/reliability.sh (s2sfs vs bindfs).
+#[test]
+#[ignore = "benchmark driver for bench/reliability.sh (needs S2SFS_STRESS_DIR)"]
+fn bench_churn() {
+    let dir = std::env::var("S2SFS_STRESS_DIR").expect("set S2SFS_STRESS_DIR to an empty directory");
+    let label = std::env::var("S2SFS_STRESS_LABEL").unwrap_or_else(|_| "dir".into());
+    let cfg = churn_config();
+    // A stalled run cannot be joined: the panic ends the test with the stuck threads.
+    let outcome = cfg.run(Path::new(&dir), || panic!("{label}: no operation completed for {} s", churn::STALL.as_secs()));
+    println!(
+        "CHURN-RESULT label={label} ops={} threads={} secs={:.1} ops_per_sec={:.0}",
+        outcome.ops,
+        cfg.threads,
+        outcome.secs,
+        outcome.ops_per_sec()
+    );
 }
 
 /// The concurrency workload on any directory: bench/reliability.sh runs it on s2sfs and on

@@ -3,6 +3,7 @@
 //! A crash at any point leaves every record pointing at a complete frame.
 
 use std::collections::{HashMap, HashSet};
+use std::ops::ControlFlow;
 
 use super::packs::PACK_HEADER_LEN;
 use super::records::{BlockHash, BlockRecord, TAG_BLOCK};
@@ -58,14 +59,14 @@ impl Store {
         // compaction holds at most one pack's live frames in memory.
         let wanted: HashSet<u32> = victims.iter().copied().collect();
         let mut by_pack: HashMap<u32, Vec<(BlockHash, BlockRecord)>> = HashMap::new();
-        for item in self.db.scan_prefix([TAG_BLOCK]) {
-            let (key, value) = item?;
-            let rec = BlockRecord::decode(&value)?;
+        self.meta.scan_prefix(&[TAG_BLOCK], |key, value| {
+            let rec = BlockRecord::decode(value)?;
             if wanted.contains(&rec.pack) {
                 let hash = key[1..].try_into().map_err(|_| StoreError::Damaged { what: "block record key".into() })?;
                 by_pack.entry(rec.pack).or_default().push((hash, rec));
             }
-        }
+            Ok(ControlFlow::Continue(()))
+        })?;
         // Packs are emptied in groups: one durable commit (two syncs) per group instead of
         // one per pack. Mostly dead packs have few live frames, so after many crashes (whose
         // frames were never punched) unmount no longer spends a sync per pack.

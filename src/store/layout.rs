@@ -2,11 +2,12 @@
 //! the format file that tells which s2sfs can read it.
 //!
 //! ```text
-//! STORE/format   "s2sfs-store 1": the on-disk format version, readable by people and tools
+//! STORE/format   "s2sfs-store 2": the on-disk format version, readable by people and tools
 //! STORE/lock     flock()ed by the process that has the store open; its text says whether
 //!                that process closed the store cleanly (`CloseState`)
 //! STORE/durable  how far the metadata store is known to be durable (watermark.rs)
-//! STORE/meta/    sled: inodes, directory entries, block index, block records, xattrs
+//! STORE/meta.redb  redb: inodes, directory entries, block index, block records, xattrs
+//!                (format 1 kept them in sled, in STORE/meta/: migrate.rs moves them)
 //! STORE/packs/   append-only pack files of frames
 //! STORE/models/  learned models the volume's frames refer to
 //! ```
@@ -19,7 +20,20 @@ use std::path::{Path, PathBuf};
 
 use super::StoreError;
 
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// The format whose metadata lived in sled (STORE/meta/); opened by migrating it.
+pub const SLED_FORMAT_VERSION: u32 = 1;
+
+/// What `check_or_create` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    /// Nothing: a new store was laid out.
+    Created,
+    /// A store of the current format.
+    Current,
+    /// A store of format 1, whose metadata is still in sled (or half migrated).
+    Sled,
+}
 const FORMAT_PREFIX: &str = "s2sfs-store ";
 
 /// How the last process that had a store open left it, as its lock file tells.
@@ -81,6 +95,10 @@ impl Layout {
         Layout { root: root.to_path_buf() }
     }
     pub fn meta(&self) -> PathBuf {
+        self.root.join("meta.redb")
+    }
+    /// Format 1's sled directory.
+    pub fn legacy_meta(&self) -> PathBuf {
         self.root.join("meta")
     }
     pub fn packs(&self) -> PathBuf {
@@ -123,8 +141,7 @@ impl Layout {
     }
 
     /// Checks the format file of an existing store, or lays out a new one.
-    /// Returns true when the store was just created.
-    pub fn check_or_create(&self) -> Result<bool, StoreError> {
+    pub fn check_or_create(&self) -> Result<Found, StoreError> {
         let format = self.format();
         match std::fs::read_to_string(&format) {
             Ok(text) => {
@@ -133,33 +150,59 @@ impl Layout {
                     .strip_prefix(FORMAT_PREFIX)
                     .and_then(|v| v.parse::<u32>().ok())
                     .ok_or_else(|| StoreError::Damaged { what: format!("{} (unreadable: {text:?})", format.display()) })?;
-                if found != FORMAT_VERSION {
-                    return Err(StoreError::Incompatible { path: self.root.clone(), found, supported: FORMAT_VERSION });
-                }
-                for dir in [self.meta(), self.packs()] {
-                    if !dir.is_dir() {
-                        return Err(StoreError::Damaged { what: format!("{} (missing)", dir.display()) });
+                let (meta, kind) = match found {
+                    FORMAT_VERSION => (self.meta(), Found::Current),
+                    // A migration that got as far as its rename left the new file whole.
+                    SLED_FORMAT_VERSION if self.meta().is_file() => (self.meta(), Found::Sled),
+                    SLED_FORMAT_VERSION => (self.legacy_meta(), Found::Sled),
+                    _ => return Err(StoreError::Incompatible { path: self.root.clone(), found, supported: FORMAT_VERSION }),
+                };
+                for path in [meta, self.packs()] {
+                    if !path.exists() {
+                        return Err(StoreError::Damaged { what: format!("{} (missing)", path.display()) });
                     }
                 }
-                Ok(false)
+                Ok(kind)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if self.meta().exists() || self.packs().exists() {
+                if self.meta().exists() || self.legacy_meta().exists() || self.packs().exists() {
                     return Err(StoreError::Damaged { what: format!("{} (missing, but the store has data)", format.display()) });
                 }
-                for dir in [self.meta(), self.packs(), self.models()] {
+                for dir in [self.packs(), self.models()] {
                     std::fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
                 }
-                // Written last and atomically: a store without it was never fully created.
-                let tmp = self.root.join("format.tmp");
-                let mut f = File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
-                f.write_all(format!("{FORMAT_PREFIX}{FORMAT_VERSION}\n").as_bytes())
-                    .and_then(|_| f.sync_all())
-                    .map_err(|e| io_err(&tmp, e))?;
-                std::fs::rename(&tmp, &format).map_err(|e| io_err(&format, e))?;
-                Ok(true)
+                // Written last: a store without it was never fully created.
+                self.write_format(FORMAT_VERSION)?;
+                Ok(Found::Created)
             }
             Err(e) => Err(io_err(&format, e)),
+        }
+    }
+
+    /// Replaces the format file atomically (a crash leaves the old or the new one).
+    pub fn write_format(&self, version: u32) -> Result<(), StoreError> {
+        let format = self.format();
+        let tmp = self.root.join("format.tmp");
+        let mut f = File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
+        f.write_all(format!("{FORMAT_PREFIX}{version}\n").as_bytes()).and_then(|_| f.sync_all()).map_err(|e| io_err(&tmp, e))?;
+        std::fs::rename(&tmp, &format).map_err(|e| io_err(&format, e))?;
+        self.sync_root()
+    }
+
+    /// Makes renames and removals in the store directory durable.
+    pub fn sync_root(&self) -> Result<(), StoreError> {
+        File::open(&self.root).and_then(|d| d.sync_all()).map_err(|e| io_err(&self.root, e))
+    }
+
+    /// Removes format 1's sled directory once the store is of the current format (a
+    /// migration that crashed after writing the new format left it behind).
+    pub fn remove_legacy_meta(&self) {
+        let legacy = self.legacy_meta();
+        if legacy.is_dir() && self.meta().is_file() {
+            match std::fs::remove_dir_all(&legacy) {
+                Ok(()) => log::info!("removed {} (metadata migrated to {})", legacy.display(), self.meta().display()),
+                Err(e) => log::warn!("{}: not removed ({e}); it is no longer used", legacy.display()),
+            }
         }
     }
 }
@@ -182,8 +225,9 @@ mod tests {
     fn format_versions() {
         let dir = tempfile::tempdir().unwrap();
         let layout = Layout::new(dir.path());
-        assert!(layout.check_or_create().unwrap());
-        assert!(!layout.check_or_create().unwrap());
+        assert_eq!(layout.check_or_create().unwrap(), Found::Created);
+        std::fs::write(layout.meta(), b"").unwrap();
+        assert_eq!(layout.check_or_create().unwrap(), Found::Current);
         std::fs::write(layout.format(), "s2sfs-store 999\n").unwrap();
         assert!(matches!(layout.check_or_create(), Err(StoreError::Incompatible { found: 999, .. })));
         std::fs::remove_file(layout.format()).unwrap();

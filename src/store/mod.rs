@@ -1,9 +1,12 @@
-//! Persistent state: sled for metadata and the block index, append-only pack files for
-//! frames, refcounts, compaction. No sled type leaves this module.
+//! Persistent state: a redb database for metadata and the block index (meta.rs),
+//! append-only pack files for frames, refcounts, compaction. No redb (or sled) type
+//! leaves this module.
 
 mod compact;
 mod fsck;
 mod layout;
+mod meta;
+mod migrate;
 mod packs;
 mod readahead;
 mod records;
@@ -13,6 +16,7 @@ mod watermark;
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::ops::{Bound, ControlFlow};
 use std::sync::{Mutex, MutexGuard, RwLock};
 
 pub use compact::CompactStats;
@@ -22,6 +26,7 @@ pub use records::{BlockHash, BlockRecord, EntryRecord, InodeRecord, Superblock, 
 pub use txn::Txn;
 
 use layout::Layout;
+use meta::Meta;
 use watermark::Watermark;
 use packs::{ActivePack, Packs, PACK_TARGET_SIZE};
 use records::*;
@@ -40,6 +45,8 @@ pub enum StoreError {
     },
     #[error("metadata store: {0}")]
     Meta(String),
+    #[error("metadata store {meta} is damaged ({what}); refused, nothing was changed")]
+    MetaDamaged { meta: PathBuf, what: String },
     #[error("damaged store: {what}")]
     Damaged { what: String },
     #[error("no space left on the store's disk")]
@@ -65,17 +72,6 @@ impl StoreError {
     }
 }
 
-impl From<sled::Error> for StoreError {
-    fn from(e: sled::Error) -> Self {
-        match e {
-            sled::Error::Io(io) if io.raw_os_error() == Some(libc::ENOSPC) || io.kind() == std::io::ErrorKind::StorageFull => {
-                StoreError::NoSpace
-            }
-            other => StoreError::Meta(other.to_string()),
-        }
-    }
-}
-
 /// What the writer owns: the pack being appended to and the space accounting of all packs.
 struct Writer {
     active: ActivePack,
@@ -96,7 +92,9 @@ pub struct Store {
     /// path (`punch_freed`), since punching costs milliseconds per hole on ext4.
     punchable: Mutex<Vec<(u32, u64, u32)>>,
     layout: Layout,
-    db: sled::Db,
+    meta: Meta,
+    /// The change number last made durable: a flush with nothing new is skipped.
+    flushed: Mutex<u64>,
     packs: Packs,
     writer: Mutex<Writer>,
     /// Readers hold it shared from record lookup to frame read; deleting a pack takes it
@@ -122,13 +120,21 @@ impl Store {
         let layout = Layout::new(dir);
         let lock = layout.take_lock()?;
         layout::record_state(&lock, &layout.lock(), layout::open_text())?;
-        let created = layout.check_or_create()?;
-        let db = open_meta(&layout.meta(), opts.meta_cache_bytes)?;
-        let superblock = match db.get([TAG_SUPER])? {
+        let created = match layout.check_or_create()? {
+            layout::Found::Created => true,
+            layout::Found::Current => false,
+            layout::Found::Sled => {
+                migrate::from_sled(&layout, opts.meta_cache_bytes)?;
+                false
+            }
+        };
+        layout.remove_legacy_meta();
+        let db = Meta::open(&layout.meta(), opts.meta_cache_bytes)?;
+        let superblock = match db.get(&[TAG_SUPER])? {
             Some(bytes) => Superblock::decode(&bytes)?,
-            None if created || db.is_empty() => {
+            None if created || db.is_empty()? => {
                 let sb = Superblock { format: FORMAT_VERSION, block_size: opts.block_size, created: now() };
-                db.insert([TAG_SUPER], sb.encode())?;
+                db.apply([(&[TAG_SUPER][..], Some(sb.encode().as_slice()))])?;
                 db.flush()?;
                 sb
             }
@@ -137,8 +143,8 @@ impl Store {
         if superblock.format != FORMAT_VERSION {
             return Err(StoreError::Incompatible { path: dir.to_path_buf(), found: superblock.format, supported: FORMAT_VERSION });
         }
-        let seq = match db.get([TAG_SEQ])? {
-            Some(v) => u64::from_le_bytes(v.as_ref().try_into().map_err(|_| StoreError::Damaged { what: "change counter".into() })?),
+        let seq = match db.get(&[TAG_SEQ])? {
+            Some(v) => u64::from_le_bytes(v.as_slice().try_into().map_err(|_| StoreError::Damaged { what: "change counter".into() })?),
             None => 0,
         };
         let (watermark, durable) = Watermark::open(&layout.durable())?;
@@ -150,11 +156,10 @@ impl Store {
         let mut live: HashMap<u32, u64> = HashMap::new();
         // Where the last frame each pack's records name ends.
         let mut named_end: HashMap<u32, u64> = HashMap::new();
-        for item in db.scan_prefix([TAG_BLOCK]) {
-            let (k, v) = item?;
+        db.scan_prefix(&[TAG_BLOCK], |k, v| {
             // A damaged record must not keep the store from opening (fsck has to): reads
             // of the blocks that use it fail on their own.
-            match BlockRecord::decode(&v) {
+            match BlockRecord::decode(v) {
                 Ok(rec) => {
                     *live.entry(rec.pack).or_default() += rec.frame_len as u64;
                     let end = named_end.entry(rec.pack).or_default();
@@ -162,7 +167,8 @@ impl Store {
                 }
                 Err(e) => log::warn!("block record {}: {e}; run s2sfs fsck", txn::hex(&k[1..])),
             }
-        }
+            Ok(ControlFlow::Continue(()))
+        })?;
         let sizes: HashMap<u32, u64> = found.iter().copied().collect();
         // A pack id that some record names is never reused, even when its file is gone
         // (lost or deleted by hand): a new pack under that id would give those records
@@ -182,7 +188,8 @@ impl Store {
             freed: Mutex::new(Vec::new()),
             punchable: Mutex::new(Vec::new()),
             layout,
-            db,
+            meta: db,
+            flushed: Mutex::new(seq),
             packs,
             writer: Mutex::new(writer),
             gc: RwLock::new(()),
@@ -197,7 +204,7 @@ impl Store {
     /// wrong with it); unlike `open`, creates nothing.
     pub fn exists(dir: &Path) -> bool {
         let layout = Layout::new(dir);
-        layout.format().is_file() || layout.meta().exists() || layout.packs().exists()
+        layout.format().is_file() || layout.meta().exists() || layout.legacy_meta().exists() || layout.packs().exists()
     }
 
     pub fn dir(&self) -> &Path {
@@ -210,11 +217,11 @@ impl Store {
 
     /// A fresh inode number; never reused, even across crashes.
     pub fn new_ino(&self) -> Result<u64, StoreError> {
-        Ok(self.db.generate_id()? + 2)
+        Ok(self.meta.generate_id()? + 2)
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.db.get(key)?.map(|v| v.to_vec()))
+        self.meta.get(key)
     }
 
     pub fn inode(&self, ino: u64) -> Result<Option<InodeRecord>, StoreError> {
@@ -230,19 +237,21 @@ impl Store {
         let start = key_u64_u64(TAG_DIRENT, parent, after.saturating_add(1));
         let end = key_u64(TAG_DIRENT, parent + 1);
         let mut out = Vec::new();
-        for item in self.db.range(start..end).take(max) {
-            let (_, v) = item?;
-            let rec = EntryRecord::decode(&v)?;
-            out.push((rec, v[20..].to_vec()));
+        if max == 0 {
+            return Ok(out);
         }
+        self.meta.scan((Bound::Included(start.as_slice()), Bound::Excluded(end.as_slice())), |_, v| {
+            out.push((EntryRecord::decode(v)?, v[20..].to_vec()));
+            Ok(if out.len() < max { ControlFlow::Continue(()) } else { ControlFlow::Break(()) })
+        })?;
         Ok(out)
     }
 
     /// The content hash of block `block` of inode `ino`; None for a hole.
     pub fn block(&self, ino: u64, block: u64) -> Result<Option<BlockHash>, StoreError> {
-        match self.db.get(key_u64_u64(TAG_BLOCKMAP, ino, block))? {
+        match self.get(&key_u64_u64(TAG_BLOCKMAP, ino, block))? {
             None => Ok(None),
-            Some(v) => Ok(Some(v.as_ref().try_into().map_err(|_| StoreError::Damaged { what: format!("block map of inode {ino}") })?)),
+            Some(v) => Ok(Some(v.as_slice().try_into().map_err(|_| StoreError::Damaged { what: format!("block map of inode {ino}") })?)),
         }
     }
 
@@ -256,7 +265,7 @@ impl Store {
     /// The record of a block. Callers that go on into its pack hold `gc` for reading, so
     /// that compaction cannot move the frame and delete the pack in between.
     fn block_record(&self, hash: &BlockHash) -> Result<Option<BlockRecord>, StoreError> {
-        self.db.get(key_block(hash))?.map(|v| BlockRecord::decode(&v)).transpose()
+        self.get(&key_block(hash))?.map(|v| BlockRecord::decode(&v)).transpose()
     }
 
     /// Reads the frame of a block into caller buffers: when the frame is `split +
@@ -307,22 +316,17 @@ impl Store {
 
     pub fn xattr_names(&self, ino: u64) -> Result<Vec<Vec<u8>>, StoreError> {
         let prefix = key_u64(TAG_XATTR, ino);
-        let mut out = Vec::new();
-        for item in self.db.scan_prefix(&prefix) {
-            let (k, _) = item?;
-            out.push(k[prefix.len()..].to_vec());
-        }
-        Ok(out)
+        Ok(self.meta.collect_prefix(&prefix)?.into_iter().map(|(k, _)| k[prefix.len()..].to_vec()).collect())
     }
 
     /// Inodes that were unlinked while open: freed on the next open of the store.
     pub fn orphans(&self) -> Result<Vec<u64>, StoreError> {
         let mut out = Vec::new();
-        for item in self.db.scan_prefix([TAG_ORPHAN]) {
-            let (k, _) = item?;
+        self.meta.scan_prefix(&[TAG_ORPHAN], |k, _| {
             let ino: [u8; 8] = k[1..].try_into().map_err(|_| StoreError::Damaged { what: "orphan list".into() })?;
             out.push(u64::from_be_bytes(ino));
-        }
+            Ok(ControlFlow::Continue(()))
+        })?;
         Ok(out)
     }
 
@@ -339,18 +343,28 @@ impl Store {
 
     /// Makes everything committed so far durable.
     pub fn flush(&self) -> Result<(), StoreError> {
-        // Every change up to here is in sled's memory: the flush makes them durable.
+        // Every change up to here is committed to the database: the flush makes them durable.
         let seq = self.lock_writer().seq;
         let freed = std::mem::take(&mut *self.freed.lock().unwrap_or_else(|p| p.into_inner()));
-        if let Err(e) = self.db.flush() {
+        if let Err(e) = self.meta.flush() {
             self.freed.lock().unwrap_or_else(|p| p.into_inner()).extend(freed);
-            return Err(e.into());
+            return Err(e);
         }
         if self.lost_changes.is_none() {
             self.watermark.record(seq)?;
         }
+        let mut flushed = self.flushed.lock().unwrap_or_else(|p| p.into_inner());
+        *flushed = (*flushed).max(seq);
+        drop(flushed);
         self.punchable.lock().unwrap_or_else(|p| p.into_inner()).extend(freed);
         Ok(())
+    }
+
+    /// Flushes when changes were committed since the last flush: metadata changes reach
+    /// the disk within one call of this (the volume calls it every second).
+    pub fn flush_if_changed(&self) -> Result<(), StoreError> {
+        let seq = self.lock_writer().seq;
+        if seq > *self.flushed.lock().unwrap_or_else(|p| p.into_inner()) { self.flush() } else { Ok(()) }
     }
 
     /// Gives the space of frames whose deletion is durable back to the filesystem (holes
@@ -387,8 +401,9 @@ impl Store {
     }
 
     /// Whether the store's disk has room for changes that add data. Below the margin only
-    /// changes that free space go through, so sled never meets a full disk (it cannot
-    /// recover from one) and deleting files always works.
+    /// changes that free space go through, so the metadata database never meets a full
+    /// disk (a failed write leaves it refusing further writes until reopened) and
+    /// deleting files always works.
     pub fn has_room(&self) -> bool {
         let Ok(c) = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(self.layout.root.as_os_str())) else {
             return true;
@@ -402,51 +417,13 @@ impl Store {
     }
 
     fn lock_writer(&self) -> MutexGuard<'_, Writer> {
+        let _watch = crate::watchdog::watch("waiting for the store's writer lock");
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
 /// Free space kept on the store's disk for metadata and for changes that free space.
 const FREE_MARGIN: u64 = 8 << 20;
-
-/// sled's log segment size for new stores. sled reclaims space a segment at a time; with
-/// its default (512 KiB) the metadata of a small volume grew from 55 KB to 530 KB under
-/// churn (rewriting and deleting files), with 64 KiB to 200 KB.
-const META_SEGMENT_SIZE: usize = 64 * 1024;
-
-/// The segment size an existing sled database was created with (sled refuses another).
-fn existing_segment_size(meta: &Path) -> Option<usize> {
-    let conf = std::fs::read_to_string(meta.join("conf")).ok()?;
-    conf.lines().find_map(|l| l.strip_prefix("segment_size: ")?.trim().parse().ok())
-}
-
-/// Opens sled. sled's background threads may hold its own file lock for a moment after
-/// the previous `Db` in this process was dropped (a remount); `STORE/lock` already keeps
-/// other processes out, so waiting briefly for that lock is safe.
-fn open_meta(path: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
-    let segment_size = existing_segment_size(path).unwrap_or(META_SEGMENT_SIZE);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        let result = sled::Config::new()
-            .path(path)
-            .cache_capacity(cache_bytes)
-            .mode(sled::Mode::LowSpace)
-            .segment_size(segment_size)
-            .flush_every_ms(Some(1000))
-            .open();
-        match result {
-            Ok(db) => return Ok(db),
-            // sled reports its lock conflict as an error of kind Other with this text.
-            Err(sled::Error::Io(e))
-                if (e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("could not acquire lock"))
-                    && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            Err(e) => return Err(StoreError::Meta(format!("{}: {e}", path.display()))),
-        }
-    }
-}
 
 pub fn now() -> Timestamp {
     Timestamp::from(std::time::SystemTime::now())
@@ -482,7 +459,7 @@ impl From<Timestamp> for std::time::SystemTime {
 impl Store {
     /// Whether a block with this content is already stored (its frame can be shared).
     pub fn has_block(&self, hash: &BlockHash) -> Result<bool, StoreError> {
-        Ok(self.db.contains_key(key_block(hash))?)
+        self.meta.contains(&key_block(hash))
     }
 }
 
@@ -490,13 +467,13 @@ impl Store {
 #[cfg(test)]
 impl Store {
     pub(crate) fn raw_put(&self, key: &[u8], value: &[u8]) {
-        self.db.insert(key, value).unwrap();
+        self.meta.apply([(key, Some(value))]).unwrap();
     }
     pub(crate) fn raw_remove(&self, key: &[u8]) {
-        self.db.remove(key).unwrap();
+        self.meta.apply([(key, None)]).unwrap();
     }
     pub(crate) fn raw_get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        self.db.get(key).unwrap().map(|v| v.to_vec())
+        self.meta.get(key).unwrap()
     }
     pub(crate) fn pack_path(&self, id: u32) -> PathBuf {
         self.packs.path(id)

@@ -11,6 +11,7 @@ use std::sync::{Arc, RwLock};
 
 use super::StoreError;
 use super::readahead::Readahead;
+use crate::watchdog::watch;
 
 /// Packs grow to about this size before a new one is started; small enough that
 /// compaction copies little, large enough that a volume has few files.
@@ -92,6 +93,7 @@ impl Packs {
 
     /// Reads `len` bytes at `offset` of pack `id`; a short read means a truncated pack.
     pub fn read(&self, id: u32, offset: u64, len: u32) -> Result<Vec<u8>, StoreError> {
+        let _watch = watch("pack read");
         let mut buf = vec![0u8; len as usize];
         self.read_into(id, offset, &mut buf)?;
         Ok(buf)
@@ -99,6 +101,7 @@ impl Packs {
 
     /// Fills `buf` from `offset` of pack `id`; a short read means a truncated pack.
     pub fn read_into(&self, id: u32, offset: u64, buf: &mut [u8]) -> Result<(), StoreError> {
+        let _watch = watch("pack read");
         let file = self.reader(id)?;
         file.read_exact_at(buf, offset).map_err(|e| {
             let path = self.path(id);
@@ -201,6 +204,7 @@ impl ActivePack {
     /// offset of the first. On failure (a full disk) the pack is cut back to its previous
     /// length so no half-written frame stays behind.
     pub fn append_durable(&mut self, frames: &[Vec<u8>]) -> Result<u64, StoreError> {
+        let _watch = watch("pack append and sync");
         let start = self.len;
         let mut at = start;
         let result = frames

@@ -1,6 +1,7 @@
 //! Binary encodings of the records kept in the metadata store, and the key scheme.
 //!
-//! Everything lives in one sled tree so that one `Batch` makes any change atomic.
+//! Everything lives in one table of the metadata database (meta.rs), so that one write
+//! transaction makes any change atomic.
 //! Keys start with a one-byte tag; integers are big-endian so keys sort numerically.
 
 use super::StoreError;
@@ -15,6 +16,8 @@ pub const TAG_XATTR: u8 = b'X';
 pub const TAG_ORPHAN: u8 = b'O';
 /// The sequence number of the last change (`watermark.rs`); key is the tag alone.
 pub const TAG_SEQ: u8 = b'Q';
+/// The next inode number to hand out (meta.rs); key is the tag alone.
+pub const TAG_IDS: u8 = b'C';
 
 pub type BlockHash = [u8; 32];
 
@@ -42,6 +45,21 @@ pub fn key_block(hash: &BlockHash) -> Vec<u8> {
     k.push(TAG_BLOCK);
     k.extend_from_slice(hash);
     k
+}
+
+/// Readdir cookies lie in 1..COOKIE_END, so that a cookie + 2 (after "." and "..") fits
+/// the kernel's signed 64-bit directory offsets.
+const COOKIE_END: u64 = 1 << 62;
+
+/// Where a name sits in its directory's readdir order: a hash of the name, as ext4's
+/// htree orders entries. The same name always asks for the same place.
+pub fn name_cookie(name: &[u8]) -> u64 {
+    (xxhash_rust::xxh3::xxh3_64(name) % (COOKIE_END - 1)) + 1
+}
+
+/// The next place to try when a cookie is taken by another name (a hash collision).
+pub fn next_cookie(cookie: u64) -> u64 {
+    if cookie + 1 >= COOKIE_END { 1 } else { cookie + 1 }
 }
 
 /// Seconds and nanoseconds since the epoch (negative seconds allowed, as utimensat allows).
@@ -191,7 +209,9 @@ impl InodeRecord {
 pub struct EntryRecord {
     pub ino: u64,
     pub kind: u32,
-    /// Position in readdir order; never reused, so cookies stay valid while entries change.
+    /// Position in readdir order (`name_cookie`): fixed while the entry exists, so a
+    /// listing goes on from the right place while other entries come and go. Stores
+    /// created before name cookies hold increasing numbers here; both kinds coexist.
     pub seq: u64,
 }
 

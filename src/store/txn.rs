@@ -1,8 +1,10 @@
 //! One atomic change to the store. Reads see the change's own writes; `commit` appends
 //! new frames to the active pack and syncs them, then applies every metadata write as
-//! one sled batch. A crash before the batch leaves only unreferenced bytes in a pack.
+//! one transaction of the metadata database. A crash before that transaction leaves
+//! only unreferenced bytes in a pack.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::ControlFlow;
 use std::sync::MutexGuard;
 
 use super::packs::PACK_TARGET_SIZE;
@@ -49,10 +51,10 @@ impl<'a> Txn<'a> {
     /// here, plus the ones written here.
     fn keys_with_prefix(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
         let mut keys: BTreeMap<Vec<u8>, ()> = BTreeMap::new();
-        for item in self.store.db.scan_prefix(prefix) {
-            let (k, _) = item?;
+        self.store.meta.scan_prefix(prefix, |k, _| {
             keys.insert(k.to_vec(), ());
-        }
+            Ok(ControlFlow::Continue(()))
+        })?;
         for (k, v) in self.overlay.range(prefix.to_vec()..) {
             if !k.starts_with(prefix) {
                 break;
@@ -77,10 +79,16 @@ impl<'a> Txn<'a> {
         self.get(&key_u64_bytes(TAG_NAME, parent, name))?.map(|v| EntryRecord::decode(&v)).transpose()
     }
 
-    /// Adds `name` → `ino` to directory `parent` with a fresh readdir cookie.
+    /// Adds `name` → `ino` to directory `parent`. Its readdir cookie comes from the name
+    /// (records.rs, `name_cookie`): a name removed and added again, as a rename away and
+    /// back does, returns to its place in the listing, so a readdir that renames the
+    /// entries it sees still ends.
     pub fn add_entry(&mut self, parent: u64, name: &[u8], ino: u64, kind: u32) -> Result<(), StoreError> {
         self.adds = true;
-        let seq = self.store.db.generate_id()? + 1;
+        let mut seq = name_cookie(name);
+        while self.get(&key_u64_u64(TAG_DIRENT, parent, seq))?.is_some() {
+            seq = next_cookie(seq);
+        }
         let rec = EntryRecord { ino, kind, seq };
         let mut dirent = rec.encode();
         dirent.extend_from_slice(name);
@@ -214,11 +222,10 @@ impl<'a> Txn<'a> {
         }
         self.write_frames()?;
         let mut live_delta: HashMap<u32, i64> = HashMap::new();
-        let mut batch = sled::Batch::default();
         for (key, value) in &self.overlay {
             if key.first() == Some(&TAG_BLOCK) {
                 // An undecodable old record (fsck removes those) counted no live bytes at open.
-                let before = self.store.db.get(key)?.and_then(|v| BlockRecord::decode(&v).ok());
+                let before = self.store.get(key)?.and_then(|v| BlockRecord::decode(&v).ok());
                 let after = value.as_deref().map(BlockRecord::decode).transpose()?;
                 let place = |r: &BlockRecord| (r.pack, r.offset);
                 if before.map(|r| place(&r)) != after.map(|r| place(&r)) {
@@ -230,14 +237,12 @@ impl<'a> Txn<'a> {
                     }
                 }
             }
-            match value {
-                Some(v) => batch.insert(key.as_slice(), v.as_slice()),
-                None => batch.remove(key.as_slice()),
-            }
         }
         let seq = self.writer.seq + 1;
-        batch.insert(&[TAG_SEQ], &seq.to_le_bytes());
-        self.store.db.apply_batch(batch)?;
+        let seq_bytes = seq.to_le_bytes();
+        let changes = self.overlay.iter().map(|(k, v)| (k.as_slice(), v.as_deref()));
+        let tag_seq = [TAG_SEQ];
+        self.store.meta.apply(changes.chain([(tag_seq.as_slice(), Some(seq_bytes.as_slice()))]))?;
         self.writer.seq = seq;
         for (pack, delta) in live_delta {
             let live = self.writer.live.entry(pack).or_default();

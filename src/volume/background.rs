@@ -36,12 +36,11 @@ impl Background {
                     if let Err(e) = core.commit_old() {
                         log::error!("background commit: {e}");
                     }
-                    // Space of deleted data comes back once the deletion is durable.
-                    if core.store.has_freed() {
-                        match core.store.flush() {
-                            Ok(()) => core.store.punch_freed(),
-                            Err(e) => log::error!("background flush: {e}"),
-                        }
+                    // Metadata changes reach the disk within a tick; space of deleted data
+                    // comes back once the deletion is durable.
+                    match core.store.flush_if_changed() {
+                        Ok(()) => core.store.punch_freed(),
+                        Err(e) => log::error!("background flush: {e}"),
                     }
                     if last_compact.elapsed() >= COMPACT_EVERY {
                         last_compact = Instant::now();

@@ -106,13 +106,50 @@ fn readdir_cookies_survive_changes() {
     for i in 0..10 {
         v.mknod(ME, ROOT_INO, OsStr::new(&format!("f{i}")), libc::S_IFREG | 0o644, 0, 0).unwrap();
     }
+    let name = |e: &DirEntry| e.name.to_string_lossy().into_owned();
     let first = v.readdir(ROOT_INO, 0, 5).unwrap();
     assert_eq!(first.len(), 5);
-    v.unlink(ROOT_INO, OsStr::new("f5")).unwrap();
-    v.unlink(ROOT_INO, OsStr::new("f1")).unwrap();
+    // One entry already listed and one not yet listed go away meanwhile.
+    let seen = name(&first[4]);
+    let all: Vec<String> = v.readdir(ROOT_INO, 0, 100).unwrap().iter().map(name).collect();
+    let unseen = all.last().unwrap().clone();
+    v.unlink(ROOT_INO, OsStr::new(&seen)).unwrap();
+    v.unlink(ROOT_INO, OsStr::new(&unseen)).unwrap();
     let rest = v.readdir(ROOT_INO, first[4].offset, 100).unwrap();
-    let names: Vec<_> = first.iter().chain(&rest).map(|e| e.name.to_string_lossy().into_owned()).collect();
-    assert_eq!(names, [".", "..", "f0", "f1", "f2", "f3", "f4", "f6", "f7", "f8", "f9"]);
+    let names: Vec<String> = first.iter().chain(&rest).map(name).collect();
+    let want: Vec<String> = all.into_iter().filter(|n| *n != unseen).collect();
+    assert_eq!(names, want);
+}
+
+/// xfstests generic/736: a listing that renames every entry it sees away and back must end,
+/// returning each entry once.
+#[test]
+fn readdir_ends_while_it_renames_what_it_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = Volume::open(dir.path(), opts()).unwrap();
+    for i in 0..100 {
+        v.mknod(ME, ROOT_INO, OsStr::new(&format!("file{i}")), libc::S_IFREG | 0o644, 0, 0).unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut offset = 0;
+    loop {
+        let batch = v.readdir(ROOT_INO, offset, 7).unwrap();
+        let Some(last) = batch.last() else { break };
+        offset = last.offset;
+        for e in &batch {
+            let name = e.name.to_string_lossy().into_owned();
+            if name.starts_with("file") {
+                v.rename(ROOT_INO, &e.name, ROOT_INO, OsStr::new("tmp"), RenameFlags::default()).unwrap();
+                v.rename(ROOT_INO, OsStr::new("tmp"), ROOT_INO, &e.name, RenameFlags::default()).unwrap();
+            }
+            seen.push(name);
+            assert!(seen.len() <= 102, "the listing does not end");
+        }
+    }
+    seen.sort();
+    let mut want: Vec<String> = (0..100).map(|i| format!("file{i}")).chain([".".into(), "..".into()]).collect();
+    want.sort();
+    assert_eq!(seen, want);
 }
 
 #[test]

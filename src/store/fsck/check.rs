@@ -388,10 +388,9 @@ impl Checker<'_> {
                 plan.delete_prefixes.push(key_u64(TAG_BLOCKMAP, ino));
                 plan.delete_prefixes.push(key_u64(TAG_XATTR, ino));
                 // Its blocks no longer hold their frames.
-                for item in self.store.db.scan_prefix(key_u64(TAG_BLOCKMAP, ino)) {
-                    let (k, v) = item?;
+                for (k, v) in self.store.meta.collect_prefix(&key_u64(TAG_BLOCKMAP, ino))? {
                     let block = k.get(9..17).and_then(|b| b.try_into().ok()).map_or(u64::MAX, u64::from_be_bytes);
-                    let Ok(hash) = BlockHash::try_from(v.as_ref()) else { continue };
+                    let Ok(hash) = BlockHash::try_from(v.as_slice()) else { continue };
                     if block_kept(Some(&rec), block, self.scan.block_size)
                         && let Some(h) = self.scan.hashes.get_mut(&hash)
                     {

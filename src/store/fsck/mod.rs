@@ -49,7 +49,7 @@ mod check;
 mod repair;
 mod scan;
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;
 
 use serde::Serialize;
 

@@ -2,7 +2,7 @@
 //! first, then inodes, then the rest), and every frame read from its pack and decoded.
 
 use std::collections::{BTreeMap, HashMap};
-use std::ops::Bound;
+use std::ops::{Bound, ControlFlow};
 
 use rayon::prelude::*;
 
@@ -157,26 +157,24 @@ impl Store {
         // Everything else, in key order: the keys below 'H' and above 'I' (the tags are
         // adjacent, so nothing lies between them).
         const _: () = assert!(TAG_BLOCK + 1 == TAG_INODE);
-        type KeyRange = (Bound<Vec<u8>>, Bound<Vec<u8>>);
-        let ranges: [KeyRange; 2] =
-            [(Bound::Unbounded, Bound::Excluded(vec![TAG_BLOCK])), (Bound::Included(vec![TAG_INODE + 1]), Bound::Unbounded)];
-        for range in ranges {
-            for item in self.db.range::<Vec<u8>, _>(range) {
-                let (k, v) = item?;
-                scan.record(&k, &v);
-            }
+        let below: &[u8] = &[TAG_BLOCK];
+        let above: &[u8] = &[TAG_INODE + 1];
+        for range in [(Bound::Unbounded, Bound::Excluded(below)), (Bound::Included(above), Bound::Unbounded)] {
+            self.meta.scan(range, |k, v| {
+                scan.record(k, v);
+                Ok(ControlFlow::Continue(()))
+            })?;
         }
         Ok(())
     }
 
     fn scan_block_records(&self, scan: &mut Scan) -> Result<(), StoreError> {
-        for item in self.db.scan_prefix([TAG_BLOCK]) {
-            let (k, v) = item?;
+        self.meta.scan_prefix(&[TAG_BLOCK], |k, v| {
             let Ok(hash) = BlockHash::try_from(&k[1..]) else {
                 scan.bad_keys.push((k.to_vec(), "block record key of the wrong length"));
-                continue;
+                return Ok(ControlFlow::Continue(()));
             };
-            match BlockRecord::decode(&v) {
+            match BlockRecord::decode(v) {
                 Ok(rec) => {
                     scan.totals.frames += 1;
                     scan.totals.live_frame_bytes += rec.frame_len as u64;
@@ -186,8 +184,8 @@ impl Store {
                     scan.bad_block_records.insert(hash, e.to_string());
                 }
             }
-        }
-        Ok(())
+            Ok(ControlFlow::Continue(()))
+        })
     }
 
     /// Checks that every frame lies inside its pack, then reads the frames in pack order
@@ -267,15 +265,14 @@ impl Store {
     }
 
     fn scan_inodes(&self, scan: &mut Scan) -> Result<(), StoreError> {
-        for item in self.db.scan_prefix([TAG_INODE]) {
-            let (k, v) = item?;
+        self.meta.scan_prefix(&[TAG_INODE], |k, v| {
             if k.len() != 9 {
                 scan.bad_keys.push((k.to_vec(), "inode key of the wrong length"));
-                continue;
+                return Ok(ControlFlow::Continue(()));
             }
             let ino = be_u64(&k[1..]);
             scan.totals.inodes += 1;
-            let rec = match InodeRecord::decode(&v) {
+            let rec = match InodeRecord::decode(v) {
                 Ok(rec) if known_kind(rec.kind) => Some(rec),
                 Ok(rec) => {
                     scan.bad_inodes.push((ino, format!("unknown file type {:#o}", rec.kind)));
@@ -294,8 +291,8 @@ impl Store {
             }
             let state = InodeState { rec, orphan_mark: false, mapped: 0, drop_blocks: Vec::new(), bad_blocks: Vec::new(), bad_ranges: None };
             scan.inodes.insert(ino, state);
-        }
-        Ok(())
+            Ok(ControlFlow::Continue(()))
+        })
     }
 }
 
@@ -320,7 +317,7 @@ impl Scan {
             return;
         };
         match tag {
-            TAG_SUPER | TAG_SEQ if k.len() == 1 => {}
+            TAG_SUPER | TAG_SEQ | TAG_IDS if k.len() == 1 => {}
             TAG_NAME if k.len() > 9 => {
                 let group = self.names.entry((be_u64(&k[1..]), k[9..].to_vec())).or_default();
                 group.n = Some(EntryRecord::decode(v).map_err(|e| e.to_string()));
@@ -354,7 +351,7 @@ impl Scan {
                     None => self.stray_orphans.push(ino),
                 }
             }
-            TAG_SUPER | TAG_SEQ | TAG_NAME | TAG_DIRENT | TAG_BLOCKMAP | TAG_XATTR | TAG_ORPHAN | TAG_BLOCK | TAG_INODE => {
+            TAG_SUPER | TAG_SEQ | TAG_IDS | TAG_NAME | TAG_DIRENT | TAG_BLOCKMAP | TAG_XATTR | TAG_ORPHAN | TAG_BLOCK | TAG_INODE => {
                 self.bad_keys.push((k.to_vec(), "key of the wrong length for its kind"))
             }
             _ => self.bad_keys.push((k.to_vec(), "unknown kind of key")),

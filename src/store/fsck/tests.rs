@@ -36,8 +36,8 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 /// /sparse      a hole, then one block
 /// /last        1 block, written last (its frame ends the pack)
 /// ```
-struct Fixture {
-    dir: tempfile::TempDir,
+pub(crate) struct Fixture {
+    pub(crate) dir: tempfile::TempDir,
     d: u64,
     e: u64,
     f: u64,
@@ -56,7 +56,7 @@ fn write_file(v: &Volume, parent: u64, name: &str, offset: u64, data: &[u8]) -> 
     a.ino
 }
 
-fn fixture() -> Fixture {
+pub(crate) fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let v = Volume::open(dir.path(), vopts()).unwrap();
     let d = v.mkdir(ME, ROOT_INO, OsStr::new("d"), 0o755, 0).unwrap().ino;
@@ -77,11 +77,11 @@ fn fixture() -> Fixture {
     Fixture { dir, d, e, f, g, h, s, last, f_data, g_data }
 }
 
-fn open(dir: &Path) -> Store {
+pub(crate) fn open(dir: &Path) -> Store {
     Store::open(dir, &StoreOptions { block_size: BS as u32, meta_cache_bytes: 1 << 20, allow_lost_changes: false }).unwrap()
 }
 
-fn fsck(store: &Store, repair: bool) -> FsckReport {
+pub(crate) fn fsck(store: &Store, repair: bool) -> FsckReport {
     let codecs = Codecs::new(CodecChoice::Zstd, 3);
     let verify = |f: &[u8]| codecs.decode_frame(f).map_err(|e| e.to_string());
     store.fsck(&verify, repair, &mut |_| {}).unwrap()
