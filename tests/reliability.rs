@@ -6,19 +6,12 @@
 //!   there (or a later one). Also kills during unmount-time compaction. The long run for
 //!   releases: `S2SFS_CRASH_ITERATIONS=500 cargo test --release --test reliability --
 //!   --ignored crash_points_long --nocapture`.
-//! - `faults`: bit flips and truncation in pack files, bit flips in the sled metadata.
+//! - `faults`: bit flips and truncation in pack files, bit flips in the metadata database.
 //! - `enospc`: a store on a 24 MiB tmpfs filled up.
 //! - `cli`: wrong command lines.
 //!
 //! Each test prints a one-line `[reliability] ...` summary (visible without --nocapture).
 //! Seeds: S2SFS_CRASH_SEED, S2SFS_FAULT_SEED (decimal or 0x-hex) repeat a run.
-//! Three tests show bugs not fixed yet and are ignored (run them with `--ignored`):
-//! `crash::crash_points_keep_every_fsynced_state` (now and then a crash point comes back
-//! with a file content matching no state the workload produced),
-//! `faults::damaged_metadata_fails_cleanly_or_reads_correctly` (a flipped byte in sled's
-//! log makes sled drop the log from there on, silently) and
-//! `enospc::space_comes_back_after_deleting_files` (on a full disk, deleting files frees no
-//! space until a compaction that itself needs free space).
 //!
 //! Needs root, /dev/fuse, fusermount3 and tmpfs mounts.
 

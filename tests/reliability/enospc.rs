@@ -204,7 +204,7 @@ fn space_comes_back_after_deleting_files() {
 fn umount_reports_data_it_could_not_commit() {
     let (vol, filled, seed) = full_store("enospc-umount", 0x0c1e);
     // The failed file stays (deleting it would give space back), and a filler beside the
-    // store takes the last free bytes, which sled's own clean-up may have given back: the
+    // store takes the last free bytes, which the metadata's own clean-up may have given back: the
     // overwrite below must find no room at all.
     let filler = vol.store.join("filler");
     {
@@ -261,13 +261,10 @@ fn umount_reports_data_it_could_not_commit() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// Fixed (changes that add data are refused below a free-space margin, so sled never
-/// meets a full disk): on a full disk, metadata operations used to fail with EIO, not ENOSPC
-/// (sled's error for a full disk reaches the volume as a copy whose raw errno is gone, so
-/// `StoreError::from(sled::Error)` does not see ENOSPC); after that first sled write error
-/// every metadata operation fails, unlink included (no way to free space), until unmount;
-/// `s2sfs umount` still exits 0, and the store then cannot be mounted or checked at all
-/// (sled needs free space to open).
+/// Changes that add data are refused below a free-space margin, so the metadata database
+/// never meets a full disk: on a full disk, metadata operations give ENOSPC (they once gave
+/// EIO and then failed for good, unlink included, when the database met the full disk),
+/// unlink still frees space, and the store mounts and checks afterwards.
 #[test]
 fn full_disk_metadata_gives_enospc_and_unlink_still_frees() {
     let (vol, filled, _) = full_store("enospc-meta", 0x3e7a_da7a);

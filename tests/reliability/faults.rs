@@ -280,18 +280,18 @@ fn truncated_pack_offsets_are_never_reused() {
     assert!(failures.is_empty(), "KNOWN BUG: reused pack offsets give wrong bytes:\n{}", failures.join("\n"));
 }
 
-/// Flipped bits in the metadata store (STORE/meta), mostly in sled's log: the mount must
-/// either refuse with one line naming the metadata store, or serve every file correctly
-/// (EIO allowed, never wrong or missing files). sled drops its log silently from a damaged
-/// message on; the durable watermark (`STORE/durable`) turns that into a refusal. A refused
-/// store must not be called clean by fsck.
+/// Flipped bits in the metadata store (STORE/meta.redb): the mount must either refuse with
+/// one line naming the metadata store, or serve every file correctly (EIO allowed, never
+/// wrong or missing files). Every page's checksum is verified at open; a commit slot that
+/// fails makes redb fall back to the previous commit, which the durable watermark
+/// (`STORE/durable`) turns into a refusal. A refused store must not be called clean by fsck.
 #[test]
 fn damaged_metadata_fails_cleanly_or_reads_correctly() {
     let seed = seed_from_env("S2SFS_FAULT_SEED");
     let files = sample_files();
     let late: Vec<(&str, Vec<u8>)> = vec![("late1", text_bytes(301, 150 * KIB)), ("d/late2", random_bytes(302, BLOCK + 5))];
-    // Two stores: "fresh" mounted once (sled's log, no snapshot); "aged" opened again
-    // (fsck, a remount: sled writes a snapshot) and then written to (a log tail after it).
+    // Two stores: "fresh" mounted once; "aged" opened again (fsck, a remount) and then
+    // written to, so that its file holds pages freed and reused by later commits.
     let vol = Vol::new("meta", &[]);
     vol.mount();
     fs::create_dir(vol.path("d")).unwrap();
@@ -317,21 +317,7 @@ fn damaged_metadata_fails_cleanly_or_reads_correctly() {
     for round in 0..rounds {
         let (kind, pristine, files) = if round % 2 == 0 { ("fresh", &fresh, &files) } else { ("aged", &aged, &aged_files) };
         restore(pristine, &vol.store);
-        let mut meta_files = Vec::new();
-        let mut stack = vec![vol.store.join("meta")];
-        while let Some(d) = stack.pop() {
-            for e in fs::read_dir(&d).unwrap().flatten() {
-                if e.file_type().unwrap().is_dir() {
-                    stack.push(e.path());
-                } else if e.metadata().unwrap().len() > 0 {
-                    meta_files.push(e.path());
-                }
-            }
-        }
-        meta_files.sort();
-        let db = vol.store.join("meta/db");
-        // Mostly the log itself, sometimes any other sled file.
-        let target = if rng.below(4) > 0 && db.exists() { db } else { meta_files[rng.below(meta_files.len())].clone() };
+        let target = vol.store.join("meta.redb");
         let mut bytes = fs::read(&target).unwrap();
         let used = bytes.iter().rposition(|&b| b != 0).map_or(bytes.len(), |p| p + 1);
         let n = [1, 1, 2, 4][rng.below(4)];
