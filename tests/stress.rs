@@ -209,8 +209,13 @@ fn bench_churn() {
     let dir = std::env::var("S2SFS_STRESS_DIR").expect("set S2SFS_STRESS_DIR to an empty directory");
     let label = std::env::var("S2SFS_STRESS_LABEL").unwrap_or_else(|_| "dir".into());
     let cfg = churn_config();
-    // A stalled run cannot be joined: the panic ends the test with the stuck threads.
-    let outcome = cfg.run(Path::new(&dir), || panic!("{label}: no operation completed for {} s", churn::STALL.as_secs()));
+    // A stalled run cannot be joined: the line tells bench/metadata.sh to kill the daemon,
+    // which frees the stuck threads, and the panic ends the test.
+    let outcome = cfg.run(Path::new(&dir), || {
+        println!("CHURN-STALL label={label}: no operation completed for {} s", churn::STALL.as_secs());
+        std::io::Write::flush(&mut std::io::stdout()).ok();
+        panic!("{label}: no operation completed for {} s", churn::STALL.as_secs())
+    });
     println!(
         "CHURN-RESULT label={label} ops={} threads={} secs={:.1} ops_per_sec={:.0}",
         outcome.ops,
