@@ -12,6 +12,8 @@ mod dirs;
 mod files;
 #[path = "mounted/footprint.rs"]
 mod footprint;
+#[path = "mounted/handles.rs"]
+mod handles;
 #[path = "mounted/links.rs"]
 mod links;
 #[path = "mounted/meta.rs"]

@@ -25,6 +25,10 @@ const TTL: Duration = Duration::from_secs(1);
 const MAX_WRITE: u32 = 1 << 20;
 /// Read-ahead we ask for (the kernel caps it at what the mount's bdi allows).
 const MAX_READAHEAD: u32 = 1 << 20;
+/// The generation of every inode: inode numbers are never reused (`Store::new_ino`), so
+/// the number alone names one inode forever, and a file handle (number, generation) taken
+/// before a remount names the same inode after it.
+const GENERATION: Generation = Generation(0);
 /// Opens keep the file's pages in the kernel's page cache. Every change to a file's
 /// contents passes through this mount (the store is locked to one daemon), so the kernel
 /// already knows when pages are stale; dropping them on each open would make every
@@ -53,6 +57,17 @@ impl SharedVolume {
 
     pub(crate) fn volume(&self) -> &Volume {
         &self.vol
+    }
+
+    /// Makes the kernel drop its cached attributes of an inode the volume changed without
+    /// a reply that carries them (an access time set by an open).
+    pub(crate) fn forward_attr_changes(&self, notifier: fuser::Notifier) {
+        self.vol.on_attr_change(Box::new(move |ino| {
+            // Attributes only (a negative offset): the cached pages stay valid.
+            if let Err(e) = notifier.inval_inode(INodeNo(ino), -1, 0) {
+                debug!("invalidating the attributes of inode {ino}: {e}");
+            }
+        }));
     }
 
     /// Commits dirty data and closes the store, once; later calls return the first result.
@@ -88,10 +103,12 @@ impl S2sFs {
     /// Runs one volume call; a volume error or a panic becomes the errno to reply with.
     fn call<T>(
         &self,
-        op: &str,
+        op: &'static str,
         ino: u64,
         f: impl FnOnce(&Volume) -> crate::Result<T>,
     ) -> Result<T, Errno> {
+        // A request that never ends is logged by name (with the store operation it waits in).
+        let _watch = crate::watchdog::watch(op);
         match catch_unwind(AssertUnwindSafe(|| f(self.shared.volume()))) {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
@@ -213,12 +230,13 @@ impl Filesystem for S2sFs {
             let _ = config.set_max_readahead(most);
         }
         // Lookups and readdirs in one directory may run concurrently: the volume
-        // synchronizes internally.
-        if config
-            .capabilities()
-            .contains(InitFlags::FUSE_PARALLEL_DIROPS)
-        {
-            let _ = config.add_capabilities(InitFlags::FUSE_PARALLEL_DIROPS);
+        // synchronizes internally. (add_capabilities refuses what the kernel lacks.)
+        let _ = config.add_capabilities(InitFlags::FUSE_PARALLEL_DIROPS);
+        // File handles (open_by_handle_at, NFS export) name an inode by number; the kernel
+        // decodes one it no longer caches by looking up "." (and ".." for a directory's
+        // parent) in that inode, which the volume answers for every live inode.
+        if config.add_capabilities(InitFlags::FUSE_EXPORT_SUPPORT).is_err() {
+            info!("the kernel offers no FUSE_EXPORT_SUPPORT: file handles will not open");
         }
         // FUSE_WRITEBACK_CACHE stays off: the volume must see every write as it happens.
         debug!("FUSE init: kernel ABI {:?}", config.kernel_abi());
@@ -232,7 +250,7 @@ impl Filesystem for S2sFs {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.call("lookup", parent.0, |v| v.lookup(parent.0, name)) {
-            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
+            Ok(a) => reply.entry(&TTL, &file_attr(&a), GENERATION),
             Err(e) => reply.error(e),
         }
     }
@@ -298,7 +316,7 @@ impl Filesystem for S2sFs {
         match self.call("mknod", parent.0, |v| {
             v.mknod(c, parent.0, name, mode, umask, rdev)
         }) {
-            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
+            Ok(a) => reply.entry(&TTL, &file_attr(&a), GENERATION),
             Err(e) => reply.error(e),
         }
     }
@@ -316,7 +334,7 @@ impl Filesystem for S2sFs {
         match self.call("mkdir", parent.0, |v| {
             v.mkdir(c, parent.0, name, mode, umask)
         }) {
-            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
+            Ok(a) => reply.entry(&TTL, &file_attr(&a), GENERATION),
             Err(e) => reply.error(e),
         }
     }
@@ -347,7 +365,7 @@ impl Filesystem for S2sFs {
         match self.call("symlink", parent.0, |v| {
             v.symlink(c, parent.0, link_name, target)
         }) {
-            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
+            Ok(a) => reply.entry(&TTL, &file_attr(&a), GENERATION),
             Err(e) => reply.error(e),
         }
     }
@@ -383,7 +401,7 @@ impl Filesystem for S2sFs {
         reply: ReplyEntry,
     ) {
         match self.call("link", ino.0, |v| v.link(ino.0, newparent.0, newname)) {
-            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
+            Ok(a) => reply.entry(&TTL, &file_attr(&a), GENERATION),
             Err(e) => reply.error(e),
         }
     }
@@ -399,14 +417,14 @@ impl Filesystem for S2sFs {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         size: u32,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.call("read", ino.0, |v| v.read(ino.0, offset, size)) {
+        match self.call("read", ino.0, |v| v.read_handle(ino.0, fh.0, offset, size)) {
             Ok(data) => reply.data(&data),
             Err(e) => reply.error(e),
         }
@@ -468,6 +486,27 @@ impl Filesystem for S2sFs {
         reply_empty(
             reply,
             self.call("fsync", ino.0, |v| v.fsync(ino.0, datasync)),
+        )
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        match self.call("opendir", ino.0, |v| v.open_dir(ino.0, flags.0)) {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        reply_empty(
+            reply,
+            self.call("releasedir", ino.0, |v| v.release_dir(ino.0, fh.0)),
         )
     }
 
@@ -601,7 +640,7 @@ impl Filesystem for S2sFs {
             Ok((a, fh)) => reply.created(
                 &TTL,
                 &file_attr(&a),
-                Generation(0),
+                GENERATION,
                 FileHandle(fh),
                 OPEN_FLAGS,
             ),

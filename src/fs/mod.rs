@@ -7,7 +7,8 @@
 //! - `mount`: what `s2sfs mount` does besides parsing its command line, with `preflight`
 //!   (checks that create and change nothing), `options` (`-o` and the fixed mount
 //!   options), `daemon` (fork, detach, stop signals, sd_notify).
-//! - `umount`: what `s2sfs umount` does; `mountinfo` finds mounts for both.
+//! - `umount`: what `s2sfs umount` does; `mountinfo` finds mounts for both, `storelock`
+//!   tells both whether a daemon still holds a store.
 //! - `readahead`: widens the kernel's read-ahead for a new mount.
 //! - `error`: [`CommandError`], the one-line error of both commands.
 //! - `control`: the daemon's control socket (a read-only fsck of a mounted store).
@@ -21,6 +22,7 @@ mod mountinfo;
 mod options;
 mod readahead;
 mod preflight;
+mod storelock;
 mod umount;
 
 pub use error::CommandError;

@@ -24,6 +24,7 @@ pub struct MountRequest {
     pub mountpoint: PathBuf,
     /// The store directory; `None` for [`default_store_dir`].
     pub store: Option<PathBuf>,
+    /// Its `atime` comes from the `-o` lists.
     pub volume: VolumeOptions,
     /// `-o` lists, each comma-separated (allow_other, ro, noatime, …).
     pub options: Vec<String>,
@@ -63,13 +64,18 @@ fn plan(req: &MountRequest) -> Result<Plan, CommandError> {
         None => default_store_dir(&mountpoint)?,
     };
     let store = preflight::check_store(&store, &mountpoint)?;
+    preflight::wait_store_free(&store)?;
     // Not root: fuser's mount(2) fails with EPERM and it goes through fusermount3.
     let config = user.config(fsname(&store, !is_root()), event_loop_threads());
+    let volume = VolumeOptions {
+        atime: user.atime(),
+        ..req.volume.clone()
+    };
     Ok(Plan {
         mountpoint,
         store,
         config,
-        volume: req.volume.clone(),
+        volume,
         foreground: req.foreground,
     })
 }
@@ -176,6 +182,7 @@ fn serve(plan: &Plan, ready: &mut Option<Ready>) -> Result<(), CommandError> {
                 ));
             }
         };
+    shared.forward_attr_changes(session.notifier());
     daemon::watch_stop_signals(
         signals,
         plan.mountpoint.clone(),
@@ -221,7 +228,8 @@ pub struct InProcessMount {
     mountpoint: PathBuf,
 }
 
-/// Mounts `volume` at `mountpoint` from this process; `options` as for `-o`.
+/// Mounts `volume` at `mountpoint` from this process; `options` as for `-o`, except the
+/// access-time ones: the volume has its own, from when it was opened.
 pub fn mount_in_process(
     volume: Volume,
     mountpoint: &Path,
@@ -239,6 +247,7 @@ pub fn mount_in_process(
     };
     let session = fuser::Session::new(S2sFs::new(shared.clone()), &mountpoint, &config)
         .map_err(|e| cannot_mount(&e))?;
+    shared.forward_attr_changes(session.notifier());
     let guard = spawn_session(session).map_err(|e| cannot_mount(&e))?;
     Ok(InProcessMount {
         guard: Some(guard),

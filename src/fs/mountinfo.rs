@@ -74,14 +74,23 @@ fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
         .collect()
 }
 
-/// The topmost mount at `path` (the last one listed).
-pub(super) fn find_mount(path: &Path) -> Result<Option<MountEntry>, CommandError> {
+fn mounts() -> Result<Vec<MountEntry>, CommandError> {
     let text = std::fs::read_to_string("/proc/self/mountinfo")
         .map_err(|e| CommandError::with_cause("cannot read /proc/self/mountinfo", &e))?;
-    Ok(parse_mountinfo(&text)
+    Ok(parse_mountinfo(&text))
+}
+
+/// The topmost mount at `path` (the last one listed).
+pub(super) fn find_mount(path: &Path) -> Result<Option<MountEntry>, CommandError> {
+    Ok(mounts()?.into_iter().rev().find(|m| m.mount_point == path))
+}
+
+/// Where the s2sfs mount of `store` is, if one is mounted (in this mount namespace).
+pub(super) fn mount_of_store(store: &Path) -> Result<Option<PathBuf>, CommandError> {
+    Ok(mounts()?
         .into_iter()
-        .rev()
-        .find(|m| m.mount_point == path))
+        .find(|m| m.store().as_deref() == Some(store))
+        .map(|m| m.mount_point))
 }
 
 

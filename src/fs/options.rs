@@ -1,12 +1,15 @@
-//! The `-o` mount options a user may pass through to FUSE, and the fixed ones s2sfs adds.
+//! The `-o` mount options a user may pass: those for FUSE, the access-time ones for the
+//! volume, and the fixed ones s2sfs adds.
 
 use fuser::{Config, MountOption, SessionACL};
 
 use super::error::CommandError;
+use crate::volume::{AtimeOptions, AtimeUpdate};
 
 /// The options users may give with `-o`, for the error message.
 const KNOWN: &str = "allow_other, allow_root, ro, rw, exec, noexec, suid, nosuid, dev, nodev, \
-                     atime, noatime, sync, async, dirsync, default_permissions";
+                     relatime, strictatime, atime, noatime, diratime, nodiratime, sync, async, \
+                     dirsync, default_permissions";
 
 /// User options parsed from `-o a,b,c` (several `-o` add up). Later options override
 /// earlier ones of the same pair (`ro,rw` is rw), as with mount(8).
@@ -15,6 +18,8 @@ pub(crate) struct UserOptions {
     pub(crate) acl: SessionACL,
     /// Kernel flags, at most one of each pair, in first-seen order.
     pub(crate) flags: Vec<MountOption>,
+    /// The access-time options as given; [`UserOptions::atime`] is what the volume gets.
+    atime: AtimeOptions,
 }
 
 impl UserOptions {
@@ -44,6 +49,24 @@ impl UserOptions {
                 }
                 // Always on: the kernel checks permissions.
                 "default_permissions" => continue,
+                // The volume keeps atime (the kernel leaves it to FUSE daemons). `atime`
+                // undoes `noatime`, as with mount(8): the default, relatime.
+                "relatime" | "atime" => {
+                    out.atime.update = AtimeUpdate::Relative;
+                    continue;
+                }
+                "strictatime" => {
+                    out.atime.update = AtimeUpdate::Always;
+                    continue;
+                }
+                "noatime" => {
+                    out.atime.update = AtimeUpdate::Never;
+                    continue;
+                }
+                "diratime" | "nodiratime" => {
+                    out.atime.dirs = opt == "diratime";
+                    continue;
+                }
                 "ro" => MountOption::RO,
                 "rw" => MountOption::RW,
                 "exec" => MountOption::Exec,
@@ -52,8 +75,6 @@ impl UserOptions {
                 "nosuid" => MountOption::NoSuid,
                 "dev" => MountOption::Dev,
                 "nodev" => MountOption::NoDev,
-                "atime" => MountOption::Atime,
-                "noatime" => MountOption::NoAtime,
                 "sync" => MountOption::Sync,
                 "async" => MountOption::Async,
                 "dirsync" => MountOption::DirSync,
@@ -73,7 +94,19 @@ impl UserOptions {
                 .retain(|f| Some(f) != opposite.as_ref() && *f != flag);
             out.flags.push(flag);
         }
+        // Shown in the mount table, where tools look for it.
+        if out.atime.update == AtimeUpdate::Never {
+            out.flags.push(MountOption::NoAtime);
+        }
         Ok(out)
+    }
+
+    /// When the volume updates atime: never on a read-only mount, which writes nothing.
+    pub(crate) fn atime(&self) -> AtimeOptions {
+        if self.flags.contains(&MountOption::RO) {
+            return AtimeOptions { update: AtimeUpdate::Never, ..self.atime };
+        }
+        self.atime
     }
 
     /// The fuser configuration: the user's options plus `default_permissions`, the store
@@ -102,8 +135,6 @@ fn opposite(o: &MountOption) -> Option<MountOption> {
         MountOption::NoSuid => MountOption::Suid,
         MountOption::Dev => MountOption::NoDev,
         MountOption::NoDev => MountOption::Dev,
-        MountOption::Atime => MountOption::NoAtime,
-        MountOption::NoAtime => MountOption::Atime,
         MountOption::Sync => MountOption::Async,
         MountOption::Async => MountOption::Sync,
         _ => return None,
@@ -141,6 +172,7 @@ mod tests {
         let o = parse("allow_other,ro,noatime").unwrap();
         assert_eq!(o.acl, SessionACL::All);
         assert_eq!(o.flags, vec![MountOption::RO, MountOption::NoAtime]);
+        assert_eq!(o.atime().update, AtimeUpdate::Never);
         assert_eq!(parse("allow_root").unwrap().acl, SessionACL::RootAndOwner);
         assert_eq!(parse("").unwrap(), UserOptions::default());
     }
@@ -149,6 +181,24 @@ mod tests {
     fn later_options_win() {
         let o = UserOptions::parse(&["ro,exec".into(), "rw".into()]).unwrap();
         assert_eq!(o.flags, vec![MountOption::Exec, MountOption::RW]);
+    }
+
+    #[test]
+    fn atime_options() {
+        let atime = |s: &str| parse(s).unwrap().atime();
+        assert_eq!(atime(""), AtimeOptions::default());
+        assert_eq!(atime("").update, AtimeUpdate::Relative);
+        assert_eq!(atime("strictatime").update, AtimeUpdate::Always);
+        assert_eq!(atime("noatime,relatime").update, AtimeUpdate::Relative);
+        assert_eq!(atime("noatime,atime").update, AtimeUpdate::Relative);
+        assert_eq!(atime("strictatime,noatime").update, AtimeUpdate::Never);
+        assert!(!atime("nodiratime").dirs);
+        assert!(atime("nodiratime,diratime").dirs);
+        // Read-only: nothing is written, atime included.
+        assert_eq!(atime("strictatime,ro").update, AtimeUpdate::Never);
+        assert_eq!(atime("ro,rw,strictatime").update, AtimeUpdate::Always);
+        // The kernel hears of noatime only when it is what holds.
+        assert!(!parse("noatime,strictatime").unwrap().flags.contains(&MountOption::NoAtime));
     }
 
     #[test]

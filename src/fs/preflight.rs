@@ -6,10 +6,15 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
 
 use super::error::CommandError;
+use super::{mountinfo, storelock};
+use crate::store::StoreError;
 
 pub(crate) const DEV_FUSE: &str = "/dev/fuse";
+/// How long a mount waits for a daemon that is no longer mounted to close its store.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) const FUSERMOUNT: &str = "fusermount3";
 /// Searched when PATH is unset.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -152,6 +157,36 @@ pub(crate) fn check_store(store: &Path, mountpoint: &Path) -> Result<PathBuf, Co
         )));
     }
     Ok(resolved)
+}
+
+/// A store must not be in use by another daemon. One whose mount is gone but which still
+/// holds the store is closing it (umount(8) and `fusermount3 -u` return before it has
+/// committed and let go): that one is waited for, up to 30 s, with a log line saying so. A
+/// store that is mounted is refused at once.
+pub(crate) fn wait_store_free(store: &Path) -> Result<(), CommandError> {
+    if !storelock::is_held(store)? {
+        return Ok(());
+    }
+    let in_use = || CommandError::from(crate::Error::from(StoreError::Locked(store.to_path_buf())));
+    let not_mounted = || match mountinfo::mount_of_store(store)? {
+        Some(_) => Err(in_use()),
+        None => Ok(()),
+    };
+    not_mounted()?;
+    log::info!(
+        "store {} is still held by a daemon that is no longer mounted: waiting up to {} s for it to close the store",
+        store.display(),
+        RELEASE_TIMEOUT.as_secs()
+    );
+    if storelock::wait_released(store, RELEASE_TIMEOUT, not_mounted)? {
+        return Ok(());
+    }
+    Err(CommandError::new(format!(
+        "{}; the daemon holding it is not mounted here but did not let go within {} s \
+         (a lazily unmounted mount still in use, a mount in another namespace, or a running fsck)",
+        in_use(),
+        RELEASE_TIMEOUT.as_secs()
+    )))
 }
 
 /// Absolute form of `p`: its longest existing ancestor canonicalized, the rest appended

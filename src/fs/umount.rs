@@ -2,23 +2,19 @@
 //! until its daemon has committed everything and closed the store.
 
 use std::ffi::CString;
-use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::daemon::LOG_FILE;
 use super::error::CommandError;
 use super::mountinfo::{MountEntry, find_mount};
-use super::preflight;
+use super::{preflight, storelock};
 use crate::volume::{self, CloseState};
 
 /// How long to wait for the daemon to close the store after the unmount.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(60);
-/// The lock file every open store holds an exclusive flock on.
-const LOCK_FILE: &str = "lock";
 
 /// Unmounts an s2sfs mount and waits (up to 60 s) until its daemon has closed the store,
 /// i.e. until an exclusive flock on `STORE/lock` can be taken. Errors: not mounted, not an
@@ -164,63 +160,34 @@ pub(crate) fn unmount(target: &Path) -> Result<(), CommandError> {
     )))
 }
 
-/// Waits until an exclusive flock on `STORE/lock` can be taken (the daemon has shut the
-/// volume down and closed the store), and releases it at once.
+/// Waits until the daemon has shut the volume down and closed the store (no process holds
+/// `STORE/lock`).
 fn wait_store_closed(store: &Path, timeout: Duration) -> Result<(), CommandError> {
-    let lock_path = store.join(LOCK_FILE);
-    let file = match File::open(&lock_path) {
-        Ok(f) => f,
-        // No lock file: no daemon ever opened this store, nothing to wait for.
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => {
-            return Err(CommandError::with_cause(
-                format!("cannot open {}", lock_path.display()),
-                &e,
-            ));
-        }
-    };
-    let deadline = Instant::now() + timeout;
-    loop {
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-            // SAFETY: as above.
-            unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
-            return Ok(());
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EWOULDBLOCK) => {}
-            Some(libc::EINTR) => continue,
-            _ => {
-                return Err(CommandError::with_cause(
-                    format!("cannot lock {}", lock_path.display()),
-                    &e,
-                ));
-            }
-        }
-        if Instant::now() >= deadline {
-            return Err(CommandError::new(format!(
-                "unmounted, but the daemon still holds {} after {} s: it may still be committing \
-                 data (see {})",
-                lock_path.display(),
-                timeout.as_secs(),
-                store.join(LOG_FILE).display()
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    if storelock::wait_released(store, timeout, || Ok(()))? {
+        return Ok(());
     }
+    Err(CommandError::new(format!(
+        "unmounted, but the daemon still holds {} after {} s: it may still be committing \
+         data (see {})",
+        storelock::lock_path(store).display(),
+        timeout.as_secs(),
+        store.join(LOG_FILE).display()
+    )))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    use std::fs::File;
+    use std::os::fd::AsRawFd;
+
     #[test]
     fn lock_wait() {
         let dir = tempfile::tempdir().unwrap();
         // No lock file: nothing to wait for.
         wait_store_closed(dir.path(), Duration::from_millis(10)).unwrap();
-        let lock = File::create(dir.path().join(LOCK_FILE)).unwrap();
+        let lock = File::create(storelock::lock_path(dir.path())).unwrap();
         unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
         let e = wait_store_closed(dir.path(), Duration::from_millis(100)).unwrap_err();
         assert!(e.message().contains("still holds"), "{e}");

@@ -15,7 +15,7 @@ const XATTR_NAMESPACE: &[u8] = b"user.";
 
 impl Core {
     pub fn getattr(&self, ino: u64) -> Result<Attr> {
-        let rec = self.store.inode(ino)?.ok_or(Error::NotFound)?;
+        let rec = self.record(ino)?;
         let mut a = attr(ino, &rec, self.block_size)?;
         if a.kind == FileKind::RegularFile {
             self.pending_attr(ino, &mut a);

@@ -20,6 +20,8 @@ const MAX_FILE_SIZE: u64 = 1 << 60;
 pub(super) struct Handle {
     ino: u64,
     append: bool,
+    /// Opened with O_NOATIME: its reads are no accesses.
+    noatime: bool,
 }
 
 /// The in-memory side of a file that is open or has uncommitted changes.
@@ -129,19 +131,42 @@ impl Core {
         }
     }
 
-    /// Opens a file handle; `flags` are the open(2) flags (O_APPEND, O_TRUNC handled by the kernel).
+    /// Opens a file handle; `flags` are the open(2) flags (O_APPEND, O_TRUNC handled by the
+    /// kernel). An open for reading is an access (atime): later reads of pages the kernel
+    /// has cached never reach the volume.
     pub fn open_file(&self, ino: u64, flags: i32) -> Result<u64> {
-        self.entry(ino, true)?;
-        let fh = self.next_fh.fetch_add(1, Ordering::SeqCst);
-        lock(&self.handles).insert(fh, Handle { ino, append: flags & libc::O_APPEND != 0 });
+        let fh = self.open_handle(ino, flags)?;
+        if flags & libc::O_ACCMODE != libc::O_WRONLY && flags & libc::O_NOATIME == 0 {
+            self.accessed(ino);
+        }
         Ok(fh)
     }
 
-    /// Creates and opens a regular file in one step (open with O_CREAT).
+    fn open_handle(&self, ino: u64, flags: i32) -> Result<u64> {
+        self.entry(ino, true)?;
+        let fh = self.next_fh.fetch_add(1, Ordering::SeqCst);
+        let handle = Handle { ino, append: flags & libc::O_APPEND != 0, noatime: flags & libc::O_NOATIME != 0 };
+        lock(&self.handles).insert(fh, handle);
+        Ok(fh)
+    }
+
+    /// Creates and opens a regular file in one step (open with O_CREAT); the new file has
+    /// not been read, so its atime stays its creation time.
     pub fn create(&self, c: Caller, parent: u64, name: &OsStr, mode: u32, umask: u32, flags: i32) -> Result<(Attr, u64)> {
         let attr = self.mknod(c, parent, name, libc::S_IFREG | (mode & 0o7777), umask, 0)?;
-        let fh = self.open_file(attr.ino, flags)?;
+        let fh = self.open_handle(attr.ino, flags)?;
         Ok((attr, fh))
+    }
+
+    /// A read request through handle `fh`: [`Core::read`], and an access (atime) unless the
+    /// handle was opened with O_NOATIME.
+    pub fn read_handle(&self, ino: u64, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+        let data = self.read(ino, offset, size)?;
+        let noatime = lock(&self.handles).get(&fh).is_some_and(|h| h.noatime);
+        if !noatime {
+            self.accessed(ino);
+        }
+        Ok(data)
     }
 
     /// Drops a file handle; the last release of an unlinked file frees it.

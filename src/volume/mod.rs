@@ -2,12 +2,16 @@
 //! dirty-block buffers, truncate and holes, xattrs. Driven by `fs` and by tests directly.
 //!
 //! Locks are taken in one order: the open-file table (briefly, never while waiting on
-//! anything else) → one file's state → the store's writer (a `Txn`).
+//! anything else) → one file's state → the store's writer (a `Txn`) → the open-directory
+//! table (held across the commit that removes a directory; never while waiting on the
+//! writer).
 
+mod atime;
 mod attrs;
 mod background;
 mod commit;
 mod data;
+mod dirs;
 mod dirty;
 mod inode;
 mod namespace;
@@ -18,7 +22,7 @@ use std::collections::HashMap;
 use std::ops::Deref;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 pub use types::*;
 /// How the last daemon left a store: read by `s2sfs umount` once the daemon is gone.
@@ -46,11 +50,17 @@ pub struct Core {
     prefetched: Mutex<(u64, u64)>,
     files: Mutex<HashMap<u64, Arc<FileEntry>>>,
     handles: Mutex<HashMap<u64, data::Handle>>,
+    dirs: Mutex<dirs::OpenDirs>,
     next_fh: AtomicU64,
     dirty_bytes: AtomicUsize,
     block_size: u32,
     opts: VolumeOptions,
+    /// Told the inode whose attributes changed without a reply that carries them.
+    attr_listener: OnceLock<AttrListener>,
 }
+
+/// See [`Core::on_attr_change`].
+pub type AttrListener = Box<dyn Fn(u64) + Send + Sync>;
 
 impl Deref for Volume {
     type Target = Core;
@@ -59,8 +69,8 @@ impl Deref for Volume {
     }
 }
 
-/// sled's page cache: small, because inode and block-index records are small and the
-/// daemon's memory belongs to the block cache and the dirty buffers.
+/// The metadata database's page cache: small, because inode and block-index records are
+/// small and the daemon's memory belongs to the block cache and the dirty buffers.
 const META_CACHE_BYTES: u64 = 16 << 20;
 
 impl Volume {
@@ -77,10 +87,12 @@ impl Volume {
             prefetched: Mutex::new((0, 0)),
             files: Mutex::new(HashMap::new()),
             handles: Mutex::new(HashMap::new()),
+            dirs: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             dirty_bytes: AtomicUsize::new(0),
             block_size,
             opts,
+            attr_listener: OnceLock::new(),
             store,
         });
         core.ensure_root()?;
@@ -139,6 +151,15 @@ const SHUTDOWN_COMPACT_DEAD: f64 = 0.2;
 impl Core {
     pub fn block_size(&self) -> u32 {
         self.block_size
+    }
+
+    /// Registers who to tell when an inode's attributes change without a reply that
+    /// carries them (an access time set by an open): a FUSE mount drops the kernel's
+    /// cached attributes there. Only the first registration counts.
+    pub fn on_attr_change(&self, listener: AttrListener) {
+        if self.attr_listener.set(listener).is_err() {
+            log::warn!("attribute listener already registered; the new one is ignored");
+        }
     }
 
     /// Rewrites packs whose dead fraction exceeds `min_dead`; returns bytes reclaimed.

@@ -15,16 +15,37 @@ use crate::store::{InodeRecord, Txn};
 const COOKIE_BASE: i64 = 2;
 
 impl Core {
+    /// Path walks resolve "." and ".." in the kernel: it sends them here only to decode a
+    /// file handle (open_by_handle_at, an NFS export) whose inode it no longer caches, "."
+    /// for the inode itself (any kind) and ".." for a directory's parent.
     pub fn lookup(&self, parent: u64, name: &OsStr) -> Result<Attr> {
+        if name.as_bytes() == b"." {
+            return self.linked_attr(parent);
+        }
         let dir = self.store.inode(parent)?.ok_or(Error::NotFound)?;
         if !is_dir(&dir) {
             return Err(Error::NotDir);
+        }
+        if name.as_bytes() == b".." {
+            return self.linked_attr(parent_of(parent, &dir));
         }
         if name.as_bytes().len() > super::types::NAME_MAX {
             return Err(Error::NameTooLong);
         }
         let entry = self.store.lookup(parent, name.as_bytes())?.ok_or(Error::NotFound)?;
         self.getattr(entry.ino)
+    }
+
+    /// The attributes of an inode that has a name. One at nlink 0 lives only while it is
+    /// open, and an open file pins the kernel's inode; the kernel asks for an inode only
+    /// when it no longer caches it, so none of its files holds this one and a handle to it
+    /// is stale, whatever the volume still keeps.
+    fn linked_attr(&self, ino: u64) -> Result<Attr> {
+        let a = self.getattr(ino)?;
+        if a.nlink == 0 {
+            return Err(Error::NotFound);
+        }
+        Ok(a)
     }
 
     /// Creates a regular file, fifo, socket or device node (`mode` includes the type bits).
@@ -80,11 +101,13 @@ impl Core {
         attr(ino, &rec, self.block_size)
     }
 
+    /// Reads a symlink's target; an access (atime), as following it is.
     pub fn readlink(&self, ino: u64) -> Result<Vec<u8>> {
         let rec = self.store.inode(ino)?.ok_or(Error::NotFound)?;
         if rec.kind != libc::S_IFLNK {
             return Err(Error::Invalid("not a symlink"));
         }
+        self.accessed(ino);
         Ok(rec.target)
     }
 
@@ -137,17 +160,13 @@ impl Core {
             _ => {}
         }
         txn.remove_entry(parent, name.as_bytes())?;
-        let freed = drop_link(&mut txn, entry.ino, child)?;
+        let unlinked = drop_link(&mut txn, entry.ino, child)?;
         if want_dir {
             dir.nlink = dir.nlink.saturating_sub(1);
         }
         inode::touch(&mut dir);
         txn.put_inode(parent, &dir);
-        txn.commit(false)?;
-        if let Some(ino) = freed {
-            self.free_if_unlinked(ino)?;
-        }
-        Ok(())
+        self.commit_unlink(txn, unlinked)
     }
 
     pub fn rename(&self, parent: u64, name: &OsStr, new_parent: u64, new_name: &OsStr, flags: RenameFlags) -> Result<()> {
@@ -178,7 +197,7 @@ impl Core {
             touch_dirs(&mut txn, parent, new_parent)?;
             return Ok(txn.commit(false)?);
         }
-        let mut freed = None;
+        let mut unlinked = Unlinked::Nothing;
         if let Some(dst) = dst {
             if flags.noreplace {
                 return Err(Error::Exists);
@@ -199,22 +218,31 @@ impl Core {
                 np.nlink = np.nlink.saturating_sub(1);
                 txn.put_inode(new_parent, &np);
             }
-            freed = drop_link(&mut txn, dst.ino, dst_rec)?;
+            unlinked = drop_link(&mut txn, dst.ino, dst_rec)?;
         }
         txn.remove_entry(parent, name)?;
         txn.add_entry(new_parent, new_name_bytes, src.ino, src.kind)?;
         moved(&mut txn, src.ino, src_rec, parent, new_parent)?;
         touch_dirs(&mut txn, parent, new_parent)?;
-        txn.commit(false)?;
-        if let Some(ino) = freed {
-            self.free_if_unlinked(ino)?;
+        self.commit_unlink(txn, unlinked)
+    }
+
+    /// Commits a transaction that removed a name, then does what that left to do.
+    fn commit_unlink(&self, txn: Txn<'_>, unlinked: Unlinked) -> Result<()> {
+        match unlinked {
+            Unlinked::Nothing => Ok(txn.commit(false)?),
+            Unlinked::Orphan(ino) => {
+                txn.commit(false)?;
+                self.free_if_unlinked(ino)
+            }
+            Unlinked::Dir(ino, rec) => self.commit_dir_removal(txn, ino, rec),
         }
-        Ok(())
     }
 
     /// Entries after cookie `offset` (0 = from the start, including "." and ".."), at most `max`.
+    /// A directory removed while open lists "." and ".." only.
     pub fn readdir(&self, ino: u64, offset: i64, max: usize) -> Result<Vec<DirEntry>> {
-        let dir = self.store.inode(ino)?.ok_or(Error::NotFound)?;
+        let dir = self.record(ino)?;
         if !is_dir(&dir) {
             return Err(Error::NotDir);
         }
@@ -223,8 +251,7 @@ impl Core {
             out.push(DirEntry { ino, offset: 1, kind: FileKind::Directory, name: ".".into() });
         }
         if offset < 2 && out.len() < max {
-            let up = if ino == ROOT_INO { ROOT_INO } else { dir.parent };
-            out.push(DirEntry { ino: up, offset: 2, kind: FileKind::Directory, name: "..".into() });
+            out.push(DirEntry { ino: parent_of(ino, &dir), offset: 2, kind: FileKind::Directory, name: "..".into() });
         }
         let after = (offset - COOKIE_BASE).max(0) as u64;
         for (rec, name) in self.store.entries_after(ino, after, max - out.len())? {
@@ -239,6 +266,11 @@ impl Core {
     }
 }
 
+/// Directory `ino`'s "..": the root is its own parent.
+fn parent_of(ino: u64, dir: &InodeRecord) -> u64 {
+    if ino == ROOT_INO { ROOT_INO } else { dir.parent }
+}
+
 fn dir_record(txn: &Txn<'_>, ino: u64) -> Result<InodeRecord> {
     let rec = txn.inode(ino)?.ok_or(Error::NotFound)?;
     if !is_dir(&rec) {
@@ -247,21 +279,31 @@ fn dir_record(txn: &Txn<'_>, ino: u64) -> Result<InodeRecord> {
     Ok(rec)
 }
 
+/// What removing a name leaves to do once its transaction commits.
+enum Unlinked {
+    /// Nothing: the inode keeps other names.
+    Nothing,
+    /// A non-directory at nlink 0: an orphan until its last handle closes.
+    Orphan(u64),
+    /// A directory, deleted (its record as it was): handles may still hold it open.
+    Dir(u64, InodeRecord),
+}
+
 /// Drops one link of an inode whose name was just removed. Directories go at once;
-/// other inodes at nlink 0 become orphans, freed by the caller once no handle is open.
-fn drop_link(txn: &mut Txn<'_>, ino: u64, mut rec: InodeRecord) -> Result<Option<u64>> {
+/// other inodes at nlink 0 become orphans, freed once no handle is open.
+fn drop_link(txn: &mut Txn<'_>, ino: u64, mut rec: InodeRecord) -> Result<Unlinked> {
     if is_dir(&rec) {
         txn.delete_inode(ino)?;
-        return Ok(None);
+        return Ok(Unlinked::Dir(ino, rec));
     }
     rec.nlink = rec.nlink.saturating_sub(1);
     inode::change(&mut rec);
     txn.put_inode(ino, &rec);
     if rec.nlink == 0 {
         txn.set_orphan(ino, true);
-        return Ok(Some(ino));
+        return Ok(Unlinked::Orphan(ino));
     }
-    Ok(None)
+    Ok(Unlinked::Nothing)
 }
 
 /// Bookkeeping for an inode that changed directory: ctime, and for directories "..".

@@ -45,6 +45,7 @@ thread_local! {
 }
 
 impl Core {
+    /// Up to `size` bytes at `offset`. Not an access: atime is `read_handle`'s business.
     pub fn read(&self, ino: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
         let bs = self.bs();
         // Blocks to fetch from the store, with the uncommitted pieces to lay over them.

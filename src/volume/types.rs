@@ -114,6 +114,33 @@ pub struct VolumeOptions {
     pub dirty_limit_bytes: usize,
     /// Dirty data older than this is committed by the background flusher.
     pub commit_age: Duration,
+    /// When accesses update atime (mount options relatime, strictatime, noatime, nodiratime).
+    pub atime: AtimeOptions,
+}
+
+/// Which accesses update an inode's atime (SEMANTICS.md says what counts as an access).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AtimeOptions {
+    pub update: AtimeUpdate,
+    /// Directories' atime too (false: `nodiratime`).
+    pub dirs: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AtimeUpdate {
+    /// `relatime`: only when atime is not after mtime or ctime, or is over a day old.
+    Relative,
+    /// `strictatime`: on every access.
+    Always,
+    /// `noatime`.
+    Never,
+}
+
+impl Default for AtimeOptions {
+    /// As ext4 mounts by default: relatime, directories included.
+    fn default() -> Self {
+        AtimeOptions { update: AtimeUpdate::Relative, dirs: true }
+    }
 }
 
 impl Default for VolumeOptions {
@@ -125,6 +152,7 @@ impl Default for VolumeOptions {
             cache_bytes: 64 << 20,
             dirty_limit_bytes: 24 << 20,
             commit_age: Duration::from_secs(5),
+            atime: AtimeOptions::default(),
         }
     }
 }

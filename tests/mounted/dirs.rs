@@ -1,10 +1,12 @@
-//! Directories: mkdir/rmdir, exact listings, and readdir offsets that stay valid while the
-//! directory changes under an open handle.
+//! Directories: mkdir/rmdir, exact listings, readdir offsets that stay valid while the
+//! directory changes under an open handle, and directories removed while open.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::CStr;
+use std::ffi::{CStr, OsStr};
 use std::fs::{self, File};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::time::Duration;
 
 use crate::harness::*;
 
@@ -61,9 +63,12 @@ fn mkdir_rmdir_and_exact_listings() {
 
 /// One getdents64(2) call with a buffer of `size` bytes: (name, d_off) of each record.
 fn getdents(fd: i32, size: usize) -> Vec<(String, i64)> {
+    try_getdents(fd, size).expect("getdents64")
+}
+
+fn try_getdents(fd: i32, size: usize) -> std::io::Result<Vec<(String, i64)>> {
     let mut buf = vec![0u8; size];
-    let n = unsafe { libc::syscall(libc::SYS_getdents64, fd, buf.as_mut_ptr(), size) };
-    assert!(n >= 0, "getdents64: {}", std::io::Error::last_os_error());
+    let n = cvt_ssize(unsafe { libc::syscall(libc::SYS_getdents64, fd, buf.as_mut_ptr(), size) } as libc::ssize_t)?;
     let mut out = Vec::new();
     let mut pos = 0usize;
     while pos < n as usize {
@@ -73,7 +78,81 @@ fn getdents(fd: i32, size: usize) -> Vec<(String, i64)> {
         out.push((name.to_str().unwrap().to_string(), off));
         pos += reclen;
     }
-    out
+    Ok(out)
+}
+
+/// `s2sfs fsck --store STORE`, which must find the store clean (exit 0).
+#[track_caller]
+fn assert_fsck_clean(store: &std::path::Path, when: &str) {
+    let out = run_cli(&[OsStr::new("fsck"), OsStr::new("--store"), store.as_os_str()], None, Duration::from_secs(60));
+    assert_eq!(out.status.code(), Some(0), "fsck {when}: {}", out.describe());
+}
+
+/// Checks a directory that was removed while `dir` held it open: fstat works and says
+/// nlink 0, a listing has nothing but "." and "..", creating in it is ENOENT (as on ext4).
+#[track_caller]
+fn assert_removed_but_open(dir: &File, ino: u64, what: &str) {
+    let md = dir.metadata().unwrap_or_else(|e| panic!("fstat of a directory removed by {what} while open: {e}"));
+    assert!(md.is_dir(), "{what}: fstat says it is no directory");
+    assert_eq!(md.ino(), ino, "{what}: fstat gives another inode");
+    assert_eq!(md.nlink(), 0, "{what}: nlink of a removed directory");
+    match try_getdents(dir.as_raw_fd(), 4096) {
+        // The kernel refuses to list a removed directory (ENOENT) before asking the daemon.
+        Err(e) => assert_eq!(e.raw_os_error(), Some(libc::ENOENT), "{what}: listing"),
+        Ok(entries) => {
+            let names: Vec<String> = entries.into_iter().map(|(n, _)| n).collect();
+            assert!(names.iter().all(|n| n == "." || n == ".."), "{what}: listing gives {names:?}");
+        }
+    }
+    let fd = dir.as_raw_fd();
+    let created = cvt(unsafe { libc::openat(fd, c"new".as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o644) });
+    assert_eq!(errno_of(created), libc::ENOENT, "{what}: create inside");
+    assert_eq!(errno_of(cvt(unsafe { libc::mkdirat(fd, c"sub".as_ptr(), 0o755) })), libc::ENOENT, "{what}: mkdir inside");
+}
+
+/// xfstests generic/035: a directory removed by rmdir or replaced by a rename stays
+/// fstat-able through a descriptor open on it, with nlink 0, until that closes; the store
+/// stays clean for fsck meanwhile, afterwards, and after a crash while it was open.
+#[test]
+fn removed_open_directory_stays_fstat_able_until_closed() {
+    let mut m = Mounted::new(&[]);
+    for d in ["gone", "src", "target"] {
+        fs::create_dir(m.path(d)).unwrap();
+    }
+    fs::write(m.path("src/kept"), b"moved along").unwrap();
+    let gone = File::open(m.path("gone")).unwrap();
+    let target = File::open(m.path("target")).unwrap();
+    let (gone_ino, target_ino) = (gone.metadata().unwrap().ino(), target.metadata().unwrap().ino());
+    let src_ino = fs::metadata(m.path("src")).unwrap().ino();
+    fs::remove_dir(m.path("gone")).unwrap();
+    fs::rename(m.path("src"), m.path("target")).unwrap();
+    // Past the kernel's attribute timeout (1 s): fstat has to ask the daemon.
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_removed_but_open(&gone, gone_ino, "rmdir");
+    assert_removed_but_open(&target, target_ino, "rename over it");
+    assert_eq!(fs::metadata(m.path("target")).unwrap().ino(), src_ino, "the name now holds the renamed directory");
+    assert_file_eq(&m.path("target/kept"), b"moved along");
+    assert_eq!(names(&m.mnt), sorted(&["target"]));
+    assert_fsck_clean(&m.store, "through the daemon while removed directories are open");
+    drop(gone);
+    drop(target);
+    m.unmount();
+    assert_fsck_clean(&m.store, "after the removed directories were closed");
+
+    // A crash while a removed directory is open leaves nothing for the next mount or fsck.
+    m.mount();
+    fs::create_dir(m.path("doomed")).unwrap();
+    let doomed = File::open(m.path("doomed")).unwrap();
+    let doomed_ino = doomed.metadata().unwrap().ino();
+    fs::remove_dir(m.path("doomed")).unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_removed_but_open(&doomed, doomed_ino, "rmdir before a crash");
+    m.kill_daemon();
+    drop(doomed);
+    assert_fsck_clean(&m.store, "after a crash with a removed directory open");
+    m.mount();
+    assert_eq!(names(&m.mnt), sorted(&["target"]));
+    m.finish();
 }
 
 #[test]
@@ -148,6 +227,40 @@ fn readdir_offsets_stay_valid_while_entries_are_added_and_removed() {
     want.push("subdir".into());
     want.sort();
     assert_eq!(names(&d), want);
+    drop(dir);
+    m.finish();
+}
+
+/// xfstests generic/736: one listing of a directory of 100 files that renames each entry it
+/// sees away and back (`rename(x, T); rename(T, x)`) must end, returning each file once.
+#[test]
+fn readdir_ends_while_the_listing_renames_each_entry() {
+    let m = Mounted::new(&[]);
+    let d = m.path("d");
+    fs::create_dir(&d).unwrap();
+    for i in 0..100 {
+        fs::write(d.join(format!("file{i}")), b"").unwrap();
+    }
+    let dir = File::open(&d).unwrap();
+    let mut seen: Vec<String> = Vec::new();
+    loop {
+        let batch = getdents(dir.as_raw_fd(), 512);
+        if batch.is_empty() {
+            break;
+        }
+        for (name, _) in batch {
+            if name.starts_with("file") {
+                fs::rename(d.join(&name), d.join("tmp")).unwrap();
+                fs::rename(d.join("tmp"), d.join(&name)).unwrap();
+            }
+            seen.push(name);
+        }
+        assert!(seen.len() <= 1000, "readdir does not end: {} entries so far", seen.len());
+    }
+    seen.sort();
+    let mut want: Vec<String> = (0..100).map(|i| format!("file{i}")).chain([".".to_string(), "..".to_string()]).collect();
+    want.sort();
+    assert_eq!(seen, want);
     drop(dir);
     m.finish();
 }

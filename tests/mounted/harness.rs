@@ -16,6 +16,8 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_s2sfs");
+/// What mount(8) runs for `mount -t s2sfs` and fstab entries.
+pub const MOUNT_HELPER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/mount-helper/mount.s2sfs");
 pub const KIB: usize = 1024;
 pub const MIB: usize = 1024 * 1024;
 /// The default logical block size of a volume (DESIGN.md: 128 KiB).
@@ -40,17 +42,23 @@ impl CliOutput {
 /// Runs the `s2sfs` binary with `args`. Output goes to anonymous files, not pipes: a
 /// daemon that inherits them cannot make the wait hang. `path_env` replaces PATH.
 pub fn run_cli<S: AsRef<OsStr>>(args: &[S], path_env: Option<&OsStr>, timeout: Duration) -> CliOutput {
+    let mut cmd = Command::new(BIN);
+    if let Some(p) = path_env {
+        cmd.env("PATH", p);
+    }
+    run_command(cmd, args, timeout)
+}
+
+/// Runs `cmd` with `args` as [`run_cli`] runs the binary.
+pub fn run_command<S: AsRef<OsStr>>(mut cmd: Command, args: &[S], timeout: Duration) -> CliOutput {
     let mut out = tempfile::tempfile().expect("temp file for stdout");
     let mut err = tempfile::tempfile().expect("temp file for stderr");
-    let mut cmd = Command::new(BIN);
     cmd.args(args)
         .stdin(Stdio::null())
         .stdout(out.try_clone().unwrap())
         .stderr(err.try_clone().unwrap());
-    if let Some(p) = path_env {
-        cmd.env("PATH", p);
-    }
-    let mut child = cmd.spawn().expect("spawn s2sfs");
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {program}: {e}"));
     let start = Instant::now();
     let status = loop {
         if let Some(st) = child.try_wait().expect("wait for s2sfs") {
@@ -60,7 +68,7 @@ pub fn run_cli<S: AsRef<OsStr>>(args: &[S], path_env: Option<&OsStr>, timeout: D
             let _ = child.kill();
             let _ = child.wait();
             let argv: Vec<_> = args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect();
-            panic!("`s2sfs {}` did not finish within {:?}", argv.join(" "), timeout);
+            panic!("`{program} {}` did not finish within {:?}", argv.join(" "), timeout);
         }
         std::thread::sleep(Duration::from_millis(20));
     };
@@ -186,6 +194,31 @@ impl Mounted {
         self.live = is_mounted(&self.mnt);
         assert!(out.status.success(), "`s2sfs umount` failed: {}", out.describe());
         assert!(!self.live, "`s2sfs umount` returned 0 but {} is still mounted", self.mnt.display());
+    }
+
+    /// Unmounts with another program than `s2sfs umount` (`umount`, `fusermount3 -u`),
+    /// which returns once the kernel has let go of the mount, not the daemon of the store.
+    pub fn unmount_with(&mut self, program: &str, args: &[&str]) {
+        assert!(self.live, "not mounted");
+        let mut cmd = Command::new(program);
+        cmd.args(args);
+        let out = run_command(cmd, &[self.mnt.as_os_str()], MOUNT_TIMEOUT);
+        self.live = is_mounted(&self.mnt);
+        assert!(out.status.success(), "`{program}` failed: {}", out.describe());
+        assert!(!self.live, "`{program}` returned 0 but {} is still mounted", self.mnt.display());
+    }
+
+    /// Unmounts, then mounts the same store through the mount helper with `-o options`, as
+    /// `mount -t s2sfs STORE MNT -o OPTIONS` (or an fstab line) does.
+    pub fn remount_via_helper(&mut self, options: &str) {
+        self.unmount();
+        let mut cmd = Command::new(MOUNT_HELPER);
+        cmd.env("S2SFS", BIN);
+        let args = [self.store.as_os_str(), self.mnt.as_os_str(), OsStr::new("-o"), OsStr::new(options)];
+        let out = run_command(cmd, &args, MOUNT_TIMEOUT);
+        assert!(out.status.success(), "mount.s2sfs failed: {}", out.describe());
+        self.live = is_mounted(&self.mnt);
+        assert!(self.live, "mount.s2sfs returned 0 but {} is not mounted: {}", self.mnt.display(), out.describe());
     }
 
     /// Unmount and mount the same store again: every cache (ours and the kernel's) is cold.

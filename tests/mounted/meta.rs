@@ -2,7 +2,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -240,5 +240,138 @@ fn statfs_and_name_length() {
     assert_eq!(errno_of(fs::write(m.path(&too_long), b"no")), libc::ENAMETOOLONG);
     assert_eq!(errno_of(fs::create_dir(m.path(&too_long))), libc::ENAMETOOLONG);
     assert_eq!(errno_of(fs::metadata(m.path(&too_long))), libc::ENAMETOOLONG);
+    m.finish();
+}
+
+/// (atime, mtime, ctime) in nanoseconds, as stat shows them right now.
+fn times(p: &Path) -> (i128, i128, i128) {
+    (ns(atime(p)), ns(mtime(p)), ns(ctime(p)))
+}
+
+/// A read of the whole file, as `cat` makes it.
+fn cat(p: &Path) {
+    fs::read(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
+}
+
+/// A listing, as `ls` makes it.
+fn ls(p: &Path) {
+    let n = fs::read_dir(p).unwrap_or_else(|e| panic!("read_dir {}: {e}", p.display())).count();
+    assert!(n < 1000);
+}
+
+/// Lets the clock move past the times just stored.
+fn tick() {
+    std::thread::sleep(Duration::from_millis(20));
+}
+
+/// Asserts that `access` moved the atime of `p` (and only it) or left all times alone.
+#[track_caller]
+fn assert_access(p: &Path, access: fn(&Path), moves: bool, what: &str) {
+    let before = times(p);
+    tick();
+    access(p);
+    let after = times(p);
+    if moves {
+        assert!(after.0 > before.0, "{what}: atime did not move: {before:?} -> {after:?}");
+        assert_eq!((after.1, after.2), (before.1, before.2), "{what}: mtime or ctime moved");
+    } else {
+        assert_eq!(after, before, "{what}: times changed");
+    }
+}
+
+/// A directory `d` holding a file `d/f` just written: both have mtime and ctime after
+/// their atime, so the next access counts under relatime too.
+fn changed_dir_and_file(m: &Mounted) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (d, f) = (m.path("d"), m.path("d/f"));
+    fs::create_dir_all(&d).unwrap();
+    tick();
+    fs::write(&f, b"aaa").unwrap();
+    (d, f)
+}
+
+/// relatime, the default (xfstests generic/003): the first read and the first listing
+/// after a change update atime, later ones do not. The written file's pages are in the
+/// kernel's cache: the read counts through its open.
+#[test]
+fn atime_relatime_is_the_default() {
+    let mut m = Mounted::new(&[]);
+    let (d, f) = changed_dir_and_file(&m);
+    assert_access(&f, cat, true, "relatime: first read after a write");
+    assert_access(&f, cat, false, "relatime: second read");
+    assert_access(&d, ls, true, "relatime: first listing after a change");
+    assert_access(&d, ls, false, "relatime: second listing");
+    OpenOptions::new().append(true).open(&f).unwrap().write_all(b"bbb").unwrap();
+    assert_access(&f, cat, true, "relatime: first read after another write");
+    // Cold caches: the reads reach the daemon, and still do not count twice.
+    m.remount();
+    assert_access(&f, cat, false, "relatime: read after remount");
+    assert_access(&d, ls, false, "relatime: listing after remount");
+    // `atime` undoes `noatime`: relatime again.
+    m.remount_with(&["-o", "noatime,atime"]);
+    fs::write(&f, b"ccc").unwrap();
+    assert_access(&f, cat, true, "-o noatime,atime: first read after a write");
+    m.finish();
+}
+
+/// strictatime: every read and every listing updates atime, whether the pages come from
+/// the kernel's cache or the daemon; a read-only mount updates nothing.
+#[test]
+fn atime_strictatime_updates_on_every_access() {
+    let mut m = Mounted::new(&["-o", "strictatime"]);
+    let (d, f) = changed_dir_and_file(&m);
+    for round in 0..3 {
+        assert_access(&f, cat, true, &format!("strictatime: read {round}"));
+        assert_access(&d, ls, true, &format!("strictatime: listing {round}"));
+    }
+    // Cold caches: a read through a descriptor already open reaches the daemon and counts
+    // on its own; nothing through one opened with O_NOATIME does.
+    m.remount();
+    let open = fs::File::open(&f).unwrap();
+    let t = times(&f);
+    tick();
+    assert_eq!(pread(&open, 0, 10).unwrap(), b"aaa");
+    assert!(times(&f).0 > t.0, "strictatime: a read request did not move atime");
+    drop(open);
+    m.remount();
+    let t = times(&f);
+    let noatime = OpenOptions::new().read(true).custom_flags(libc::O_NOATIME).open(&f).unwrap();
+    assert_eq!(pread(&noatime, 0, 10).unwrap(), b"aaa");
+    assert_eq!(times(&f), t, "strictatime: open and read with O_NOATIME moved a time");
+    drop(noatime);
+    m.remount_with(&["-o", "ro,strictatime"]);
+    assert_access(&f, cat, false, "ro,strictatime: read");
+    assert_access(&d, ls, false, "ro,strictatime: listing");
+    m.finish();
+}
+
+/// noatime: no access updates atime; writes still move mtime and ctime.
+#[test]
+fn atime_noatime_never_updates() {
+    let m = Mounted::new(&["-o", "noatime"]);
+    let (d, f) = changed_dir_and_file(&m);
+    assert_access(&f, cat, false, "noatime: read after a write");
+    assert_access(&d, ls, false, "noatime: listing after a change");
+    let before = times(&f);
+    tick();
+    OpenOptions::new().append(true).open(&f).unwrap().write_all(b"bbb").unwrap();
+    let after = times(&f);
+    assert_eq!(after.0, before.0, "noatime: a write moved atime");
+    assert!(after.1 > before.1 && after.2 > before.2, "noatime: a write must move mtime and ctime");
+    m.finish();
+}
+
+/// nodiratime, given through the mount helper as an fstab line would: listings leave a
+/// directory's atime alone, reads of files still count (relatime).
+#[test]
+fn atime_nodiratime_through_the_mount_helper() {
+    let mut m = Mounted::new(&[]);
+    m.remount_via_helper("nodiratime");
+    let (d, f) = changed_dir_and_file(&m);
+    assert_access(&d, ls, false, "nodiratime: listing after a change");
+    assert_access(&f, cat, true, "nodiratime: first read of a file after a write");
+    m.remount_via_helper("nodiratime,strictatime");
+    assert_access(&d, ls, false, "nodiratime,strictatime: listing");
+    assert_access(&f, cat, true, "nodiratime,strictatime: read");
+    assert_access(&f, cat, true, "nodiratime,strictatime: second read");
     m.finish();
 }

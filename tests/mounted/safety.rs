@@ -216,6 +216,37 @@ fn second_daemon_on_the_same_store_is_refused() {
     m.finish();
 }
 
+/// umount(8) and `fusermount3 -u` return once the kernel lets go of the mount, before its
+/// daemon has closed the store: a mount right after must wait for that daemon, not fail.
+/// A store mounted by a live daemon is still refused at once.
+#[test]
+fn mount_right_after_a_system_umount_waits_for_the_old_daemon() {
+    let mut m = Mounted::new(&[]);
+    for i in 0..20u64 {
+        let name = format!("f{i}");
+        let data = random_bytes(i, 2 * MIB + i as usize);
+        // Dead frames beside live ones: the old daemon compacts them as it closes the store.
+        fs::write(m.path("scratch"), random_bytes(100 + i, 2 * MIB)).unwrap();
+        fs::write(m.path(&name), &data).unwrap();
+        fs::remove_file(m.path("scratch")).unwrap();
+        if i % 2 == 0 {
+            m.unmount_with("umount", &[]);
+        } else {
+            m.unmount_with("fusermount3", &["-u"]);
+        }
+        m.mount();
+        assert_file_eq(&m.path(&name), &data);
+    }
+    let other = m.outside("other-mnt");
+    fs::create_dir(&other).unwrap();
+    let start = std::time::Instant::now();
+    let out = failing_mount(&other, &[OsStr::new("mount"), other.as_os_str(), OsStr::new("--store"), m.store.as_os_str()], None);
+    assert!(start.elapsed() < Duration::from_secs(10), "a store in use was refused only after {:?}", start.elapsed());
+    assert_one_line(&out);
+    assert!(out.stderr.contains("in use"), "{}", out.describe());
+    m.finish();
+}
+
 /// Runs a mount that must fail; makes sure nothing stays mounted; returns its output.
 fn failing_mount(mnt: &Path, args: &[&OsStr], path_env: Option<&OsStr>) -> CliOutput {
     let out = run_cli(args, path_env, Duration::from_secs(60));
