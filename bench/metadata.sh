@@ -5,19 +5,22 @@
 #
 # Per run (default 3), per filesystem, on a fresh volume / empty bindfs backing directory:
 #   untar       tar -xf TREE.tar of a source tree under git (N files, default 20000: the
-#               sources under ~/.cargo/registry/src in sorted order, committed to git once
-#               before the runs; the same tar for every filesystem)
+#               first N files under 1000 KiB of $TREE_SRC in sorted order, default the
+#               Python standard library of python3; committed to git once before the
+#               runs; the same tar for every filesystem)
 #   git status  `git status --porcelain` in the extracted tree, twice; the second is timed
 #   rm -rf      of the extracted tree
 #   churn       xfstests generic/007's churn (the `bench_churn` test of tests/stress.rs, the
 #               code of the `name_churn_never_hangs` test): T threads (default 4) create,
 #               stat and unlink names out of 100 in one directory, N operations per thread
 #               (default 250000: 4 x 250000 is ten times generic/007's 100000); a stall of
-#               30 s ends the run as a hang. Reported: operations per second.
+#               30 s ends the run as a hang (the daemon is killed; counted as 0 ops/s and
+#               in the "churn hangs" row). Reported: operations per second.
 # After every s2sfs run: umount and `s2sfs fsck` (must be clean).
 # Reported: medians over the runs, in seconds (churn: ops/s), and s2sfs / bindfs.
 #
 # Environment: BENCH_DIR (work dir, default /var/tmp/s2sfs-bench; not tmpfs),
+#              TREE_SRC (the directory the source tree is taken from),
 #              S2SFS (binary, default REPO/target/release/s2sfs; built when it is the default),
 #              S2SFS_BEFORE (optional: another s2sfs binary, measured as "before" in the
 #              same run, e.g. a build of the commit before a change),
@@ -105,17 +108,21 @@ cleanup
 rm -rf "$W"
 mkdir -p "$OUT"
 
-# The source tree: the first TREE_FILES files under the cargo registry's sources, in git.
+# The source tree: the first TREE_FILES files of TREE_SRC, in git.
 TREE=$W/tree
 log "making the source tree ($TREE_FILES files) and its tar"
 mkdir -p "$TREE"
-(cd ~/.cargo/registry/src/*/ && find . -type f -size -1M | LC_ALL=C sort | head -n "$TREE_FILES" |
-    tar -cf - -T - | tar -xf - -C "$TREE")
+SRC=${TREE_SRC:-$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')}
+[ -d "$SRC" ] || die "no source tree at $SRC (set TREE_SRC)"
+(cd "$SRC" && find . -type f -size -1000k > "$W/files.all")
+LC_ALL=C sort "$W/files.all" | awk -v n="$TREE_FILES" 'NR <= n' > "$W/files"
+(cd "$SRC" && tar -cf - -T "$W/files") | tar -xf - -C "$TREE"
 (cd "$TREE" && git init -q && git add -A && git -c user.name=bench -c user.email=bench@localhost commit -qm tree)
 tar -cf "$W/tree.tar" -C "$W" tree
 rm -rf "$TREE"
 TREE_BYTES=$(stat -c %s "$W/tree.tar")
 
+declare -A HANGS
 secs() { # secs CMD...: wall seconds of CMD
     local t0 t1
     t0=$(date +%s.%N); "$@"; t1=$(date +%s.%N)
@@ -144,14 +151,18 @@ for ((r = 1; r <= RUNS; r++)); do
             fi
             sleep 2
         done
-        if ! wait $pid; then
+        if wait $pid; then
+            churn=$(grep -o 'ops_per_sec=[0-9.]*' "$OUT/churn.$fs.$r.txt" | cut -d= -f2)
+            umount_fs $fs
+        else
+            # A hang counts as 0 ops/s (and in the hangs row); the killed daemon's store
+            # must still be clean.
+            churn=0
+            HANGS[$fs]=$(( ${HANGS[$fs]:-0} + 1 ))
             fail "churn ($fs run $r): $(grep -m1 -E 'CHURN-STALL|panicked' "$OUT/churn.$fs.$r.txt" || tail -1 "$OUT/churn.$fs.$r.txt")"
             fusermount3 -uz "$d" 2>/dev/null || true
-            continue
         fi
-        churn=$(grep -o 'ops_per_sec=[0-9.]*' "$OUT/churn.$fs.$r.txt" | cut -d= -f2)
         echo "$fs $r $untar $status $rmrf $churn" >> "$OUT/results.txt"
-        umount_fs $fs
         if [ $fs != bindfs ] && ! "$(bin_of $fs)" fsck --store "$(back_of $fs)" > "$OUT/fsck.$fs.$r.txt" 2>&1; then
             fail "fsck ($fs run $r)"
         fi
@@ -167,7 +178,8 @@ NAMES=(untar "git status" "rm -rf" "churn ops/s")
 if [ $JSON = 1 ]; then
     for fs in "${FSES[@]}"; do
         jq -n --arg fs "$fs" --argjson untar "$(med $fs 3)" --argjson status "$(med $fs 4)" --argjson rmrf "$(med $fs 5)" \
-            --argjson churn "$(med $fs 6)" '{fs: $fs, untar_s: $untar, git_status_s: $status, rm_rf_s: $rmrf, churn_ops_per_s: $churn}'
+            --argjson churn "$(med $fs 6)" --argjson hangs "${HANGS[$fs]:-0}" \
+            '{fs: $fs, untar_s: $untar, git_status_s: $status, rm_rf_s: $rmrf, churn_ops_per_s: $churn, churn_hangs: $hangs}'
     done | jq -s --argjson runs "$RUNS" --argjson files "$TREE_FILES" --argjson bytes "$TREE_BYTES" --argjson ops "$CHURN_OPS" \
         --argjson threads "$THREADS" --arg failed "$FAILED" \
         '{runs: $runs, tree_files: $files, tree_tar_bytes: $bytes, churn_ops_per_thread: $ops, churn_threads: $threads, failed: $failed, results: .}'
@@ -179,6 +191,7 @@ else
         for fs in "${FSES[@]}"; do printf '%12s' "$(med $fs $((i + 3)))"; done
         printf '%16s\n' "$(ratio "$(med s2sfs $((i + 3)))" "$(med bindfs $((i + 3)))")"
     done
+    printf '%-14s' "churn hangs"; for fs in "${FSES[@]}"; do printf '%12s' "${HANGS[$fs]:-0}/$RUNS"; done; echo
     [ -n "$FAILED" ] && echo "FAILED:$FAILED"
 fi
 [ -z "$FAILED" ]

@@ -82,7 +82,8 @@ fn churn_thread(names: &[PathBuf], ops: u64, seed: u64, done: &AtomicU64, stop: 
         }
         let name = &names[rng.below(names.len())];
         let result = match rng.below(3) {
-            0 => OpenOptions::new().write(true).create_new(true).open(name).map(drop),
+            // Without O_EXCL: an existing file is opened and closed, as `nametest` does.
+            0 => OpenOptions::new().write(true).create(true).truncate(false).open(name).map(drop),
             1 => std::fs::symlink_metadata(name).map(drop),
             _ => std::fs::remove_file(name),
         };
