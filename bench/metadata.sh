@@ -145,7 +145,7 @@ for ((r = 1; r <= RUNS; r++)); do
         pid=$!
         # A hung daemon keeps the churn's threads in uninterruptible sleep: killing it frees them.
         while kill -0 $pid 2>/dev/null; do
-            if grep -q '^CHURN-STALL' "$OUT/churn.$fs.$r.txt"; then
+            if grep -q 'CHURN-STALL' "$OUT/churn.$fs.$r.txt"; then
                 pkill -9 -f -- "mount $d " || true
                 break
             fi

@@ -5,8 +5,9 @@
 //! change before it durable. After a crash redb rolls back to the last durable commit,
 //! atomically: a change is there whole or not at all.
 //!
-//! Why redb and not sled (ARCHITECTURE.md, "The metadata store"): sled 0.34.7 can deadlock
-//! under create/unlink churn, inside its own segment accountant, whatever its caller does.
+//! Why redb and not sled (ARCHITECTURE.md, "The metadata store: why redb, not sled"):
+//! sled 0.34.7 can deadlock under create/unlink churn, inside its own segment accountant,
+//! whatever its caller does.
 //!
 //! The file is checked whole (every page's checksum) at every open: a damaged file is
 //! refused with one line instead of being served.

@@ -1,15 +1,16 @@
 //! The durable-commit watermark: how far the metadata store is known to be durable,
 //! kept outside it (`STORE/durable`).
 //!
-//! sled recovers its log up to the first damaged message and silently drops the rest, so a
-//! flipped byte would make a volume mount with recent files missing (and unmount-time
-//! compaction would then delete their frames for good). Every change carries a sequence
-//! number in the metadata store; after each successful flush the number it reached is
-//! written here. At open, a metadata store behind the watermark has lost durable changes:
-//! the store refuses to open instead of serving what is left.
+//! A metadata database can come back older than it was: redb falls back to its previous
+//! commit when the newest one is damaged (and sled, format 1's store, dropped its log
+//! silently from a damaged message on). A volume would then mount with recent files
+//! missing, and unmount-time compaction would delete their frames for good. Every change
+//! carries a sequence number in the metadata store; after each successful flush the
+//! number it reached is written here. At open, a metadata store behind the watermark has
+//! lost durable changes: the store refuses to open instead of serving what is left.
 //!
-//! The file is written after sled's flush and never synced itself: after a power loss it
-//! can only lag behind (no false alarm); after a process crash it is exact.
+//! The file is written after the database's flush and never synced itself: after a power
+//! loss it can only lag behind (no false alarm); after a process crash it is exact.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;

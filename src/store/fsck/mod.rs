@@ -33,7 +33,7 @@
 //! | `stored_blocks` | an inode's count of mapped blocks is wrong | set |
 //! | `refcount` | a block record's refcount differs from the block-map entries using it | set |
 //! | `orphaned_frame` | a block record no block-map entry uses | removed (compaction reclaims the bytes) |
-//! | `lost_changes` | the metadata store ends before changes that had been made durable (its log is damaged: sled drops everything after a damaged message), so the files they made are missing or old | the loss is accepted (the durable watermark is set back); nothing else can bring them back |
+//! | `lost_changes` | the metadata store ends before changes that had been made durable (its newest commit was damaged and the database fell back to an older one), so the files they made are missing or old | the loss is accepted (the durable watermark is set back); nothing else can bring them back |
 //! | `unreadable_block` | blocks of a file whose frame is missing, outside its pack, does not decode, decodes to other data, or whose record is missing or damaged | file moved to /lost+found as `<ino>-<name>`, bad byte ranges in xattr `user.s2sfs.bad_ranges`; the blocks still read as EIO |
 //!
 //! Notes (information, not problems): `dead_pack` (a pack no record points into;

@@ -571,9 +571,9 @@ fn byte_ranges_merge_and_clip() {
     assert_eq!(byte_ranges(&[0, 1, 2, 5], 4096, 5 * 4096 + 10), "0-12287,20480-20489");
 }
 
-/// A metadata store that ends before changes known durable (sled dropping a damaged log
-/// tail, imitated here by a watermark ahead of it) is refused at open; fsck reports it and
-/// its repair accepts the loss, after which the store opens again.
+/// A metadata store that ends before changes known durable (a database fallen back to an
+/// older commit, imitated here by a watermark ahead of it) is refused at open; fsck
+/// reports it and its repair accepts the loss, after which the store opens again.
 #[test]
 fn lost_durable_changes_are_refused_reported_and_accepted_by_repair() {
     let fx = fixture();
