@@ -143,7 +143,7 @@ chmod -R u+w "$MNT/bench"
 umount_vol
 STORE_A=$(du -sb "$STORE" | cut -f1)
 PACKS_A=$(du -sb "$STORE/packs" 2>/dev/null | cut -f1 || echo 0)
-META_A=$(du -sb "$STORE/meta" 2>/dev/null | cut -f1 || echo 0)
+META_A=$(du -sb "$STORE/meta.redb" 2>/dev/null | cut -f1 || echo 0)
 log "(a) store after unmount: $STORE_A bytes"
 
 log "(a) reference: per-block and whole-file compression"
@@ -187,7 +187,7 @@ done
 umount_vol
 STORE_B=$(du -sb "$STORE" | cut -f1)
 PACKS_B=$(du -sb "$STORE/packs" 2>/dev/null | cut -f1 || echo 0)
-META_B=$(du -sb "$STORE/meta" 2>/dev/null | cut -f1 || echo 0)
+META_B=$(du -sb "$STORE/meta.redb" 2>/dev/null | cut -f1 || echo 0)
 log "(b) store after unmount: $STORE_B bytes (packs $PACKS_B, meta $META_B)"
 LIVE_B=$(cat -- "${KEPT_SRC[@]}" | wc -c)
 cut_blocks "$REF/b" "${KEPT_SRC[@]}"
