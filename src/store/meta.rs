@@ -27,6 +27,9 @@ const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("meta");
 /// One key and its new value (None: delete it).
 pub type Change<'a> = (&'a [u8], Option<&'a [u8]>);
 
+/// Keys and values, in key order.
+pub type Records = Vec<(Vec<u8>, Vec<u8>)>;
+
 pub struct Meta {
     db: Database,
     path: PathBuf,
@@ -123,7 +126,7 @@ impl Meta {
 
     /// Every key and value under `prefix`: for the small groups (one inode's xattrs or
     /// block map) that callers want as a list.
-    pub fn collect_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn collect_prefix(&self, prefix: &[u8]) -> Result<Records, StoreError> {
         let mut out = Vec::new();
         self.scan_prefix(prefix, |k, v| {
             out.push((k.to_vec(), v.to_vec()));

@@ -85,10 +85,9 @@ mod tests {
     use std::ops::ControlFlow;
 
     use super::super::fsck::tests::{fixture, fsck, open};
+    use super::super::meta::Records;
     use super::super::records::{TAG_IDS, TAG_INODE};
     use super::*;
-
-    type Records = Vec<(Vec<u8>, Vec<u8>)>;
 
     fn records(store: &super::super::Store) -> Records {
         let mut out = Vec::new();
