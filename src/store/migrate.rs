@@ -15,7 +15,7 @@ use std::path::Path;
 use super::StoreError;
 use super::layout::{FORMAT_VERSION, Layout};
 use super::meta::Meta;
-use super::records::TAG_IDS;
+use super::records::{Superblock, TAG_IDS, TAG_SUPER};
 
 /// Records copied per redb transaction: bounds the memory of one transaction.
 const COPY_BATCH: usize = 10_000;
@@ -49,7 +49,12 @@ pub fn from_sled(layout: &Layout, cache_bytes: u64) -> Result<(), StoreError> {
 /// returns how many there were.
 fn copy(sled_dir: &Path, to: &Path, cache_bytes: u64) -> Result<u64, StoreError> {
     let legacy = |e: sled::Error| StoreError::Meta(format!("{} (format 1, sled): {e}", sled_dir.display()));
-    let db = sled::Config::new().path(sled_dir).cache_capacity(cache_bytes).open().map_err(legacy)?;
+    // sled refuses to open a database with another segment size than it was created with.
+    let mut config = sled::Config::new().path(sled_dir).cache_capacity(cache_bytes);
+    if let Some(size) = segment_size(sled_dir) {
+        config = config.segment_size(size);
+    }
+    let db = config.open().map_err(legacy)?;
     let meta = Meta::open(to, cache_bytes)?;
     let mut batch: Vec<(sled::IVec, sled::IVec)> = Vec::with_capacity(COPY_BATCH);
     let mut records = 0u64;
@@ -60,10 +65,16 @@ fn copy(sled_dir: &Path, to: &Path, cache_bytes: u64) -> Result<u64, StoreError>
         Ok(())
     };
     for item in db.iter() {
-        let (k, v) = item.map_err(legacy)?;
+        let (k, mut v) = item.map_err(legacy)?;
         // sled keeps its id counter outside its records: it is carried over below.
         if k.as_ref() == [TAG_IDS] {
             continue;
+        }
+        // The superblock names the format too.
+        if k.as_ref() == [TAG_SUPER] {
+            let mut sb = Superblock::decode(&v)?;
+            sb.format = FORMAT_VERSION;
+            v = sb.encode().into();
         }
         batch.push((k, v));
         if batch.len() == COPY_BATCH {
@@ -79,6 +90,14 @@ fn copy(sled_dir: &Path, to: &Path, cache_bytes: u64) -> Result<u64, StoreError>
     Ok(records)
 }
 
+/// The segment size recorded in a sled database's `conf` file (format 1 stores were
+/// created with 64 KiB, sled's default is 512 KiB). The file ends in a binary checksum:
+/// it is not UTF-8 as a whole.
+fn segment_size(sled_dir: &Path) -> Option<usize> {
+    let conf = std::fs::read(sled_dir.join("conf")).ok()?;
+    String::from_utf8_lossy(&conf).lines().find_map(|l| l.strip_prefix("segment_size: ")?.trim().parse().ok())
+}
+
 #[cfg(test)]
 mod tests {
     use std::ops::Bound;
@@ -86,7 +105,7 @@ mod tests {
 
     use super::super::fsck::tests::{fixture, fsck, open};
     use super::super::meta::Records;
-    use super::super::records::{TAG_IDS, TAG_INODE};
+    use super::super::records::{TAG_INODE, TAG_SUPER};
     use super::*;
 
     fn records(store: &super::super::Store) -> Records {
@@ -107,9 +126,16 @@ mod tests {
     /// id counter past every id the store used.
     fn make_format_1(root: &Path, records: &Records, keep_redb: bool) {
         let layout = Layout::new(root);
-        let db = sled::Config::new().path(layout.legacy_meta()).open().unwrap();
+        // As format 1 created them: 64 KiB segments, not sled's default.
+        let db = sled::Config::new().path(layout.legacy_meta()).segment_size(64 * 1024).open().unwrap();
         for (k, v) in records {
-            db.insert(k, v.as_slice()).unwrap();
+            let v = if k.as_slice() == [TAG_SUPER] {
+                // Format 1 stores name format 1 in their superblock too.
+                Superblock { format: 1, ..Superblock::decode(v).unwrap() }.encode()
+            } else {
+                v.clone()
+            };
+            db.insert(k, v).unwrap();
         }
         let max_ino = records.iter().filter(|(k, _)| k[0] == TAG_INODE).map(|(k, _)| u64::from_be_bytes(k[1..9].try_into().unwrap())).max();
         while db.generate_id().unwrap() + 2 <= max_ino.unwrap() {}
