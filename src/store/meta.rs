@@ -294,3 +294,50 @@ mod tests {
         }
     }
 }
+
+/// How long the integrity check at open takes on a large database (`S2SFS_META_RECORDS`
+/// records of a block-map entry's size, default 2,000,000: the block map of 256 GiB of
+/// 128 KiB blocks). Run: `cargo test --release --lib -- --ignored open_time --nocapture`.
+#[cfg(test)]
+mod open_time {
+    use super::*;
+
+    #[test]
+    #[ignore = "measurement (ARCHITECTURE.md, the metadata store)"]
+    fn open_time_of_a_large_database() {
+        let n: u64 = std::env::var("S2SFS_META_RECORDS").ok().and_then(|s| s.parse().ok()).unwrap_or(2_000_000);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.redb");
+        let meta = Meta::open(&path, 16 << 20).unwrap();
+        let value = [7u8; 32];
+        let t = std::time::Instant::now();
+        for chunk in (0..n).collect::<Vec<_>>().chunks(100_000) {
+            let keys: Vec<[u8; 17]> = chunk
+                .iter()
+                .map(|i| {
+                    let mut k = [b'B'; 17];
+                    k[1..9].copy_from_slice(&(i / 1000).to_be_bytes());
+                    k[9..].copy_from_slice(&(i % 1000).to_be_bytes());
+                    k
+                })
+                .collect();
+            meta.apply(keys.iter().map(|k| (k.as_slice(), Some(value.as_slice())))).unwrap();
+        }
+        meta.flush().unwrap();
+        let filled = t.elapsed();
+        drop(meta);
+        let bytes = std::fs::metadata(&path).unwrap().len();
+        let t = std::time::Instant::now();
+        let meta = Meta::open(&path, 16 << 20).unwrap();
+        println!(
+            "{n} records, file {:.1} MB: written in {:.2?}, reopened (every page verified) in {:.2?}",
+            bytes as f64 / 1e6,
+            filled,
+            t.elapsed()
+        );
+        let mut last = [b'B'; 17];
+        last[1..9].copy_from_slice(&((n - 1) / 1000).to_be_bytes());
+        last[9..].copy_from_slice(&((n - 1) % 1000).to_be_bytes());
+        assert_eq!(meta.get(&last).unwrap().as_deref(), Some(value.as_slice()));
+    }
+}
