@@ -212,11 +212,7 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 }
 
 fn meta_error(path: &Path, e: redb::Error) -> StoreError {
-    let io = match &e {
-        redb::Error::Io(io) => Some(io),
-        _ => None,
-    };
-    if let Some(io) = io
+    if let redb::Error::Io(io) = &e
         && (io.raw_os_error() == Some(libc::ENOSPC) || io.kind() == std::io::ErrorKind::StorageFull)
     {
         return StoreError::NoSpace;

@@ -6,7 +6,8 @@
 //! 2. `meta.redb.tmp` is renamed to `meta.redb` (the directory is synced): from here on
 //!    the new file is whole, and a later open skips the copy;
 //! 3. the format file says 2 (written atomically);
-//! 4. `meta/` is removed (`Layout::remove_legacy_meta`, also at every later open).
+//! 4. `meta/` is removed (`Layout::remove_legacy_meta`, which `Store::open` calls at
+//!    every open, so a crash before it is finished by the next one).
 //!
 //! A crash before 2 leaves format 1 with sled untouched: the next open copies again.
 
@@ -40,9 +41,7 @@ pub fn from_sled(layout: &Layout, cache_bytes: u64) -> Result<(), StoreError> {
             start.elapsed()
         );
     }
-    layout.write_format(FORMAT_VERSION)?;
-    layout.remove_legacy_meta();
-    Ok(())
+    layout.write_format(FORMAT_VERSION)
 }
 
 /// Copies every record of the sled database at `sled_dir` into a new redb file at `to`;
@@ -122,6 +121,10 @@ mod tests {
         out
     }
 
+    fn max_ino(records: &Records) -> Option<u64> {
+        records.iter().filter(|(k, _)| k[0] == TAG_INODE).map(|(k, _)| u64::from_be_bytes(k[1..9].try_into().unwrap())).max()
+    }
+
     /// Turns a current store back into format 1: its records in sled under meta/, sled's
     /// id counter past every id the store used.
     fn make_format_1(root: &Path, records: &Records, keep_redb: bool) {
@@ -137,8 +140,8 @@ mod tests {
             };
             db.insert(k, v).unwrap();
         }
-        let max_ino = records.iter().filter(|(k, _)| k[0] == TAG_INODE).map(|(k, _)| u64::from_be_bytes(k[1..9].try_into().unwrap())).max();
-        while db.generate_id().unwrap() + 2 <= max_ino.unwrap() {}
+        let max_ino = max_ino(records);
+        while Some(db.generate_id().unwrap() + 2) <= max_ino {}
         db.flush().unwrap();
         drop(db);
         if !keep_redb {
@@ -153,8 +156,7 @@ mod tests {
         assert_eq!(std::fs::read_to_string(root.join("format")).unwrap(), "s2sfs-store 2\n");
         assert!(!root.join("meta").exists(), "the sled directory was left behind");
         assert!(!root.join("meta.redb.tmp").exists());
-        let max_ino = want.iter().filter(|(k, _)| k[0] == TAG_INODE).map(|(k, _)| u64::from_be_bytes(k[1..9].try_into().unwrap())).max();
-        assert!(Some(store.new_ino().unwrap()) > max_ino, "an inode number would be reused");
+        assert!(Some(store.new_ino().unwrap()) > max_ino(want), "an inode number would be reused");
         let report = fsck(&store, false);
         assert!(report.problems.is_empty(), "{:#?}", report.problems);
     }

@@ -394,12 +394,6 @@ impl Store {
         layout::record_state(&self._lock, &self.layout.lock(), &layout::close_text(error))
     }
 
-    /// Whether freed frames wait for a flush or a punch to give their space back.
-    pub fn has_freed(&self) -> bool {
-        !self.freed.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
-            || !self.punchable.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
-    }
-
     /// Whether the store's disk has room for changes that add data. Below the margin only
     /// changes that free space go through, so the metadata database never meets a full
     /// disk (a failed write leaves it refusing further writes until reopened) and
@@ -466,6 +460,11 @@ impl Store {
 /// Raw access for tests that damage a store on purpose.
 #[cfg(test)]
 impl Store {
+    /// Whether freed frames wait for a flush or a punch to give their space back.
+    pub(crate) fn has_freed(&self) -> bool {
+        !self.freed.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
+            || !self.punchable.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
+    }
     pub(crate) fn raw_put(&self, key: &[u8], value: &[u8]) {
         self.meta.apply([(key, Some(value))]).unwrap();
     }
