@@ -12,7 +12,7 @@
 //!   names in one directory) from 4 threads; a stall of 30 s fails the test (the daemon is
 //!   killed so that the test ends). Then the listing must match what stat sees, and fsck
 //!   must be clean after umount. Prints ops/second.
-//! - `bench_churn` (ignored): the same churn in $S2SFS_STRESS_DIR, for bench/reliability.sh.
+//! - `bench_churn` (ignored): the same churn in $S2SFS_STRESS_DIR, for bench/metadata.sh.
 //! - `bench_workload` (ignored): the same concurrency workload in $S2SFS_STRESS_DIR, any
 //!   directory, for bench/reliability.sh (s2sfs vs bindfs).
 //!
@@ -203,9 +203,9 @@ fn name_churn_never_hangs() {
     fsck_clean(&m.store, "after the name churn");
 }
 
-/// The name churn on any directory, for bench/reliability.sh (s2sfs vs bindfs).
+/// The name churn on any directory, for bench/metadata.sh (s2sfs vs bindfs).
 #[test]
-#[ignore = "benchmark driver for bench/reliability.sh (needs S2SFS_STRESS_DIR)"]
+#[ignore = "benchmark driver for bench/metadata.sh (needs S2SFS_STRESS_DIR)"]
 fn bench_churn() {
     let dir = std::env::var("S2SFS_STRESS_DIR").expect("set S2SFS_STRESS_DIR to an empty directory");
     let label = std::env::var("S2SFS_STRESS_LABEL").unwrap_or_else(|_| "dir".into());
