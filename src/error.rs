@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::codec::CodecError;
+use crate::codec::{CodecError, ModelError};
 use crate::store::StoreError;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -46,6 +46,8 @@ pub enum Error {
     Store(#[from] StoreError),
     #[error(transparent)]
     Codec(#[from] CodecError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
     #[error("{path}: {source}")]
     Path {
         path: PathBuf,
@@ -71,7 +73,7 @@ impl Error {
             Error::TooManyLinks => libc::EMLINK,
             Error::FileTooBig => libc::EFBIG,
             Error::BadHandle => libc::EBADF,
-            Error::Corrupt { .. } | Error::Codec(_) => libc::EIO,
+            Error::Corrupt { .. } | Error::Codec(_) | Error::Model(_) => libc::EIO,
             Error::Store(e) => e.errno(),
             Error::Path { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
         }

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::codec::{CodecChoice, Codecs};
-use crate::store::{FsckOutcome, FsckReport, Problem, Progress, Store, StoreError, StoreOptions};
+use crate::codec::{CodecKind, CodecSpec, Codecs, ModelRegistry, open_codecs};
+use crate::store::{FrameInfo, FsckOutcome, FsckReport, Problem, Progress, Store, StoreError, StoreOptions, VerifyError};
 
 pub const EXIT_CLEAN: u8 = 0;
 pub const EXIT_REPAIRED: u8 = 1;
@@ -85,9 +85,10 @@ pub fn check(store_dir: &Path, repair: bool, show_progress: bool) -> Result<Fsck
         Err(StoreError::Locked(_)) => return Err(FsckError::InUse(store_dir.to_path_buf())),
         other => other?,
     };
-    // Frames name their codec; reading ignores the writer choice.
-    let codecs = Codecs::new(CodecChoice::Zstd, 3);
-    let verify = |frame: &[u8]| codecs.decode_frame(frame).map_err(|e| e.to_string());
+    // Frames name their codec and model; every model the store keeps is loaded (one that
+    // cannot be is logged, and its frames reported as unavailable, not damaged).
+    let codecs = codec_set_of(&store);
+    let verify = |frame: &[u8]| verify_frame(&codecs, frame);
     let bar = ProgressBar::with_draw_target(None, if show_progress { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
     bar.set_style(
         ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} ({eta})")
@@ -102,6 +103,20 @@ pub fn check(store_dir: &Path, repair: bool, show_progress: bool) -> Result<Fsck
     let report = store.fsck(&verify, repair, &mut on_progress);
     bar.finish_and_clear();
     Ok(report?)
+}
+
+/// Decodes a frame for fsck, with what its header says it is. A frame whose learned model
+/// this volume does not have is unavailable, not damaged: fsck leaves its blocks alone.
+pub fn verify_frame(codecs: &Codecs, frame: &[u8]) -> Result<(Vec<u8>, FrameInfo), VerifyError> {
+    let verify_error = |e: crate::codec::CodecError| match e {
+        crate::codec::CodecError::UnknownModel(_) => VerifyError::Unavailable(e.to_string()),
+        other => VerifyError::Damaged(other.to_string()),
+    };
+    let plain = codecs.decode_frame(frame).map_err(verify_error)?;
+    let h = crate::codec::FrameHeader::parse(frame).map_err(verify_error)?;
+    let mut model = [0u8; 8];
+    model.copy_from_slice(&h.model_id.0[..8]);
+    Ok((plain, FrameInfo { codec: h.codec as u8, model, plain_len: h.plain_len }))
 }
 
 /// The human-readable report: a summary, then each problem on one line as
@@ -178,6 +193,18 @@ fn bytes(n: u64) -> String {
     indicatif::HumanBytes(n).to_string()
 }
 
+/// The codecs that read every frame of `store`: the classic ones and the store's models.
+fn codec_set_of(store: &Store) -> Codecs {
+    match open_codecs(&CodecSpec::default(), CodecKind::Zstd, Some(&ModelRegistry::new(&store.models_dir()))) {
+        Ok(set) => set.codecs,
+        // Only copying a model in can fail, and a zstd spec copies nothing.
+        Err(e) => {
+            log::error!("{e}");
+            Codecs::new(crate::codec::ZSTD_DEFAULT_LEVEL)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,3 +248,4 @@ mod tests {
         assert_eq!(json["repaired"], true);
     }
 }
+

@@ -4,9 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, Args, Parser, Subcommand};
 use s2sfs::VolumeOptions;
-use s2sfs::codec::CodecChoice;
+use s2sfs::codec::CodecSpec;
 
 #[derive(Parser)]
 #[command(
@@ -49,6 +49,26 @@ Exit status:
 A mounted store is checked read-only through its daemon (writes wait while the
 metadata is read); --repair needs the store unmounted.")]
     Fsck(FsckArgs),
+    /// Statistics of a volume: logical, unique and stored bytes, holes, dedup, ratios, per
+    /// codec and per model, recompression, block cache.
+    #[command(after_help = "\
+A mounted volume answers through its daemon (give its mount point, or its store with
+--store); an unmounted store is read directly. --json prints the same JSON as the mount's
+root directory holds in the xattr user.s2sfs.stats, on one line (README.md, \"Statistics\").")]
+    Stats(StatsArgs),
+    /// The learned models of a volume: those its store keeps and those its frames name, with
+    /// their frames, bytes and status (ok, damaged, missing).
+    Models(StatsArgs),
+    /// Re-code the stored blocks of a mounted volume: to t5 (smaller), or back to zstd
+    /// (faster reads).
+    #[command(after_help = "\
+The daemon of the mount does the work, in the background of the volume: it pauses while
+the mount serves requests, and files stay readable and writable throughout. A block is
+replaced only when its new frame is smaller (t5), or when it is a t5 frame (zstd). Blocks
+shared by several files are re-coded once. Without --codec: the volume's background
+target (t5 and auto volumes), else t5 with the volume's model. --model DIR adds that model
+to the store (STORE/models) and codes with it.")]
+    Recompress(RecompressCmd),
     /// Train the t5 coder's model on a corpus directory and export it (CODER.md).
     #[command(after_help = "\
 Cuts the corpus files into 128 KiB blocks, learns a tokenizer into MODELDIR/tokenizer.json
@@ -121,26 +141,14 @@ struct FileToFile {
     output: PathBuf,
 }
 
+/// `s2sfs codec`'s options: the codec (t5 when none is given) and the block size.
 #[derive(Args)]
 struct CodecWith {
-    /// The codec new frames are written with.
-    #[arg(long, value_enum, default_value_t = ToolCodecArg::T5)]
-    codec: ToolCodecArg,
-    /// The t5 model directory [default: the model shipped with s2sfs, models/default].
-    #[arg(long, value_name = "DIR")]
-    model: Option<PathBuf>,
+    #[command(flatten)]
+    spec: CodecSpec,
     /// Block size in KiB (a volume's default is 128).
     #[arg(long, value_name = "N", default_value_t = 128, value_parser = parse_block_kib)]
     block_kib: u32,
-    /// zstd level for --codec zstd.
-    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=22))]
-    zstd_level: i32,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum ToolCodecArg {
-    T5,
-    Zstd,
 }
 
 #[derive(Args)]
@@ -178,6 +186,20 @@ struct TrainArgs {
     json: bool,
 }
 
+/// `s2sfs stats` and `s2sfs models`: a mount point, or a store directory.
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("volume").required(true).args(["mountpoint", "store"])))]
+struct StatsArgs {
+    /// The mount point of an s2sfs volume.
+    mountpoint: Option<PathBuf>,
+    /// The store directory instead (mounted or not).
+    #[arg(long, value_name = "DIR")]
+    store: Option<PathBuf>,
+    /// Print JSON on stdout, on one line.
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Args)]
 struct FsckArgs {
     /// The store directory.
@@ -192,6 +214,24 @@ struct FsckArgs {
 }
 
 #[derive(Args)]
+struct RecompressCmd {
+    /// The mount point of an s2sfs volume.
+    mountpoint: PathBuf,
+    /// Only blocks not written for this long (e.g. 0s, 10m, 2h).
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = humantime::parse_duration)]
+    older_than: std::time::Duration,
+    /// t5 or zstd [default: the volume's background target, else t5].
+    #[arg(long, value_enum)]
+    codec: Option<s2sfs::volume::RecompressCodec>,
+    /// The t5 model directory [default: the volume's model].
+    #[arg(long, value_name = "DIR")]
+    model: Option<PathBuf>,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
 struct MountArgs {
     /// Where to mount (an existing directory).
     mountpoint: PathBuf,
@@ -199,13 +239,13 @@ struct MountArgs {
     /// $XDG_DATA_HOME/s2sfs/<escaped mount point> for others].
     #[arg(long, value_name = "DIR")]
     store: Option<PathBuf>,
-    /// Codec for newly written blocks.
-    #[arg(long, value_enum, default_value_t = Codec::from(VolumeOptions::default().codec))]
-    codec: Codec,
-    /// zstd compression level.
-    #[arg(long, value_name = "N", default_value_t = VolumeOptions::default().zstd_level,
-          value_parser = clap::value_parser!(i32).range(1..=22))]
-    zstd_level: i32,
+    /// The codec (zstd when none is given), its zstd level and the t5 model.
+    #[command(flatten)]
+    spec: CodecSpec,
+    /// Blocks not written for this long are re-coded by background recompression on t5
+    /// and auto volumes (e.g. 30s, 10m, 2h; 0 or "off" turns it off).
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_recompress_after)]
+    recompress_after: RecompressAfter,
     /// Memory for decoded blocks, MiB.
     #[arg(long, value_name = "N", default_value_t = (VolumeOptions::default().cache_bytes >> 20) as u64,
           value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
@@ -223,27 +263,14 @@ struct MountArgs {
     options: Vec<String>,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum Codec {
-    Zstd,
-    Raw,
-}
+/// `--recompress-after`: a duration, or off.
+#[derive(Clone, Copy)]
+struct RecompressAfter(Option<std::time::Duration>);
 
-impl From<CodecChoice> for Codec {
-    fn from(c: CodecChoice) -> Codec {
-        match c {
-            CodecChoice::Zstd => Codec::Zstd,
-            CodecChoice::Raw => Codec::Raw,
-        }
-    }
-}
-
-impl From<Codec> for CodecChoice {
-    fn from(c: Codec) -> CodecChoice {
-        match c {
-            Codec::Zstd => CodecChoice::Zstd,
-            Codec::Raw => CodecChoice::Raw,
-        }
+fn parse_recompress_after(s: &str) -> Result<RecompressAfter, String> {
+    match s {
+        "off" | "0" => Ok(RecompressAfter(None)),
+        _ => humantime::parse_duration(s).map(|d| RecompressAfter(Some(d))).map_err(|e| format!("{e} (e.g. 30s, 10m, 2h, or off)")),
     }
 }
 
@@ -276,6 +303,108 @@ fn fsck(args: FsckArgs) -> ExitCode {
             ExitCode::from(s2sfs::fsck::EXIT_ERROR)
         }
     }
+}
+
+fn recompress(cmd: RecompressCmd) -> Result<ExitCode> {
+    use s2sfs::fs::control;
+    let store = control::mounted_store_of(&cmd.mountpoint)?;
+    let model = match cmd.model {
+        Some(dir) => Some(dir.canonicalize().map_err(|e| anyhow::anyhow!("model directory {}: {e}", dir.display()))?),
+        None => None,
+    };
+    let args = control::RecompressArgs { older_than_secs: cmd.older_than.as_secs(), codec: cmd.codec, model };
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("recompressing [{bar:40}] {pos}/{len} blocks ({per_sec}, {eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let shown = cmd.mountpoint.display();
+    let report = control::recompress_mounted(&store, &args, &mut |p| {
+        bar.set_length(p.blocks_total);
+        bar.set_position(p.blocks_done);
+    });
+    bar.finish_and_clear();
+    let report = report
+        .map_err(|e| anyhow::anyhow!("recompressing {shown}: {e}"))?
+        .ok_or_else(|| anyhow::anyhow!("the daemon of {shown} does not answer on {} (has it exited?)", control::socket_path(&store).display()))?;
+    if cmd.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        use indicatif::HumanBytes;
+        let ratio = |stored: u64| report.logical_bytes as f64 / stored.max(1) as f64;
+        println!(
+            "{shown}: {} of {} blocks re-coded to {} in {:.1} s",
+            report.blocks_recompressed, report.blocks_examined, report.target, report.seconds
+        );
+        println!("  logical bytes  {:>14} ({})", report.logical_bytes, HumanBytes(report.logical_bytes));
+        println!("  stored before  {:>14} ({}, {:.2}x)", report.stored_before, HumanBytes(report.stored_before), ratio(report.stored_before));
+        println!("  stored after   {:>14} ({}, {:.2}x)", report.stored_after, HumanBytes(report.stored_after), ratio(report.stored_after));
+        println!(
+            "  {} kept (no gain), {} skipped (changed meanwhile), {} paused for requests",
+            report.blocks_kept, report.blocks_skipped, report.pauses
+        );
+    }
+    if report.blocks_damaged > 0 {
+        eprintln!("s2sfs: {} blocks do not decode; `s2sfs fsck --store {}` reports them", report.blocks_damaged, store.display());
+        return Ok(ExitCode::FAILURE);
+    }
+    if report.stopped {
+        eprintln!("s2sfs: recompression of {shown} stopped early (the volume is being unmounted)");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `s2sfs stats` (or `s2sfs models`): the JSON from the daemon of a mount (or of a store
+/// that is mounted), or read from an unmounted store; printed as is, or as tables.
+fn stats(args: StatsArgs, models: bool) -> Result<()> {
+    use s2sfs::fs::control;
+    use s2sfs::volume;
+    let (store, mounted) = match (args.mountpoint, args.store) {
+        (Some(mnt), _) => (control::mounted_store_of(&mnt)?, true),
+        (None, Some(dir)) => (dir, false),
+        (None, None) => anyhow::bail!("give a mount point or --store DIR"),
+    };
+    let offline = if mounted {
+        None
+    } else {
+        let json = if models {
+            volume::store_models(&store).map(|m| serde_json::to_string(&m))
+        } else {
+            volume::store_stats(&store).map(|s| serde_json::to_string(&s))
+        };
+        match json {
+            Ok(json) => Some(json?),
+            // Mounted (locked): its daemon answers.
+            Err(e) if volume::is_locked(&e) => None,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let json = match offline {
+        Some(json) => json,
+        None => {
+            let asked = if models { control::models_mounted(&store)? } else { control::stats_mounted(&store)? };
+            asked.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "store {} is in use, but nothing answers on {} (a daemon that hangs, or another s2sfs command?)",
+                    store.display(),
+                    control::socket_path(&store).display()
+                )
+            })?
+        }
+    };
+    if args.json {
+        println!("{json}");
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    if models {
+        volume::render_models(&mut out, &serde_json::from_str::<Vec<volume::ModelStats>>(&json)?)?;
+    } else {
+        volume::render_stats(&mut out, &serde_json::from_str::<volume::Stats>(&json)?)?;
+    }
+    Ok(())
 }
 
 fn train(args: TrainArgs) -> Result<()> {
@@ -352,18 +481,9 @@ fn codec_run(cmd: CodecCommand) -> Result<(), s2sfs::codectool::ToolError> {
         CodecCommand::Compress(f) | CodecCommand::Decompress(f) => &f.with,
         CodecCommand::Eval { with, .. } | CodecCommand::Batch { with, .. } => with,
     };
-    let (kind, name) = match with.codec {
-        ToolCodecArg::T5 => (tool::ToolCodec::T5, "t5"),
-        ToolCodecArg::Zstd => (tool::ToolCodec::Zstd, "zstd"),
-    };
-    // Reading needs the model whatever writes; without --model only t5 insists on one.
-    let model = match (kind, &with.model) {
-        (_, Some(dir)) => Some(tool::load_model(Some(dir))?),
-        (tool::ToolCodec::T5, None) => Some(tool::load_model(None)?),
-        (tool::ToolCodec::Zstd, None) => tool::load_model(None).ok(),
-    };
-    let t5 = model.clone().map(s2sfs::coder::T5Codec::new);
-    let codecs = tool::codecs(kind, with.zstd_level, model);
+    let set = tool::codecs(&with.spec)?;
+    let name = set.kind.name();
+    let codecs = set.codecs;
     let block = tool::check_block_size(with.block_kib as usize * 1024)?;
     match cmd {
         CodecCommand::Compress(FileToFile { input, output, .. }) => {
@@ -391,7 +511,7 @@ fn codec_run(cmd: CodecCommand) -> Result<(), s2sfs::codectool::ToolError> {
             }
         }
         CodecCommand::Batch { files, batch, json, .. } => {
-            let codec = t5.ok_or_else(|| tool::ToolError::NoModel(tool::default_model_dir()))?;
+            let codec = set.model.map(s2sfs::coder::T5Codec::new).ok_or(tool::ToolError::NoModel)?;
             let bar = byte_bar(files.iter().map(|f| file_len(f)).sum(), "decoding in batches");
             let report = tool::batch_decode(&codecs, &codec, block, &files, batch as usize, &|n| bar.set_position(n))?;
             bar.finish_and_clear();
@@ -413,8 +533,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Mount(m) => {
             let volume = VolumeOptions {
-                codec: m.codec.into(),
-                zstd_level: m.zstd_level,
+                codec: m.spec,
+                recompress_after: m.recompress_after.0,
                 block_size: m.block_kib * 1024,
                 cache_bytes: usize::try_from(m.cache_mb << 20)?,
                 ..VolumeOptions::default()
@@ -430,6 +550,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Umount { mountpoint } => s2sfs::fs::umount(&mountpoint)?,
         Command::Fsck(args) => return Ok(fsck(args)),
+        Command::Stats(args) => stats(args, false)?,
+        Command::Models(args) => stats(args, true)?,
+        Command::Recompress(cmd) => return recompress(cmd),
         Command::Train(args) => train(args)?,
         Command::Quantization { model, json, files } => quantization(&model, json, &files)?,
         Command::Codec(cmd) => codec(cmd)?,

@@ -6,6 +6,8 @@
 #[path = "mounted/harness.rs"]
 mod harness;
 
+#[path = "mounted/archival.rs"]
+mod archival;
 #[path = "mounted/dirs.rs"]
 mod dirs;
 #[path = "mounted/files.rs"]
@@ -20,3 +22,5 @@ mod links;
 mod meta;
 #[path = "mounted/safety.rs"]
 mod safety;
+#[path = "mounted/stats.rs"]
+mod stats;

@@ -27,6 +27,24 @@ pub struct BlockCache {
     /// Sum of the lengths of the cached blocks; never above `capacity`.
     bytes: usize,
     capacity: usize,
+    /// Lookups by `get` that found their block, and that did not (statistics).
+    hits: u64,
+    misses: u64,
+}
+
+/// The cache's counters and size at one moment (`BlockCache::counters`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheCounters {
+    /// Lookups that found their block since the cache was made.
+    pub hits: u64,
+    /// Lookups that did not (the block was then read from its pack and decoded).
+    pub misses: u64,
+    /// Blocks cached now.
+    pub blocks: u64,
+    /// Bytes of block data cached now.
+    pub bytes: u64,
+    /// The byte bound.
+    pub capacity: u64,
 }
 
 impl BlockCache {
@@ -36,12 +54,20 @@ impl BlockCache {
             map: LruCache::unbounded(),
             bytes: 0,
             capacity: capacity_bytes,
+            hits: 0,
+            misses: 0,
         }
     }
 
-    /// The block with this hash, marking it most recently used.
+    /// The block with this hash, marking it most recently used; counted as a hit or a miss.
     pub fn get(&mut self, key: &BlockHash) -> Option<Arc<Vec<u8>>> {
-        self.map.get(key).cloned()
+        let found = self.map.get(key).cloned();
+        if found.is_some() {
+            self.hits += 1;
+        } else {
+            self.misses += 1;
+        }
+        found
     }
 
     /// Whether the block with this hash is cached; does not change its recency.
@@ -103,6 +129,17 @@ impl BlockCache {
 
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
+    }
+
+    /// Hits and misses of `get` so far (`contains` counts neither), and the size now.
+    pub fn counters(&self) -> CacheCounters {
+        CacheCounters {
+            hits: self.hits,
+            misses: self.misses,
+            blocks: self.map.len() as u64,
+            bytes: self.bytes as u64,
+            capacity: self.capacity as u64,
+        }
     }
 }
 
@@ -234,6 +271,20 @@ mod tests {
         assert_eq!((c.len(), c.bytes()), (1, 200));
         c.clear();
         assert_eq!((c.len(), c.bytes(), c.capacity()), (0, 0, 1000));
+    }
+
+    #[test]
+    fn counters_count_hits_and_misses_of_get_only() {
+        let mut c = BlockCache::new(1000);
+        assert!(c.get(&key(1)).is_none());
+        c.insert(key(1), block(100, 1));
+        assert!(c.get(&key(1)).is_some());
+        assert!(c.get(&key(1)).is_some());
+        assert!(!c.contains(&key(2)));
+        assert_eq!(c.counters(), CacheCounters { hits: 2, misses: 1, blocks: 1, bytes: 100, capacity: 1000 });
+        // Clearing drops the blocks, not the history.
+        c.clear();
+        assert_eq!((c.counters().hits, c.counters().blocks), (2, 0));
     }
 
     #[test]

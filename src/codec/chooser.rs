@@ -12,13 +12,14 @@
 //! the plaintext checksum.
 
 use std::fmt;
+use std::sync::Arc;
 
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::frame::{CodecId, FrameHeader, HEADER_LEN};
 use super::raw::Raw;
 use super::zstd::{Zstd, compress_with_level};
-use super::{Codec, CodecChoice, CodecError, ModelId};
+use super::{Codec, CodecError, ModelId};
 
 /// The largest plaintext a frame may declare. Far above any block size a volume uses,
 /// low enough that trusting a (header-checked) length cannot exhaust memory.
@@ -37,87 +38,159 @@ const PROBE_CHUNKS: usize = 4;
 /// levels 1-3, against 6 ms at level 19), so probing would only slow compressible data.
 const PROBE_ABOVE_ZSTD_LEVEL: i32 = 3;
 
-/// Every codec this volume can read, and the one it writes with.
+/// What new frames are written as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Raw,
+    /// zstd at this level, when it saves at least 1/8 of the block; raw otherwise.
+    Zstd { level: i32 },
+    /// The learned codec with `model`, when it saves at least 1/8; raw otherwise. What
+    /// `s2sfs codec` measures: the learned coder alone.
+    Learned { model: ModelId },
+    /// The smallest valid frame of: the learned codec with `model`, zstd at `zstd_level`,
+    /// raw. A block never grows because of the learned coder. What volumes write.
+    Smallest { model: ModelId, zstd_level: i32 },
+}
+
+impl Target {
+    /// The learned model this target weighs blocks against (NONE for classic targets).
+    pub fn model(&self) -> ModelId {
+        match self {
+            Target::Smallest { model, .. } | Target::Learned { model } => *model,
+            _ => ModelId::NONE,
+        }
+    }
+}
+
+/// Every codec this volume can read, and what it writes.
+#[derive(Clone)]
 pub struct Codecs {
     /// Raw first, then zstd, then registered codecs. Small: a linear scan beats a map.
-    codecs: Vec<Box<dyn Codec>>,
-    /// Index into `codecs` of the codec new blocks are written with.
-    writer: usize,
-    /// Level of the built-in zstd codec, to decide whether it is worth probing for.
-    zstd_level: i32,
-    /// Whether `encode_block` runs the incompressibility probe before the writer.
-    probe: bool,
+    codecs: Vec<Arc<dyn Codec>>,
+    writer: Target,
 }
 
 impl Codecs {
-    /// Raw and zstd (at `zstd_level`, clamped to zstd's range) for reading; `choice`
-    /// for writing.
-    pub fn new(choice: CodecChoice, zstd_level: i32) -> Codecs {
-        let zstd = Zstd::new(zstd_level);
-        let zstd_level = zstd.level();
-        let codecs: Vec<Box<dyn Codec>> = vec![Box::new(Raw), Box::new(zstd)];
-        let (writer, id) = match choice {
-            CodecChoice::Raw => (0, CodecId::Raw),
-            CodecChoice::Zstd => (1, CodecId::Zstd),
-        };
-        Codecs {
-            codecs,
-            writer,
-            zstd_level,
-            probe: worth_probing(id, zstd_level),
-        }
+    /// Raw and zstd for reading; `writer` for writing (a learned target's model must be
+    /// registered before `set_writer`).
+    pub fn new(level: i32) -> Codecs {
+        let codecs: Vec<Arc<dyn Codec>> = vec![Arc::new(Raw), Arc::new(Zstd::new(level))];
+        let level = Zstd::new(level).level();
+        Codecs { codecs, writer: Target::Zstd { level } }
     }
 
     /// Registers an extra codec (the learned one) for reading, and makes it available to
     /// `set_writer`. A codec with the same id and model replaces the earlier one.
-    pub fn register(&mut self, codec: Box<dyn Codec>) {
+    pub fn register(&mut self, codec: Arc<dyn Codec>) {
         match self.position(codec.id(), codec.model_id()) {
             Some(i) => self.codecs[i] = codec,
             None => self.codecs.push(codec),
         }
     }
 
-    /// Makes the codec `(id, model_id)` the one new blocks are written with. It must be
-    /// built in (raw, zstd, with `ModelId::NONE`) or registered.
-    pub fn set_writer(&mut self, id: CodecId, model_id: ModelId) -> Result<(), CodecError> {
-        self.writer = self
-            .position(id, model_id)
-            .ok_or(CodecError::UnknownModel(model_id))?;
-        self.probe = worth_probing(id, self.zstd_level);
+    /// Whether frames of the learned model `model` can be read and written.
+    pub fn has_model(&self, model: ModelId) -> bool {
+        self.position(CodecId::T5, model).is_some()
+    }
+
+    /// Makes `target` what new blocks are written as; its model must be registered.
+    pub fn set_writer(&mut self, target: Target) -> Result<(), CodecError> {
+        self.check_target(target)?;
+        self.writer = target;
         Ok(())
     }
 
-    /// The codec and model new blocks are written with (when compression pays).
-    pub fn writer(&self) -> (CodecId, ModelId) {
-        let w = &self.codecs[self.writer];
-        (w.id(), w.model_id())
+    /// Whether `encode_as` can write `target`.
+    pub fn check_target(&self, target: Target) -> Result<(), CodecError> {
+        match target {
+            Target::Smallest { model, .. } | Target::Learned { model } if !self.has_model(model) => Err(CodecError::UnknownModel(model)),
+            _ => Ok(()),
+        }
     }
 
-    /// Compresses one block into a complete frame with the configured codec; falls back
-    /// to a raw frame when the codec does not save at least 1/8 of the block (ZFS's
-    /// rule), when a cheap probe says the block is incompressible, or when the codec
-    /// fails (a raw frame is always a correct answer, so a codec error must not fail a
-    /// write). Errors only for a block longer than `MAX_PLAIN_LEN`.
+    /// What new blocks are written as.
+    pub fn writer(&self) -> Target {
+        self.writer
+    }
+
+    /// Compresses one block into a complete frame as the volume writes it
+    /// (`encode_as(plain, writer)`).
     pub fn encode_block(&self, plain: &[u8]) -> Result<Vec<u8>, CodecError> {
+        self.encode_as(plain, self.writer)
+    }
+
+    /// Compresses one block into a complete frame for `target`. A raw frame is always a
+    /// correct answer, so a codec that fails, or a block a cheap probe finds
+    /// incompressible, is stored raw rather than failing the write. Errors only for a
+    /// block longer than `MAX_PLAIN_LEN`.
+    pub fn encode_as(&self, plain: &[u8], target: Target) -> Result<Vec<u8>, CodecError> {
         if plain.len() > MAX_PLAIN_LEN {
             return Err(CodecError::TooLarge(plain.len()));
         }
-        let codec = &self.codecs[self.writer];
-        if codec.id() == CodecId::Raw || (self.probe && looks_incompressible(plain)) {
-            return raw_frame(plain);
-        }
-        let payload = match codec.compress(plain) {
-            Ok(p) => p,
-            Err(e) => {
-                log::warn!("{} compression failed, storing block raw: {e}", codec.id());
-                return raw_frame(plain);
+        match target {
+            Target::Raw => raw_frame(plain),
+            Target::Zstd { level } => {
+                if level > PROBE_ABOVE_ZSTD_LEVEL && looks_incompressible(plain) {
+                    return raw_frame(plain);
+                }
+                let zstd = self.zstd_frame(plain, level)?;
+                // ZFS's rule: a frame that saves less than 1/8 costs CPU on every read
+                // for almost no space.
+                match zstd {
+                    Some(f) if f.len() - HEADER_LEN <= plain.len() - plain.len() / 8 => Ok(f),
+                    _ => raw_frame(plain),
+                }
             }
-        };
-        if payload.len() > plain.len() - plain.len() / 8 {
-            return raw_frame(plain);
+            Target::Learned { model } => {
+                if looks_incompressible(plain) {
+                    return raw_frame(plain);
+                }
+                let learned = self.position(CodecId::T5, model).ok_or(CodecError::UnknownModel(model))?;
+                match self.codec_frame(self.codecs[learned].as_ref(), plain)? {
+                    Some(f) if f.len() - HEADER_LEN <= plain.len() - plain.len() / 8 => Ok(f),
+                    _ => raw_frame(plain),
+                }
+            }
+            Target::Smallest { model, zstd_level } => {
+                if looks_incompressible(plain) {
+                    return raw_frame(plain);
+                }
+                let mut best = raw_frame(plain)?;
+                if let Some(f) = self.zstd_frame(plain, zstd_level)?
+                    && f.len() < best.len()
+                {
+                    best = f;
+                }
+                let learned = self.position(CodecId::T5, model).ok_or(CodecError::UnknownModel(model))?;
+                if let Some(f) = self.codec_frame(self.codecs[learned].as_ref(), plain)?
+                    && f.len() < best.len()
+                {
+                    best = f;
+                }
+                Ok(best)
+            }
         }
-        let header = FrameHeader::new(codec.id(), codec.model_id(), plain, &payload)?;
-        Ok(header.encode(&payload))
+    }
+
+    fn zstd_frame(&self, plain: &[u8], level: i32) -> Result<Option<Vec<u8>>, CodecError> {
+        match compress_with_level(plain, level) {
+            Ok(payload) => Ok(Some(FrameHeader::new(CodecId::Zstd, ModelId::NONE, plain, &payload)?.encode(&payload))),
+            Err(e) => {
+                log::warn!("zstd compression failed, storing the block otherwise: {e}");
+                Ok(None)
+            }
+        }
+    }
+
+    /// `codec`'s frame of `plain`, or None when the codec fails (logged).
+    fn codec_frame(&self, codec: &dyn Codec, plain: &[u8]) -> Result<Option<Vec<u8>>, CodecError> {
+        match codec.compress(plain) {
+            Ok(payload) => Ok(Some(FrameHeader::new(codec.id(), codec.model_id(), plain, &payload)?.encode(&payload))),
+            Err(e) => {
+                log::warn!("{} compression failed, storing the block otherwise: {e}", codec.id());
+                Ok(None)
+            }
+        }
     }
 
     /// Parses and checks the header, decodes with whatever codec the frame names (not the
@@ -152,6 +225,50 @@ impl Codecs {
         }
         codec.decompress_into(payload, out)?;
         verify_checksum(&header, out)
+    }
+
+    /// `decode_frame` of every frame, in order, with the same checks and results. Frames
+    /// of a codec that batches (t5) are decoded together, one call per codec and model,
+    /// the batchable work on `device`; the others one by one. A damaged frame is an error
+    /// for that frame only.
+    pub fn decode_frames_batched(&self, frames: &[&[u8]], device: &candle_core::Device) -> Vec<Result<Vec<u8>, CodecError>> {
+        let mut results: Vec<Option<Result<Vec<u8>, CodecError>>> = frames.iter().map(|_| None).collect();
+        // Frames that open, by codec: (codec, [(index, header, payload)]).
+        type Member<'f> = (usize, FrameHeader, &'f [u8]);
+        let mut groups: Vec<(&dyn Codec, Vec<Member<'_>>)> = Vec::new();
+        for (k, frame) in frames.iter().enumerate() {
+            match self.open_frame(frame) {
+                Err(e) => results[k] = Some(Err(e)),
+                Ok((header, codec, payload)) => {
+                    let same = |c: &&dyn Codec| c.id() == codec.id() && c.model_id() == codec.model_id();
+                    match groups.iter_mut().find(|(c, _)| same(c)) {
+                        Some((_, members)) => members.push((k, header, payload)),
+                        None => groups.push((codec, vec![(k, header, payload)])),
+                    }
+                }
+            }
+        }
+        for (codec, members) in groups {
+            let items: Vec<(&[u8], usize)> = members.iter().map(|&(_, h, p)| (p, h.plain_len as usize)).collect();
+            let decoded = codec
+                .decompress_batch(&items, device)
+                .filter(|d| d.len() == items.len())
+                .unwrap_or_else(|| items.iter().map(|&(p, n)| codec.decompress(p, n)).collect());
+            for ((k, header, _), plain) in members.into_iter().zip(decoded) {
+                results[k] = Some(plain.and_then(|plain| {
+                    let plain_len = header.plain_len as usize;
+                    if plain.len() != plain_len {
+                        return Err(CodecError::Length { expected: plain_len, got: plain.len() });
+                    }
+                    verify_checksum(&header, &plain)?;
+                    Ok(plain)
+                }));
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(CodecError::Decompress("no result from the batch".into()))))
+            .collect()
     }
 
     /// The checks both decodes start with: the header, the frame's length against it, and
@@ -197,9 +314,8 @@ impl Codecs {
 
 impl fmt::Debug for Codecs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (id, model) = self.writer();
         f.debug_struct("Codecs")
-            .field("writer", &format_args!("{id}/{model:?}"))
+            .field("writer", &self.writer)
             .field(
                 "readers",
                 &self
@@ -226,16 +342,6 @@ fn verify_checksum(header: &FrameHeader, plain: &[u8]) -> Result<(), CodecError>
         return Err(CodecError::Checksum);
     }
     Ok(())
-}
-
-/// Whether the probe costs less than it saves for this writer: yes for slow zstd levels
-/// and for any other (learned) codec, no for raw and fast zstd.
-fn worth_probing(writer: CodecId, zstd_level: i32) -> bool {
-    match writer {
-        CodecId::Raw => false,
-        CodecId::Zstd => zstd_level > PROBE_ABOVE_ZSTD_LEVEL,
-        CodecId::T5 => true,
-    }
 }
 
 fn raw_frame(plain: &[u8]) -> Result<Vec<u8>, CodecError> {
@@ -334,12 +440,12 @@ mod tests {
 
     #[test]
     fn round_trip_raw_and_zstd() {
-        for choice in [CodecChoice::Raw, CodecChoice::Zstd] {
-            let codecs = Codecs::new(choice, 3);
+        for target in [Target::Raw, Target::Zstd { level: 3 }] {
+            let codecs = writing(target);
             for data in samples() {
                 let frame = codecs.encode_block(&data).unwrap();
-                assert_eq!(codecs.decode_frame(&frame).unwrap(), data, "{choice:?}");
-                if choice == CodecChoice::Raw {
+                assert_eq!(codecs.decode_frame(&frame).unwrap(), data, "{target:?}");
+                if target == Target::Raw {
                     assert_eq!(codec_of(&frame), CodecId::Raw);
                     assert_eq!(frame.len(), HEADER_LEN + data.len());
                 }
@@ -351,8 +457,7 @@ mod tests {
     fn zstd_picks_per_block() {
         // Level 3 runs without the probe, level 12 with it.
         for level in [3, 12] {
-            let codecs = Codecs::new(CodecChoice::Zstd, level);
-            assert_eq!(codecs.probe, level > PROBE_ABOVE_ZSTD_LEVEL);
+            let codecs = Codecs::new(level);
             let t = codecs.encode_block(&text(BLOCK)).unwrap();
             assert_eq!(codec_of(&t), CodecId::Zstd);
             assert!(t.len() < BLOCK / 3);
@@ -372,25 +477,11 @@ mod tests {
     }
 
     #[test]
-    fn probe_runs_only_for_slow_writers() {
-        assert!(!Codecs::new(CodecChoice::Raw, 19).probe);
-        assert!(!Codecs::new(CodecChoice::Zstd, 1).probe);
-        assert!(Codecs::new(CodecChoice::Zstd, 4).probe);
-        let model = ModelId([3; 32]);
-        let mut c = Codecs::new(CodecChoice::Zstd, 1);
-        c.register(Box::new(TrimZeros(model)));
-        c.set_writer(CodecId::T5, model).unwrap();
-        assert!(c.probe);
-        c.set_writer(CodecId::Zstd, ModelId::NONE).unwrap();
-        assert!(!c.probe);
-    }
-
-    #[test]
     fn probe_judges_large_blocks() {
         assert!(looks_incompressible(&random(BLOCK, 3)));
         assert!(!looks_incompressible(&text(BLOCK)));
         assert!(!looks_incompressible(&random(PROBE_MIN_LEN - 1, 3)));
-        let codecs = Codecs::new(CodecChoice::Zstd, 9);
+        let codecs = Codecs::new(9);
         // A compressible head over random data makes the probe say "try" (it samples the
         // head); the threshold then stores it raw. Wasted work, never a wrong choice.
         let mut mixed = text(8 * 1024);
@@ -437,9 +528,15 @@ mod tests {
     }
 
     fn with_trim(model: ModelId) -> Codecs {
-        let mut codecs = Codecs::new(CodecChoice::Zstd, 3);
-        codecs.register(Box::new(TrimZeros(model)));
-        codecs.set_writer(CodecId::T5, model).unwrap();
+        let mut codecs = Codecs::new(3);
+        codecs.register(Arc::new(TrimZeros(model)));
+        codecs.set_writer(Target::Smallest { model, zstd_level: 3 }).unwrap();
+        codecs
+    }
+
+    fn writing(target: Target) -> Codecs {
+        let mut codecs = Codecs::new(3);
+        codecs.set_writer(target).unwrap();
         codecs
     }
 
@@ -451,33 +548,57 @@ mod tests {
     }
 
     #[test]
-    fn threshold_is_one_eighth() {
+    fn smallest_of_learned_zstd_and_raw() {
         let model = ModelId([9; 32]);
         let codecs = with_trim(model);
-        assert_eq!(codecs.writer(), (CodecId::T5, model));
-        // 8000 bytes (below the probe size): a payload of at most 7000 bytes is kept.
+        assert_eq!(codecs.writer().model(), model);
+        // Ones then zeros: the stand-in learned codec (trailing zeros cost nothing) beats
+        // zstd's framing on a short block.
         let n = 8000;
-        let exactly = ones_then_zeros(n, n - n / 8);
-        let f = codecs.encode_block(&exactly).unwrap();
+        let trimmed = ones_then_zeros(n, 10);
+        let f = codecs.encode_block(&trimmed).unwrap();
         assert_eq!(codec_of(&f), CodecId::T5);
         assert_eq!(FrameHeader::parse(&f).unwrap().model_id, model);
-        assert_eq!(f.len(), HEADER_LEN + 7000);
-        assert_eq!(codecs.decode_frame(&f).unwrap(), exactly);
-
-        let one_more = ones_then_zeros(n, n - n / 8 + 1);
-        let f = codecs.encode_block(&one_more).unwrap();
+        assert_eq!(f.len(), HEADER_LEN + 10);
+        assert_eq!(codecs.decode_frame(&f).unwrap(), trimmed);
+        // Text without trailing zeros: the learned codec stores it whole, zstd wins.
+        let t = text(BLOCK);
+        let f = codecs.encode_block(&t).unwrap();
+        assert_eq!(codec_of(&f), CodecId::Zstd);
+        assert_eq!(codecs.decode_frame(&f).unwrap(), t);
+        // Nothing helps: raw, never larger than the block plus a header.
+        let r = random(BLOCK, 5);
+        let f = codecs.encode_block(&r).unwrap();
         assert_eq!(codec_of(&f), CodecId::Raw);
-        assert_eq!(codecs.decode_frame(&f).unwrap(), one_more);
+        assert_eq!(f.len(), HEADER_LEN + BLOCK);
+        // A frame is never larger than any candidate's.
+        for data in samples() {
+            let f = codecs.encode_block(&data).unwrap();
+            let zstd = writing(Target::Zstd { level: 3 }).encode_block(&data).unwrap();
+            assert!(f.len() <= zstd.len() && f.len() <= HEADER_LEN + data.len());
+            assert_eq!(codecs.decode_frame(&f).unwrap(), data);
+        }
+    }
+
+    #[test]
+    fn zstd_keeps_the_one_eighth_rule() {
+        // 8000 bytes of one byte then random: zstd saves little, so the frame is raw.
+        let mut data = vec![7u8; 500];
+        data.extend(random(7500, 3));
+        let f = writing(Target::Zstd { level: 3 }).encode_block(&data).unwrap();
+        assert_eq!(codec_of(&f), CodecId::Raw);
     }
 
     #[test]
     fn registered_codec_is_needed_to_read_its_frames() {
         let model = ModelId([9; 32]);
-        let data = ones_then_zeros(4000, 100);
+        // Random bytes then zeros: the stand-in learned codec (100 bytes) beats zstd.
+        let mut data = random(100, 1);
+        data.resize(4000, 0);
         let frame = with_trim(model).encode_block(&data).unwrap();
         assert_eq!(codec_of(&frame), CodecId::T5);
 
-        let plain = Codecs::new(CodecChoice::Raw, 3);
+        let plain = writing(Target::Raw);
         assert!(
             matches!(plain.decode_frame(&frame), Err(CodecError::UnknownModel(m)) if m == model)
         );
@@ -488,10 +609,10 @@ mod tests {
             Err(CodecError::UnknownModel(_))
         ));
         // Registering the right one makes it readable, whatever the writer.
-        let mut reader = Codecs::new(CodecChoice::Raw, 3);
-        reader.register(Box::new(TrimZeros(model)));
+        let mut reader = writing(Target::Raw);
+        reader.register(Arc::new(TrimZeros(model)));
         assert_eq!(reader.decode_frame(&frame).unwrap(), data);
-        assert!(reader.set_writer(CodecId::T5, ModelId([1; 32])).is_err());
+        assert!(reader.set_writer(Target::Smallest { model: ModelId([1; 32]), zstd_level: 3 }).is_err());
     }
 
     #[test]
@@ -500,7 +621,7 @@ mod tests {
         let frame = FrameHeader::new(CodecId::T5, model, b"abc", b"zz")
             .unwrap()
             .encode(b"zz");
-        let codecs = Codecs::new(CodecChoice::Zstd, 3);
+        let codecs = Codecs::new(3);
         assert!(
             matches!(codecs.decode_frame(&frame), Err(CodecError::UnknownModel(m)) if m == model)
         );
@@ -509,16 +630,16 @@ mod tests {
     #[test]
     fn decode_ignores_the_configured_codec() {
         let data = text(BLOCK);
-        let zstd_frame = Codecs::new(CodecChoice::Zstd, 3)
+        let zstd_frame = Codecs::new(3)
             .encode_block(&data)
             .unwrap();
         assert_eq!(codec_of(&zstd_frame), CodecId::Zstd);
-        let raw_frame = Codecs::new(CodecChoice::Raw, 3)
+        let raw_frame = writing(Target::Raw)
             .encode_block(&data)
             .unwrap();
         for reader in [
-            Codecs::new(CodecChoice::Raw, 3),
-            Codecs::new(CodecChoice::Zstd, 19),
+            writing(Target::Raw),
+            Codecs::new(19),
         ] {
             assert_eq!(reader.decode_frame(&zstd_frame).unwrap(), data);
             assert_eq!(reader.decode_frame(&raw_frame).unwrap(), data);
@@ -526,7 +647,7 @@ mod tests {
     }
 
     fn small_frames() -> Vec<Vec<u8>> {
-        let codecs = Codecs::new(CodecChoice::Zstd, 3);
+        let codecs = Codecs::new(3);
         let z = codecs.encode_block(&text(400)).unwrap();
         assert_eq!(codec_of(&z), CodecId::Zstd);
         let r = codecs.encode_block(b"short raw block").unwrap();
@@ -542,7 +663,7 @@ mod tests {
     /// different bytes coming back; header and raw-frame flips are always rejected.
     #[test]
     fn every_single_bit_flip_is_rejected_or_harmless() {
-        let codecs = Codecs::new(CodecChoice::Zstd, 3);
+        let codecs = Codecs::new(3);
         for frame in small_frames() {
             let original = codecs.decode_frame(&frame).unwrap();
             let strict_bits = if codec_of(&frame) == CodecId::Raw {
@@ -569,7 +690,7 @@ mod tests {
 
     #[test]
     fn truncated_and_padded_frames_are_rejected() {
-        let codecs = Codecs::new(CodecChoice::Zstd, 3);
+        let codecs = Codecs::new(3);
         for frame in small_frames() {
             for n in 0..frame.len() {
                 assert!(
@@ -588,7 +709,7 @@ mod tests {
 
     #[test]
     fn huge_declared_length_is_refused_before_allocating() {
-        let codecs = Codecs::new(CodecChoice::Zstd, 3);
+        let codecs = Codecs::new(3);
         let mut h = FrameHeader::new(CodecId::Zstd, ModelId::NONE, b"", b"").unwrap();
         h.plain_len = u32::MAX;
         assert!(matches!(
@@ -615,7 +736,7 @@ mod tests {
     #[test]
     fn wrong_checksum_is_caught() {
         let data = text(1000);
-        let codecs = Codecs::new(CodecChoice::Zstd, 3);
+        let codecs = Codecs::new(3);
         let payload = Zstd::new(3).compress(&data).unwrap();
         let mut h = FrameHeader::new(CodecId::Zstd, ModelId::NONE, &data, &payload).unwrap();
         h.checksum ^= 1;
@@ -623,6 +744,92 @@ mod tests {
             codecs.decode_frame(&h.encode(&payload)),
             Err(CodecError::Checksum)
         ));
+    }
+
+    /// The t5 codec, recording the size of each batch it is given.
+    struct CountingT5(crate::coder::T5Codec, std::sync::Mutex<Vec<usize>>);
+
+    impl Codec for CountingT5 {
+        fn id(&self) -> CodecId {
+            self.0.id()
+        }
+        fn model_id(&self) -> ModelId {
+            self.0.model_id()
+        }
+        fn compress(&self, plain: &[u8]) -> Result<Vec<u8>, CodecError> {
+            self.0.compress(plain)
+        }
+        fn decompress(&self, payload: &[u8], plain_len: usize) -> Result<Vec<u8>, CodecError> {
+            self.0.decompress(payload, plain_len)
+        }
+        fn decompress_batch(
+            &self,
+            items: &[(&[u8], usize)],
+            device: &candle_core::Device,
+        ) -> Option<Vec<Result<Vec<u8>, CodecError>>> {
+            self.1.lock().unwrap().push(items.len());
+            Codec::decompress_batch(&self.0, items, device)
+        }
+    }
+
+    #[test]
+    fn batched_decoding_gives_what_decode_frame_gives() {
+        use crate::coder::{Model, T5Codec, fixtures};
+        let counting = |model: Arc<Model>| Arc::new(CountingT5(T5Codec::new(model), Default::default()));
+        let tiny = counting(fixtures::tiny_model());
+        let other = counting(Arc::new(Model::random(fixtures::tiny_config(), fixtures::tiny_bpe(), 8).unwrap()));
+        let (tiny_id, other_id) = (tiny.model_id(), other.model_id());
+        assert_ne!(tiny_id, other_id);
+        let mut codecs = Codecs::new(3);
+        codecs.register(tiny.clone());
+        codecs.register(other.clone());
+        let t5 = |model: ModelId, data: &[u8]| {
+            let f = codecs.encode_as(data, Target::Learned { model }).unwrap();
+            assert_eq!(codec_of(&f), CodecId::T5);
+            f
+        };
+        let good = t5(tiny_id, &fixtures::text(3000));
+        // A payload byte flipped: the codec decodes other bytes, or fails.
+        let mut flipped = good.clone();
+        let middle = HEADER_LEN + (flipped.len() - HEADER_LEN) / 2;
+        flipped[middle] ^= 0x10;
+        // A valid payload under a header with another plaintext checksum.
+        let data = fixtures::text(1500);
+        let payload = tiny.compress(&data).unwrap();
+        let mut h = FrameHeader::new(CodecId::T5, tiny_id, &data, &payload).unwrap();
+        h.checksum ^= 1;
+        let frames: Vec<Vec<u8>> = vec![
+            good.clone(),
+            codecs.encode_as(b"short raw block", Target::Raw).unwrap(),
+            codecs.encode_as(&text(5000), Target::Zstd { level: 3 }).unwrap(),
+            t5(other_id, &fixtures::text(2000)),
+            flipped,
+            h.encode(&payload),
+            good[..good.len() - 1].to_vec(),
+            FrameHeader::new(CodecId::T5, ModelId([1; 32]), b"abc", b"zz").unwrap().encode(b"zz"),
+            t5(tiny_id, &data),
+            codecs.encode_as(b"", Target::Raw).unwrap(),
+        ];
+        let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+        let got = codecs.decode_frames_batched(&refs, &candle_core::Device::Cpu);
+        assert_eq!(got.len(), frames.len());
+        for (k, (frame, got)) in frames.iter().zip(&got).enumerate() {
+            match (codecs.decode_frame(frame), got) {
+                (Ok(alone), Ok(batched)) => assert_eq!(&alone, batched, "frame {k}"),
+                (Err(alone), Err(batched)) => assert_eq!(
+                    std::mem::discriminant(&alone),
+                    std::mem::discriminant(batched),
+                    "frame {k}: {alone} / {batched}"
+                ),
+                (alone, batched) => panic!("frame {k}: {alone:?} alone, {batched:?} batched"),
+            }
+        }
+        let ok: Vec<usize> = (0..got.len()).filter(|&k| got[k].is_ok()).collect();
+        assert_eq!(ok, [0, 1, 2, 3, 8, 9]);
+        assert!(matches!(got[5], Err(CodecError::Checksum)));
+        // The frames of each model that opened went to the codec in one batch.
+        assert_eq!(*tiny.1.lock().unwrap(), [4]);
+        assert_eq!(*other.1.lock().unwrap(), [1]);
     }
 
     fn arb_block() -> impl Strategy<Value = Vec<u8>> {
@@ -640,8 +847,7 @@ mod tests {
 
         #[test]
         fn prop_round_trip(data in arb_block(), zstd in any::<bool>(), level in 1i32..6) {
-            let choice = if zstd { CodecChoice::Zstd } else { CodecChoice::Raw };
-            let codecs = Codecs::new(choice, level);
+            let codecs = writing(if zstd { Target::Zstd { level } } else { Target::Raw });
             let frame = codecs.encode_block(&data).unwrap();
             prop_assert!(frame.len() <= HEADER_LEN + data.len());
             prop_assert_eq!(codecs.decode_frame(&frame).unwrap(), data);
@@ -653,7 +859,7 @@ mod tests {
             pos in any::<proptest::sample::Index>(),
             xor in 1u8..=255,
         ) {
-            let codecs = Codecs::new(CodecChoice::Zstd, 3);
+            let codecs = Codecs::new(3);
             let mut frame = codecs.encode_block(&data).unwrap();
             let i = pos.index(frame.len());
             frame[i] ^= xor;
@@ -671,7 +877,7 @@ mod tests {
         fn prop_arbitrary_bytes_never_panic(
             bytes in proptest::collection::vec(any::<u8>(), 0..400),
         ) {
-            let codecs = Codecs::new(CodecChoice::Zstd, 3);
+            let codecs = Codecs::new(3);
             let _ = codecs.decode_frame(&bytes);
             let _ = FrameHeader::parse(&bytes);
             // With a valid header in front, the payload reaches the codec.

@@ -1,16 +1,19 @@
 //! Frames and codecs: the self-describing frame format every stored block uses, the
-//! `Codec` trait, the classic codecs (raw, zstd), and the chooser that picks one per block.
-//! The learned `t5` codec plugs in here later without touching the volume.
+//! `Codec` trait, the classic codecs (raw, zstd), the chooser that picks one per block,
+//! the learned models a store keeps (`models`), and the one codec specification a user
+//! gives (`spec`). The learned `t5` codec (`crate::coder`) plugs in through `Codec`.
 
 mod chooser;
 mod frame;
+mod models;
 mod raw;
+mod spec;
 mod zstd;
 
-use std::fmt;
-
-pub use self::chooser::{Codecs, MAX_PLAIN_LEN};
+pub use self::chooser::{Codecs, MAX_PLAIN_LEN, Target};
 pub use self::frame::{CodecId, FrameHeader, HEADER_LEN};
+pub use self::models::{ModelError, ModelId, ModelRegistry, default_model, load_model};
+pub use self::spec::{ARCHIVAL_ZSTD_LEVEL, CodecKind, CodecSet, CodecSpec, DEFAULT_RECOMPRESS_AFTER, add_model, learned_target, open_codecs};
 pub use self::raw::Raw;
 pub use self::zstd::{DEFAULT_LEVEL as ZSTD_DEFAULT_LEVEL, Zstd};
 
@@ -47,29 +50,17 @@ pub trait Codec: Send + Sync {
         out.copy_from_slice(&plain);
         Ok(())
     }
-}
 
-/// The codec a new block is written with. Reading understands every codec.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CodecChoice {
-    Raw,
-    Zstd,
-}
-
-/// Content hash of a learned model's files; all zero for classic codecs.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct ModelId(pub [u8; 32]);
-
-impl ModelId {
-    pub const NONE: ModelId = ModelId([0; 32]);
-}
-
-impl fmt::Debug for ModelId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in &self.0[..8] {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
+    /// Decodes the payloads `(payload, plain_len)` as one batch, the work that can run
+    /// there on `device`: one result per item, each what `decompress` gives for it (same
+    /// bytes, or an error). None: this codec does not batch; decode the items one by one.
+    fn decompress_batch(
+        &self,
+        items: &[(&[u8], usize)],
+        device: &candle_core::Device,
+    ) -> Option<Vec<Result<Vec<u8>, CodecError>>> {
+        let _ = (items, device);
+        None
     }
 }
 

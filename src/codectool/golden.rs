@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ToolCodec, codecs, default_model_dir, load_model};
+use crate::codec::{Codecs, Target, load_model};
 use crate::coder::fixtures::xorshift;
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -74,7 +74,9 @@ fn inputs() -> Vec<(&'static str, Vec<u8>)> {
 fn produce() -> Golden {
     let model = load_model(None).expect("the shipped model loads");
     let model_id = hex(&model.id().0);
-    let codecs = codecs(ToolCodec::T5, 3, Some(model));
+    let mut codecs = Codecs::new(3);
+    codecs.register(std::sync::Arc::new(crate::coder::T5Codec::new(model.clone())));
+    codecs.set_writer(Target::Learned { model: model.id() }).expect("registered");
     let vectors = inputs()
         .into_iter()
         .map(|(name, data)| {
@@ -94,7 +96,8 @@ fn produce() -> Golden {
 
 #[test]
 fn shipped_model_produces_the_golden_frames_with_any_thread_count() {
-    assert!(default_model_dir().join("config.json").is_file(), "models/default is missing");
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default");
+    assert!(source.join("config.json").is_file(), "models/default is missing");
     let got = produce();
     let path = golden_path();
     if std::env::var_os("S2SFS_BLESS").is_some() {

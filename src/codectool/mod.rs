@@ -12,13 +12,11 @@ mod eval;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 pub use self::batchbench::{BatchReport, batch_decode};
 pub use self::eval::{EvalRow, eval_files, render_eval};
 
-use crate::codec::{CodecChoice, CodecError, CodecId, Codecs, MAX_PLAIN_LEN};
-use crate::coder::{CoderError, Model, T5Codec};
+use crate::codec::{CodecError, CodecKind, CodecSet, CodecSpec, Codecs, MAX_PLAIN_LEN, ModelError, Target, open_codecs};
 
 const MAGIC: &[u8; 4] = b"S2SC";
 const VERSION: u8 = 1;
@@ -32,14 +30,10 @@ pub enum ToolError {
         #[source]
         source: std::io::Error,
     },
-    #[error("model {path}: {source}")]
-    Model {
-        path: PathBuf,
-        #[source]
-        source: CoderError,
-    },
-    #[error("no model given and the default model is missing ({0}); pass --model DIR")]
-    NoModel(PathBuf),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("`s2sfs codec batch` decodes t5 frames: pass --codec t5 or --model DIR")]
+    NoModel,
     #[error("{path}: {what}")]
     Format { path: PathBuf, what: String },
     #[error("{path}: block {block}: {source}")]
@@ -55,45 +49,17 @@ pub enum ToolError {
 
 pub type Result<T> = std::result::Result<T, ToolError>;
 
-/// Which codec writes new frames.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ToolCodec {
-    T5,
-    Zstd,
-}
-
-/// The model shipped with s2sfs (`models/default` of the source tree it was built from).
-pub fn default_model_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join("default")
-}
-
-/// Loads a model directory (the default one when `dir` is None).
-pub fn load_model(dir: Option<&Path>) -> Result<Arc<Model>> {
-    let path = match dir {
-        Some(d) => d.to_path_buf(),
-        None => {
-            let d = default_model_dir();
-            if !d.join("config.json").is_file() {
-                return Err(ToolError::NoModel(d));
-            }
-            d
-        }
-    };
-    Model::load(&path).map(Arc::new).map_err(|source| ToolError::Model { path, source })
-}
-
-/// The codecs of a volume writing with `codec`; the t5 codec reads and writes with `model`.
-pub fn codecs(codec: ToolCodec, zstd_level: i32, model: Option<Arc<Model>>) -> Codecs {
-    let mut codecs = Codecs::new(CodecChoice::Zstd, zstd_level);
-    if let Some(model) = model {
-        let id = model.id();
-        codecs.register(Box::new(T5Codec::new(model)));
-        if codec == ToolCodec::T5 {
-            // Registered just above under this very id, so it cannot be unknown.
-            let _ = codecs.set_writer(CodecId::T5, id);
-        }
+/// The tool's codecs for `spec` (t5 when it names none). t5 writes the learned coder
+/// alone (raw when it saves less than 1/8), so that `codec eval` measures that coder;
+/// volumes keep the smallest of t5, zstd and raw instead.
+pub fn codecs(spec: &CodecSpec) -> Result<CodecSet> {
+    let mut set = open_codecs(spec, CodecKind::T5, None).map_err(ToolError::Model)?;
+    if let (CodecKind::T5, Some(model)) = (set.kind, &set.model) {
+        let target = Target::Learned { model: model.id() };
+        // Registered by open_codecs, so it cannot be unknown.
+        let _ = set.codecs.set_writer(target);
     }
-    codecs
+    Ok(set)
 }
 
 pub fn check_block_size(bytes: usize) -> Result<usize> {

@@ -1,8 +1,23 @@
 //! The codec tool on real files: round trips with zstd and with a small t5 model, and
 //! damaged or foreign containers rejected with an error naming the problem.
 
+use std::sync::Arc;
+
 use super::*;
+use crate::codec::{CodecKind, CodecSpec};
 use crate::coder::fixtures::{text, tiny_model, xorshift};
+use crate::coder::{Model, T5Codec};
+
+/// The tool's codecs for `kind`, with `model` given as a model directory.
+fn tool_codecs(kind: CodecKind, model: Option<Arc<Model>>) -> Codecs {
+    let dir = tempfile::tempdir().unwrap();
+    let model = model.map(|m| {
+        let d = dir.path().join("model");
+        m.save(&d).unwrap();
+        d
+    });
+    codecs(&CodecSpec { codec: Some(kind), zstd_level: None, model }).unwrap().codecs
+}
 
 fn no_progress(_: u64) {}
 
@@ -25,13 +40,13 @@ fn round_trip(codecs: &Codecs, data: &[u8]) -> (Vec<u8>, Vec<u8>) {
 #[test]
 fn files_round_trip_with_zstd_and_t5() {
     let data = sample();
-    for (codec, model) in [(ToolCodec::Zstd, None), (ToolCodec::T5, Some(tiny_model()))] {
-        let codecs = codecs(codec, 3, model);
+    for (codec, model) in [(CodecKind::Zstd, None), (CodecKind::T5, Some(tiny_model()))] {
+        let codecs = tool_codecs(codec, model);
         let (packed, back) = round_trip(&codecs, &data);
         assert_eq!(back, data, "{codec:?}");
         assert!(packed.len() < data.len(), "{codec:?}: {} bytes for {}", packed.len(), data.len());
     }
-    let (_, back) = round_trip(&codecs(ToolCodec::Zstd, 3, None), &[]);
+    let (_, back) = round_trip(&tool_codecs(CodecKind::Zstd, None), &[]);
     assert!(back.is_empty());
 }
 
@@ -40,7 +55,7 @@ fn damaged_truncated_and_foreign_containers_are_errors() {
     let dir = tempfile::tempdir().unwrap();
     let (input, packed, output) = (dir.path().join("in"), dir.path().join("packed"), dir.path().join("out"));
     std::fs::write(&input, sample()).unwrap();
-    let t5 = codecs(ToolCodec::T5, 3, Some(tiny_model()));
+    let t5 = tool_codecs(CodecKind::T5, Some(tiny_model()));
     compress_file(&t5, 4096, &input, &packed, &no_progress).unwrap();
     let good = std::fs::read(&packed).unwrap();
     let decode = |bytes: &[u8]| {
@@ -54,7 +69,7 @@ fn damaged_truncated_and_foreign_containers_are_errors() {
     assert!(decode(b"not a container at all").unwrap_err().contains("not an s2sfs codec file"));
     // A reader without the model the frames name says so.
     std::fs::write(&packed, &good).unwrap();
-    let err = decompress_file(&codecs(ToolCodec::Zstd, 3, None), &packed, &output, &no_progress).unwrap_err().to_string();
+    let err = decompress_file(&tool_codecs(CodecKind::Zstd, None), &packed, &output, &no_progress).unwrap_err().to_string();
     assert!(err.contains("needs model"), "{err}");
 }
 
@@ -64,7 +79,7 @@ fn eval_counts_every_byte_and_compares_with_zstd() {
     let path = dir.path().join("f");
     let data = sample();
     std::fs::write(&path, &data).unwrap();
-    let rows = eval_files(&codecs(ToolCodec::T5, 3, Some(tiny_model())), 4096, &[path], &no_progress).unwrap();
+    let rows = eval_files(&tool_codecs(CodecKind::T5, Some(tiny_model())), 4096, &[path], &no_progress).unwrap();
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[1].file, "TOTAL");
     assert_eq!(rows[0].bytes, data.len() as u64);
@@ -78,7 +93,7 @@ fn batch_decoding_reports_what_it_checked() {
     let input = dir.path().join("in");
     std::fs::write(&input, sample()).unwrap();
     let model = tiny_model();
-    let codecs = codecs(ToolCodec::T5, 3, Some(model.clone()));
+    let codecs = tool_codecs(CodecKind::T5, Some(model.clone()));
     let report = batch_decode(&codecs, &T5Codec::new(model), 4096, &[input], 2, &no_progress).unwrap();
     // 9000 bytes of text in t5 frames (three blocks, the last partly random); the random
     // tail's last block is stored raw.

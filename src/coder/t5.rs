@@ -137,6 +137,15 @@ impl Codec for T5Codec {
         let tokens = self.decompress_tokens(stream, count)?;
         self.plain_from_tokens(&tokens, plain_len)
     }
+
+    /// The batched decoder of `coder::batch` (the network on `device`).
+    fn decompress_batch(
+        &self,
+        items: &[(&[u8], usize)],
+        device: &candle_core::Device,
+    ) -> Option<Vec<Result<Vec<u8>, CodecError>>> {
+        Some(T5Codec::decompress_batch(self, items, device))
+    }
 }
 
 /// A payload's token count and the range-coded stream after it. Every token is at least
@@ -198,7 +207,7 @@ fn read_leb128(bytes: &[u8]) -> Option<(u64, &[u8])> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::{CodecChoice, Codecs, FrameHeader};
+    use crate::codec::{Codecs, FrameHeader, Target};
     use crate::coder::fixtures::{text, tiny_bpe, tiny_config, tiny_model, xorshift};
     use proptest::prelude::*;
 
@@ -224,11 +233,11 @@ mod tests {
     }
 
     fn codecs() -> Codecs {
-        let mut codecs = Codecs::new(CodecChoice::Zstd, 3);
+        let mut codecs = Codecs::new(3);
         let c = codec();
         let id = c.model_id();
-        codecs.register(Box::new(c));
-        codecs.set_writer(CodecId::T5, id).expect("registered");
+        codecs.register(Arc::new(c));
+        codecs.set_writer(Target::Learned { model: id }).expect("registered");
         codecs
     }
 
@@ -343,8 +352,8 @@ mod tests {
             Model::random(tiny_config(), tiny_bpe(), 8).expect("model"),
         ));
         assert_ne!(other.model_id(), codec().model_id());
-        let mut reader = Codecs::new(CodecChoice::Zstd, 3);
-        reader.register(Box::new(other));
+        let mut reader = Codecs::new(3);
+        reader.register(Arc::new(other));
         assert!(matches!(
             reader.decode_frame(&frame),
             Err(CodecError::UnknownModel(_))

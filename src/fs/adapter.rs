@@ -109,6 +109,8 @@ impl S2sFs {
     ) -> Result<T, Errno> {
         // A request that never ends is logged by name (with the store operation it waits in).
         let _watch = crate::watchdog::watch(op);
+        // Background recompression waits while requests are in flight.
+        let _busy = self.shared.volume().begin_request();
         match catch_unwind(AssertUnwindSafe(|| f(self.shared.volume()))) {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {

@@ -11,7 +11,8 @@
 //!   tells both whether a daemon still holds a store.
 //! - `readahead`: widens the kernel's read-ahead for a new mount.
 //! - `error`: [`CommandError`], the one-line error of both commands.
-//! - `control`: the daemon's control socket (a read-only fsck of a mounted store).
+//! - `control`: the daemon's control socket (a read-only fsck of a mounted store, its
+//!   statistics and models, recompression).
 
 mod adapter;
 pub mod control;

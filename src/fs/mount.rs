@@ -69,6 +69,8 @@ fn plan(req: &MountRequest) -> Result<Plan, CommandError> {
     let config = user.config(fsname(&store, !is_root()), event_loop_threads());
     let volume = VolumeOptions {
         atime: user.atime(),
+        codec: user.codec_spec(&req.volume.codec),
+        recompress_after: user.recompress_after.unwrap_or(req.volume.recompress_after),
         ..req.volume.clone()
     };
     Ok(Plan {

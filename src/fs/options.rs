@@ -3,13 +3,20 @@
 
 use fuser::{Config, MountOption, SessionACL};
 
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::ValueEnum;
+
 use super::error::CommandError;
+use crate::codec::{CodecKind, CodecSpec};
 use crate::volume::{AtimeOptions, AtimeUpdate};
 
 /// The options users may give with `-o`, for the error message.
 const KNOWN: &str = "allow_other, allow_root, ro, rw, exec, noexec, suid, nosuid, dev, nodev, \
                      relatime, strictatime, atime, noatime, diratime, nodiratime, sync, async, \
-                     dirsync, default_permissions";
+                     dirsync, default_permissions, codec=zstd|t5|auto|raw, model=DIR, \
+                     zstd_level=N, recompress_after=DURATION|off";
 
 /// User options parsed from `-o a,b,c` (several `-o` add up). Later options override
 /// earlier ones of the same pair (`ro,rw` is rw), as with mount(8).
@@ -20,6 +27,11 @@ pub(crate) struct UserOptions {
     pub(crate) flags: Vec<MountOption>,
     /// The access-time options as given; [`UserOptions::atime`] is what the volume gets.
     atime: AtimeOptions,
+    /// `codec=`, `model=`, `zstd_level=`: the same as `--codec`, `--model`, `--zstd-level`,
+    /// for the mount helper and fstab, where only `-o` reaches s2sfs. They win over flags.
+    pub(crate) codec: CodecSpec,
+    /// `recompress_after=`: Some(None) is `off`.
+    pub(crate) recompress_after: Option<Option<Duration>>,
 }
 
 impl UserOptions {
@@ -78,6 +90,7 @@ impl UserOptions {
                 "sync" => MountOption::Sync,
                 "async" => MountOption::Async,
                 "dirsync" => MountOption::DirSync,
+                o if o.contains('=') && out.volume_option(o)? => continue,
                 o if o.starts_with("fsname=") || o.starts_with("subtype=") => {
                     return Err(CommandError::new(format!(
                         "mount option {o} is set by s2sfs itself (fsname names the store); remove it"
@@ -99,6 +112,43 @@ impl UserOptions {
             out.flags.push(MountOption::NoAtime);
         }
         Ok(out)
+    }
+
+    /// Parses `key=value` options of the volume; false for keys that are not its own.
+    fn volume_option(&mut self, opt: &str) -> Result<bool, CommandError> {
+        let Some((key, value)) = opt.split_once('=') else { return Ok(false) };
+        let bad = |why: String| CommandError::new(format!("mount option {opt}: {why}"));
+        match key {
+            "codec" => {
+                let kind = CodecKind::from_str(value, false).map_err(|_| bad("want zstd, t5, auto or raw".into()))?;
+                self.codec.codec = Some(kind);
+            }
+            "model" => self.codec.model = Some(PathBuf::from(value)),
+            "zstd_level" => {
+                let level: i32 = value.parse().map_err(|_| bad("want a number from 1 to 22".into()))?;
+                if !(1..=22).contains(&level) {
+                    return Err(bad("want a number from 1 to 22".into()));
+                }
+                self.codec.zstd_level = Some(level);
+            }
+            "recompress_after" => {
+                self.recompress_after = Some(match value {
+                    "off" | "0" => None,
+                    v => Some(humantime::parse_duration(v).map_err(|e| bad(format!("{e} (e.g. 30s, 10m, 2h, or off)")))?),
+                });
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The codec spec of the mount: `base` (the command line's) with `-o` values over it.
+    pub(crate) fn codec_spec(&self, base: &CodecSpec) -> CodecSpec {
+        CodecSpec {
+            codec: self.codec.codec.or(base.codec),
+            zstd_level: self.codec.zstd_level.or(base.zstd_level),
+            model: self.codec.model.clone().or_else(|| base.model.clone()),
+        }
     }
 
     /// When the volume updates atime: never on a read-only mount, which writes nothing.
@@ -199,6 +249,21 @@ mod tests {
         assert_eq!(atime("ro,rw,strictatime").update, AtimeUpdate::Always);
         // The kernel hears of noatime only when it is what holds.
         assert!(!parse("noatime,strictatime").unwrap().flags.contains(&MountOption::NoAtime));
+    }
+
+    #[test]
+    fn volume_options() {
+        let o = parse("codec=t5,model=/m,zstd_level=9,recompress_after=30s,ro").unwrap();
+        assert_eq!(o.codec, CodecSpec { codec: Some(CodecKind::T5), zstd_level: Some(9), model: Some("/m".into()) });
+        assert_eq!(o.recompress_after, Some(Some(Duration::from_secs(30))));
+        assert_eq!(parse("recompress_after=off").unwrap().recompress_after, Some(None));
+        let base = CodecSpec { codec: Some(CodecKind::Auto), zstd_level: Some(5), model: None };
+        let merged = parse("zstd_level=7").unwrap().codec_spec(&base);
+        assert_eq!(merged, CodecSpec { codec: Some(CodecKind::Auto), zstd_level: Some(7), model: None });
+        for bad in ["codec=lz4", "zstd_level=99", "zstd_level=x", "recompress_after=soon"] {
+            let err = parse(bad).unwrap_err().to_string();
+            assert!(err.contains(bad), "{err}");
+        }
     }
 
     #[test]

@@ -59,7 +59,7 @@ pub(crate) fn mounted_store(mountpoint: &Path) -> Option<PathBuf> {
 /// Finds the mount for the path the user gave. The mount's own root is not stat'ed
 /// first (its daemon may be dead or hung): the parent is canonicalized and the name
 /// appended; only when that is not a mount point is the whole path canonicalized.
-fn find_target(mountpoint: &Path) -> Result<(PathBuf, MountEntry), CommandError> {
+pub(super) fn find_target(mountpoint: &Path) -> Result<(PathBuf, MountEntry), CommandError> {
     let shown = mountpoint.display();
     let abs = if mountpoint.is_absolute() {
         mountpoint.to_path_buf()

@@ -112,16 +112,22 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::super::StoreOptions;
+    use super::super::records::FrameInfo;
     use super::*;
 
     fn open(dir: &std::path::Path) -> Store {
         Store::open(dir, &StoreOptions { block_size: 4096, meta_cache_bytes: 1 << 20, allow_lost_changes: false }).unwrap()
     }
 
+    /// A test frame's description: a raw frame of `len` bytes.
+    fn info(len: usize) -> FrameInfo {
+        FrameInfo { codec: 0, model: [0; 8], plain_len: len as u32 }
+    }
+
     fn put(store: &Store, ino: u64, block: u64, byte: u8, len: usize) -> BlockHash {
         let hash = [byte; 32];
         let mut txn = store.begin();
-        txn.set_block::<StoreError>(ino, block, Some(hash), || Ok(vec![byte; len])).unwrap();
+        txn.set_block::<StoreError>(ino, block, Some(hash), || Ok((vec![byte; len], info(len)))).unwrap();
         txn.commit(false).unwrap();
         hash
     }
@@ -164,7 +170,7 @@ mod tests {
             let mut txn = store.begin();
             txn.delete_inode(100 + p as u64).unwrap();
             // A little live data in every pack, so each one has a frame to copy.
-            txn.set_block::<StoreError>(200 + p as u64, 0, Some([p + 50; 32]), || Ok(vec![p; 10])).unwrap();
+            txn.set_block::<StoreError>(200 + p as u64, 0, Some([p + 50; 32]), || Ok((vec![p; 10], info(10)))).unwrap();
             txn.commit(false).unwrap();
             store.begin().rotate().unwrap();
         }
@@ -220,7 +226,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
         let mut txn = store.begin();
-        txn.set_block::<StoreError>(9, 0, Some([7; 32]), || Ok(vec![7; 100])).unwrap();
+        txn.set_block::<StoreError>(9, 0, Some([7; 32]), || Ok((vec![7; 100], info(100)))).unwrap();
         drop(txn);
         assert_eq!(store.block(9, 0).unwrap(), None);
         assert_eq!(store.read_frame(&[7; 32]).unwrap(), None);

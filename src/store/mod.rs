@@ -9,7 +9,9 @@ mod meta;
 mod migrate;
 mod packs;
 mod readahead;
+mod recompress;
 mod records;
+mod totals;
 mod txn;
 mod watermark;
 
@@ -17,12 +19,14 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::ops::{Bound, ControlFlow};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock};
 
 pub use compact::CompactStats;
-pub use fsck::{FsckOutcome, FsckReport, PassResult, Problem, Progress, Totals, Verify};
+pub use fsck::{FsckOutcome, FsckReport, PassResult, Problem, Progress, Totals, Verify, VerifyError};
 pub use layout::{CloseState, FORMAT_VERSION, close_state};
-pub use records::{BlockHash, BlockRecord, EntryRecord, InodeRecord, Superblock, Timestamp};
+pub use records::{BlockHash, BlockRecord, EntryRecord, FrameInfo, InodeRecord, Superblock, Timestamp};
+pub use totals::{BlockTotals, FrameGroup};
 pub use txn::Txn;
 
 use layout::Layout;
@@ -91,6 +95,10 @@ pub struct Store {
     /// Freed frames whose deletion is durable: their holes are punched off the caller's
     /// path (`punch_freed`), since punching costs milliseconds per hole on ext4.
     punchable: Mutex<Vec<(u32, u64, u32)>>,
+    /// Counts the rounds of hole punching begun. A reader that saw it change while it read
+    /// a frame looks its record up again (`read_checked`): the frame it found may have been
+    /// punched after its record was replaced or deleted.
+    punches: AtomicU64,
     layout: Layout,
     meta: Meta,
     /// The change number last made durable: a flush with nothing new is skipped.
@@ -187,6 +195,7 @@ impl Store {
         Ok(Store {
             freed: Mutex::new(Vec::new()),
             punchable: Mutex::new(Vec::new()),
+            punches: AtomicU64::new(0),
             layout,
             meta: db,
             flushed: Mutex::new(seq),
@@ -258,8 +267,33 @@ impl Store {
     /// Reads the frame of a block, following its record into a pack.
     pub fn read_frame(&self, hash: &BlockHash) -> Result<Option<Vec<u8>>, StoreError> {
         let _gc = self.gc.read().unwrap_or_else(|p| p.into_inner());
-        let Some(rec) = self.block_record(hash)? else { return Ok(None) };
-        self.packs.read(rec.pack, rec.offset, rec.frame_len).map(Some)
+        self.read_checked(hash, |rec| self.packs.read(rec.pack, rec.offset, rec.frame_len))
+    }
+
+    /// Looks up a block's record and reads its frame with `read`; the caller holds `gc`.
+    /// A frame's record may be replaced (recompression) or deleted, and the frame punched
+    /// once that is durable, between the lookup and the read: then the bytes read may be a
+    /// hole. When punching began meanwhile and the record no longer names the frame that
+    /// was read, it is read again as the record is now (None: the block is gone).
+    fn read_checked<T>(
+        &self,
+        hash: &BlockHash,
+        mut read: impl FnMut(&BlockRecord) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        let place = |r: &BlockRecord| (r.pack, r.offset, r.frame_len);
+        let mut tries = 0;
+        loop {
+            let punches = self.punches.load(Ordering::SeqCst);
+            let Some(rec) = self.block_record(hash)? else { return Ok(None) };
+            let got = read(&rec)?;
+            tries += 1;
+            if tries == 3 || self.punches.load(Ordering::SeqCst) == punches {
+                return Ok(Some(got));
+            }
+            if self.block_record(hash)?.is_some_and(|now| place(&now) == place(&rec)) {
+                return Ok(Some(got));
+            }
+        }
     }
 
     /// The record of a block. Callers that go on into its pack hold `gc` for reading, so
@@ -281,15 +315,16 @@ impl Store {
         tail: &mut [u8],
     ) -> Result<Option<bool>, StoreError> {
         let _gc = self.gc.read().unwrap_or_else(|p| p.into_inner());
-        let Some(rec) = self.block_record(hash)? else { return Ok(None) };
-        let len = rec.frame_len as usize;
-        let split_it = len == split + tail.len();
-        head.resize(if split_it { split } else { len }, 0);
-        self.packs.read_into(rec.pack, rec.offset, head)?;
-        if split_it {
-            self.packs.read_into(rec.pack, rec.offset + split as u64, tail)?;
-        }
-        Ok(Some(split_it))
+        self.read_checked(hash, |rec| {
+            let len = rec.frame_len as usize;
+            let split_it = len == split + tail.len();
+            head.resize(if split_it { split } else { len }, 0);
+            self.packs.read_into(rec.pack, rec.offset, head)?;
+            if split_it {
+                self.packs.read_into(rec.pack, rec.offset + split as u64, tail)?;
+            }
+            Ok(split_it)
+        })
     }
 
     /// Asks the kernel to start reading the frames of these blocks from their packs, so
@@ -385,6 +420,8 @@ impl Store {
         }
         // Packs deleted since (compaction) are skipped by `punch`.
         let _gc = self.gc.read().unwrap_or_else(|p| p.into_inner());
+        // Before any hole: a reader that read one of these frames sees the count change.
+        self.punches.fetch_add(1, Ordering::SeqCst);
         self.packs.punch(&merged);
     }
 
@@ -392,6 +429,11 @@ impl Store {
     /// once the lock is released): `s2sfs umount` reports a close that lost data.
     pub fn record_close(&self, error: Option<&str>) -> Result<(), StoreError> {
         layout::record_state(&self._lock, &self.layout.lock(), &layout::close_text(error))
+    }
+
+    /// `STORE/models`: the learned models the store's frames name (`codec::ModelRegistry`).
+    pub fn models_dir(&self) -> PathBuf {
+        self.layout.models()
     }
 
     /// Whether the store's disk has room for changes that add data. Below the margin only

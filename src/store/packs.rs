@@ -194,6 +194,26 @@ impl Packs {
         }
     }
 
+    /// How many pack files there are, their total length, and the bytes the disk holds for
+    /// them (punched holes excluded).
+    pub fn disk_usage(&self) -> Result<(u64, u64, u64), StoreError> {
+        use std::os::unix::fs::MetadataExt;
+        let (mut files, mut len, mut allocated) = (0, 0, 0);
+        let entries = std::fs::read_dir(&self.dir).map_err(|e| io_err(&self.dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| io_err(&self.dir, e))?;
+            if entry.file_name().to_str().and_then(parse_pack_name).is_none() {
+                continue;
+            }
+            // A pack compaction deleted meanwhile is simply not counted.
+            let Ok(meta) = entry.metadata() else { continue };
+            files += 1;
+            len += meta.len();
+            allocated += meta.blocks() * 512;
+        }
+        Ok((files, len, allocated))
+    }
+
     fn sync_dir(&self) -> Result<(), StoreError> {
         File::open(&self.dir).and_then(|d| d.sync_all()).map_err(|e| io_err(&self.dir, e))
     }

@@ -229,6 +229,36 @@ impl EntryRecord {
     }
 }
 
+/// What a frame holds, as its header says: kept in the block record so that statistics
+/// and the recompressor can tell codecs and models apart without reading frames. The store
+/// never parses frames; whoever writes a frame says what it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+pub struct FrameInfo {
+    /// The frame header's codec id byte.
+    pub codec: u8,
+    /// The first 8 bytes of the model id: for a frame of a learned codec, the model that
+    /// decodes it (its header's); for a classic frame (whose header names no model), the
+    /// learned model the chooser weighed the block against and found no better, so that
+    /// recompression to that model knows the block was tried; zero when none was.
+    pub model: [u8; 8],
+    /// Plaintext length of the block.
+    pub plain_len: u32,
+}
+
+impl FrameInfo {
+    /// Whether this (a record's) description fits `header`, what the frame's header says:
+    /// the same codec and length, and the same model where the header names one.
+    pub fn describes(&self, header: &FrameInfo) -> bool {
+        self.codec == header.codec && self.plain_len == header.plain_len && (header.model == [0; 8] || self.model == header.model)
+    }
+
+    /// A codec id no frame has (ids are small and never reused): block totals count
+    /// frames nobody could classify under it, and a 45-byte record holds it where the
+    /// frame is not described (a record written before records described their frames,
+    /// since given a new reference).
+    pub const UNKNOWN_CODEC: u8 = 0xFF;
+}
+
 /// Where a frame lives and how many block-map entries share it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlockRecord {
@@ -236,20 +266,52 @@ pub struct BlockRecord {
     pub offset: u64,
     pub frame_len: u32,
     pub refcount: u64,
+    /// What the frame is; None for records written before records described their frames.
+    pub info: Option<FrameInfo>,
+    /// Unix seconds when the block was last written (the record made, or a block-map entry
+    /// added to it); 0 when unknown. Recompression leaves recently written blocks alone.
+    pub written: u64,
 }
 
+/// Length of a block record written before records described their frames.
+const BLOCK_RECORD_V1_LEN: usize = 24;
+/// Length of a block record with its frame's description and time of writing.
+const BLOCK_RECORD_V2_LEN: usize = 45;
+
 impl BlockRecord {
+    /// 24 bytes (pack, offset, frame length, refcount) when nothing more is known, as
+    /// records always were; otherwise 45: those, then codec, model prefix, plaintext
+    /// length and time of writing.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(24);
+        let long = self.info.is_some() || self.written != 0;
+        let mut out = Vec::with_capacity(if long { BLOCK_RECORD_V2_LEN } else { BLOCK_RECORD_V1_LEN });
         out.extend_from_slice(&self.pack.to_le_bytes());
         out.extend_from_slice(&self.offset.to_le_bytes());
         out.extend_from_slice(&self.frame_len.to_le_bytes());
         out.extend_from_slice(&self.refcount.to_le_bytes());
+        if long {
+            let info = self.info.unwrap_or(FrameInfo { codec: FrameInfo::UNKNOWN_CODEC, model: [0; 8], plain_len: 0 });
+            out.push(info.codec);
+            out.extend_from_slice(&info.model);
+            out.extend_from_slice(&info.plain_len.to_le_bytes());
+            out.extend_from_slice(&self.written.to_le_bytes());
+        }
         out
     }
+
+    /// Either length `encode` writes; any other length is damage.
     pub fn decode(buf: &[u8]) -> Result<BlockRecord, StoreError> {
+        if buf.len() != BLOCK_RECORD_V1_LEN && buf.len() != BLOCK_RECORD_V2_LEN {
+            return Err(StoreError::Damaged { what: format!("block record ({} bytes)", buf.len()) });
+        }
         let mut r = Reader { buf, what: "block record" };
-        Ok(BlockRecord { pack: r.u32()?, offset: r.u64()?, frame_len: r.u32()?, refcount: r.u64()? })
+        let mut rec = BlockRecord { pack: r.u32()?, offset: r.u64()?, frame_len: r.u32()?, refcount: r.u64()?, info: None, written: 0 };
+        if !r.buf.is_empty() {
+            let info = FrameInfo { codec: r.u8()?, model: r.array()?, plain_len: r.u32()? };
+            rec.info = (info.codec != FrameInfo::UNKNOWN_CODEC).then_some(info);
+            rec.written = r.u64()?;
+        }
+        Ok(rec)
     }
 }
 
@@ -307,11 +369,46 @@ mod tests {
 
     #[test]
     fn block_and_entry_round_trip() {
-        let b = BlockRecord { pack: 3, offset: 1 << 40, frame_len: 9000, refcount: 2 };
+        let b = BlockRecord { pack: 3, offset: 1 << 40, frame_len: 9000, refcount: 2, info: None, written: 0 };
         assert_eq!(BlockRecord::decode(&b.encode()).unwrap(), b);
         let e = EntryRecord { ino: 42, kind: libc::S_IFDIR, seq: 77 };
         assert_eq!(EntryRecord::decode(&e.encode()).unwrap(), e);
         assert!(BlockRecord::decode(&[1, 2, 3]).is_err());
+    }
+
+    /// Records written before frames were described (24 bytes) still decode; new ones carry
+    /// the description and the time of writing (45 bytes); every other length is damage.
+    #[test]
+    fn block_records_of_both_lengths() {
+        let old = BlockRecord { pack: 7, offset: 4096, frame_len: 1234, refcount: 3, info: None, written: 0 };
+        let mut v1 = Vec::new();
+        v1.extend_from_slice(&7u32.to_le_bytes());
+        v1.extend_from_slice(&4096u64.to_le_bytes());
+        v1.extend_from_slice(&1234u32.to_le_bytes());
+        v1.extend_from_slice(&3u64.to_le_bytes());
+        assert_eq!(BlockRecord::decode(&v1).unwrap(), old);
+        assert_eq!(old.encode(), v1, "nothing more known: the old form");
+
+        let info = FrameInfo { codec: 2, model: [1, 2, 3, 4, 5, 6, 7, 8], plain_len: 131072 };
+        let new = BlockRecord { info: Some(info), written: 1_700_000_000, ..old };
+        let v2 = new.encode();
+        assert_eq!(v2.len(), 45);
+        assert_eq!(&v2[..24], v1.as_slice());
+        assert_eq!(v2[24], 2);
+        assert_eq!(&v2[25..33], &[1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(&v2[33..37], &131072u32.to_le_bytes());
+        assert_eq!(&v2[37..45], &1_700_000_000u64.to_le_bytes());
+        assert_eq!(BlockRecord::decode(&v2).unwrap(), new);
+
+        // A known time without a description (an old record given a new reference).
+        let touched = BlockRecord { written: 5, ..old };
+        assert_eq!(touched.encode().len(), 45);
+        assert_eq!(BlockRecord::decode(&touched.encode()).unwrap(), touched);
+
+        for len in [0, 1, 23, 25, 44, 46, 64] {
+            let bytes = vec![0xA5u8; len];
+            assert!(matches!(BlockRecord::decode(&bytes), Err(StoreError::Damaged { .. })), "{len} bytes");
+        }
     }
 
     #[test]

@@ -21,17 +21,18 @@ pub struct Txn<'a> {
     new_frames: Vec<(BlockHash, Vec<u8>)>,
     /// The change adds names or attributes (new frames count too): refused on a full disk.
     adds: bool,
-    /// Frames whose last reference this change drops (their space is given back once the
-    /// change is durable). Only refcounts free frames: a record deleted by other means
-    /// (fsck) may share its place with another.
+    /// Frames whose last reference this change drops, or that a recompressed frame
+    /// replaces (their space is given back once the change is durable). Only these free
+    /// frames: a record deleted by other means (fsck) may share its place with another.
     freed: Vec<(u32, u64, u32)>,
-    /// How many of `new_frames` are compaction's copies of existing frames.
-    relocated: usize,
+    /// How many of `new_frames` give space back rather than take it: compaction's copies
+    /// of existing frames, and recompressed frames no longer than the ones they replace.
+    exempt: usize,
 }
 
 impl<'a> Txn<'a> {
     pub(super) fn new(store: &'a Store, writer: MutexGuard<'a, Writer>) -> Txn<'a> {
-        Txn { store, writer, overlay: BTreeMap::new(), new_frames: Vec::new(), adds: false, freed: Vec::new(), relocated: 0 }
+        Txn { store, writer, overlay: BTreeMap::new(), new_frames: Vec::new(), adds: false, freed: Vec::new(), exempt: 0 }
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -109,14 +110,17 @@ impl<'a> Txn<'a> {
     }
 
     /// Points block `block` of `ino` at the block with content `new` (None: a hole),
-    /// adjusting refcounts. `frame` is called only when no block with that content exists.
+    /// adjusting refcounts. `frame` is called only when no block with that content exists;
+    /// it returns the frame and what the frame is (the store does not parse frames), which
+    /// the new record keeps. The block's time of writing becomes now, for a new record and
+    /// for an existing one given this reference alike.
     /// Returns the change in the number of mapped blocks (-1, 0 or +1).
     pub fn set_block<E: From<StoreError>>(
         &mut self,
         ino: u64,
         block: u64,
         new: Option<BlockHash>,
-        frame: impl FnOnce() -> Result<Vec<u8>, E>,
+        frame: impl FnOnce() -> Result<(Vec<u8>, FrameInfo), E>,
     ) -> Result<i64, E> {
         let map_key = key_u64_u64(TAG_BLOCKMAP, ino, block);
         let old = self.get(&map_key)?.map(|v| to_hash(&v, ino)).transpose()?;
@@ -125,17 +129,19 @@ impl<'a> Txn<'a> {
         }
         if let Some(hash) = new {
             let rec_key = key_block(&hash);
+            let written = unix_now();
             let rec = match self.get(&rec_key)? {
                 Some(v) => {
                     let mut rec = BlockRecord::decode(&v)?;
                     rec.refcount += 1;
+                    rec.written = written;
                     rec
                 }
                 None => {
-                    let bytes = frame()?;
-                    let frame_len = u32::try_from(bytes.len()).map_err(|_| StoreError::Damaged { what: "frame larger than 4 GiB".into() })?;
+                    let (bytes, info) = frame()?;
+                    let frame_len = frame_len(&bytes)?;
                     self.new_frames.push((hash, bytes));
-                    BlockRecord { pack: PENDING_PACK, offset: 0, frame_len, refcount: 1 }
+                    BlockRecord { pack: PENDING_PACK, offset: 0, frame_len, refcount: 1, info: Some(info), written }
                 }
             };
             self.put(rec_key, rec.encode());
@@ -215,9 +221,7 @@ impl<'a> Txn<'a> {
 
     /// Applies the change atomically; with `durable`, returns only once it is on disk.
     pub fn commit(mut self, durable: bool) -> Result<(), StoreError> {
-        // Compaction's copies are exempt: they exist to give space back.
-        let grows = self.adds || self.new_frames.len() > self.relocated;
-        if grows && !self.store.has_room() {
+        if self.grows() && !self.store.has_room() {
             return Err(StoreError::NoSpace);
         }
         self.write_frames()?;
@@ -254,6 +258,13 @@ impl<'a> Txn<'a> {
             self.store.flush()?;
         }
         Ok(())
+    }
+
+    /// Whether the change takes space (names, attributes, new frames), so that it is
+    /// refused on a full disk. Compaction's copies and recompressed frames no longer than
+    /// the ones they replace do not: they give space back.
+    pub(super) fn grows(&self) -> bool {
+        self.adds || self.new_frames.len() > self.exempt
     }
 
     /// Appends the frames of new blocks in one write + sync and fixes up their records.
@@ -333,13 +344,42 @@ impl<'a> Txn<'a> {
         Ok(())
     }
 
-    /// Moves an existing block's frame: used by compaction.
+    /// Moves an existing block's frame: used by compaction. The record keeps everything
+    /// but its place (refcount, description, time of writing).
     pub(super) fn relocate(&mut self, hash: BlockHash, rec: BlockRecord, frame: Vec<u8>) {
         self.new_frames.push((hash, frame));
-        self.relocated += 1;
+        self.exempt += 1;
         let moved = BlockRecord { pack: PENDING_PACK, offset: 0, ..rec };
         self.put(key_block(&hash), moved.encode());
     }
+
+    /// Gives an existing block (`rec`, its record as this change sees it) another frame of
+    /// the same content: used by recompression. The record keeps its refcount and time of
+    /// writing and takes the new frame's description; the old frame is freed like a
+    /// released block's, once this change is durable. A new frame no longer than the old
+    /// one is not refused on a full disk: the change gives space back.
+    pub(super) fn replace_frame(&mut self, hash: BlockHash, rec: BlockRecord, frame: Vec<u8>, info: FrameInfo) -> Result<(), StoreError> {
+        let frame_len = frame_len(&frame)?;
+        if frame_len <= rec.frame_len {
+            self.exempt += 1;
+        }
+        self.new_frames.push((hash, frame));
+        if rec.pack != PENDING_PACK {
+            self.freed.push((rec.pack, rec.offset, rec.frame_len));
+        }
+        let replaced = BlockRecord { pack: PENDING_PACK, offset: 0, frame_len, info: Some(info), ..rec };
+        self.put(key_block(&hash), replaced.encode());
+        Ok(())
+    }
+}
+
+fn frame_len(frame: &[u8]) -> Result<u32, StoreError> {
+    u32::try_from(frame.len()).map_err(|_| StoreError::Damaged { what: "frame larger than 4 GiB".into() })
+}
+
+/// Now in unix seconds, for a block's time of writing (0 before 1970: unknown).
+fn unix_now() -> u64 {
+    u64::try_from(super::now().secs).unwrap_or(0)
 }
 
 fn to_hash(v: &[u8], ino: u64) -> Result<BlockHash, StoreError> {

@@ -67,6 +67,9 @@ impl Core {
 
     pub fn setxattr(&self, ino: u64, name: &OsStr, value: &[u8], flags: XattrFlags) -> Result<()> {
         let name = xattr_name(name)?;
+        if super::stats::is_stats_xattr(ino, name) {
+            return Err(Error::NotSupported("user.s2sfs.stats is computed when read, not stored"));
+        }
         if !name.starts_with(XATTR_NAMESPACE) {
             return Err(Error::NotSupported("xattrs outside the user namespace"));
         }
@@ -87,6 +90,9 @@ impl Core {
 
     pub fn getxattr(&self, ino: u64, name: &OsStr) -> Result<Vec<u8>> {
         let name = xattr_name(name)?;
+        if super::stats::is_stats_xattr(ino, name) {
+            return self.stats_xattr();
+        }
         self.store.inode(ino)?.ok_or(Error::NotFound)?;
         self.store.xattr(ino, name)?.ok_or(Error::NoXattr)
     }
@@ -98,6 +104,9 @@ impl Core {
 
     pub fn removexattr(&self, ino: u64, name: &OsStr) -> Result<()> {
         let name = xattr_name(name)?;
+        if super::stats::is_stats_xattr(ino, name) {
+            return Err(Error::NotSupported("user.s2sfs.stats is computed when read, not stored"));
+        }
         let mut txn = self.store.begin();
         let mut rec = txn.inode(ino)?.ok_or(Error::NotFound)?;
         if txn.xattr(ino, name)?.is_none() {

@@ -14,7 +14,8 @@ use super::data::{FileEntry, FileState};
 use super::dirty::DirtyBlock;
 use super::{Core, lock};
 use crate::error::{Error, Result};
-use crate::store::BlockHash;
+use crate::codec::{CodecError, CodecId, FrameHeader, ModelId};
+use crate::store::{BlockHash, FrameInfo};
 
 /// Blocks committed per store step: bounds the memory a commit holds (whole plaintext
 /// blocks plus their frames) whatever the dirty limit. Chunks go in file order and each
@@ -116,9 +117,13 @@ impl Core {
         let mut written = Vec::with_capacity(prepared.len());
         for p in prepared {
             let Prepared { block, plain, hash, frame } = p;
-            mapped += txn.set_block(ino, block, hash, || match frame {
-                Some(f) => Ok(f),
-                None => self.codecs.encode_block(&plain).map_err(Error::from),
+            mapped += txn.set_block(ino, block, hash, || {
+                let f = match frame {
+                    Some(f) => f,
+                    None => self.codecs().encode_block(&plain)?,
+                };
+                let info = frame_info(&f, self.codecs().writer().model())?;
+                Ok::<_, Error>((f, info))
             })?;
             if let Some(h) = hash {
                 // A merged partial block owns its bytes; a whole block's are in `st.dirty`.
@@ -168,7 +173,17 @@ impl Core {
             return Ok(Prepared { block, plain, hash: None, frame: None });
         }
         let hash: BlockHash = *blake3::hash(&plain).as_bytes();
-        let frame = if self.store.has_block(&hash)? { None } else { Some(self.codecs.encode_block(&plain)?) };
+        let frame = if self.store.has_block(&hash)? { None } else { Some(self.codecs().encode_block(&plain)?) };
         Ok(Prepared { block, plain, hash: Some(hash), frame })
     }
+}
+
+/// What a frame is, for its block record (the store does not parse frames). `weighed` is
+/// the learned model the chooser compared the block against (NONE for classic targets): a
+/// zstd or raw frame that won against that model's frame records the model, so that
+/// recompression to it knows the block was tried. A t5 frame records its own model.
+pub(super) fn frame_info(frame: &[u8], weighed: ModelId) -> std::result::Result<FrameInfo, CodecError> {
+    let h = FrameHeader::parse(frame)?;
+    let model = if h.codec == CodecId::T5 { h.model_id } else { weighed };
+    Ok(FrameInfo { codec: h.codec as u8, model: model.tag(), plain_len: h.plain_len })
 }

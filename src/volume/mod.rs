@@ -16,20 +16,24 @@ mod dirty;
 mod inode;
 mod namespace;
 mod read;
+mod recompress;
+mod stats;
 mod types;
 
 use std::collections::HashMap;
 use std::ops::Deref;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 pub use types::*;
+pub use stats::{CacheStats, CodecStats, CodecTable, DiskStats, ModelStats, ModelStatus, STATS_XATTR, Stats, is_locked, render_models, render_stats, store_models, store_stats};
+pub use recompress::{RecompressCodec, RecompressProgress, RecompressReport, RecompressRequest, RecompressStatus, RequestGuard, describe_target};
 /// How the last daemon left a store: read by `s2sfs umount` once the daemon is gone.
 pub use crate::store::{CloseState, close_state};
 
 use crate::cache::BlockCache;
-use crate::codec::Codecs;
+use crate::codec::{CodecKind, Codecs, ModelRegistry, Target, open_codecs};
 use crate::error::Result;
 use crate::store::{Store, StoreOptions};
 use data::FileEntry;
@@ -44,7 +48,15 @@ pub struct Volume {
 /// The volume's state and operations, shared with the background flusher.
 pub struct Core {
     store: Store,
-    codecs: Codecs,
+    /// Swapped whole when on-demand recompression adds a model; readers take a clone.
+    codecs: RwLock<Arc<Codecs>>,
+    /// The store's models (`STORE/models`).
+    registry: ModelRegistry,
+    /// What background recompression re-codes cold blocks to (t5 and auto volumes).
+    recompress_to: Option<Target>,
+    /// Background and on-demand recompression (`recompress.rs`), and the count of FUSE
+    /// requests in flight it gives way to.
+    recompression: recompress::RecompressState,
     cache: Mutex<BlockCache>,
     /// How far whole-block reads have prefetched: (inode, first block not prefetched).
     prefetched: Mutex<(u64, u64)>,
@@ -57,6 +69,8 @@ pub struct Core {
     opts: VolumeOptions,
     /// Told the inode whose attributes changed without a reply that carries them.
     attr_listener: OnceLock<AttrListener>,
+    /// The last value of the xattr `user.s2sfs.stats` (`stats.rs`).
+    stats_xattr: stats::XattrCache,
 }
 
 /// See [`Core::on_attr_change`].
@@ -81,8 +95,14 @@ impl Volume {
         if block_size != opts.block_size {
             log::info!("store {} uses {} KiB blocks (set when it was created)", store_dir.display(), block_size / 1024);
         }
+        let registry = ModelRegistry::new(&store.models_dir());
+        let set = open_codecs(&opts.codec, CodecKind::Zstd, Some(&registry))?;
+        log::info!("new blocks are written as {:?}", set.codecs.writer());
         let core = Arc::new(Core {
-            codecs: Codecs::new(opts.codec, opts.zstd_level),
+            codecs: RwLock::new(Arc::new(set.codecs)),
+            registry,
+            recompress_to: set.recompress_to,
+            recompression: recompress::RecompressState::new(),
             cache: Mutex::new(BlockCache::new(opts.cache_bytes)),
             prefetched: Mutex::new((0, 0)),
             files: Mutex::new(HashMap::new()),
@@ -93,6 +113,7 @@ impl Volume {
             block_size,
             opts,
             attr_listener: OnceLock::new(),
+            stats_xattr: stats::XattrCache::default(),
             store,
         });
         core.ensure_root()?;
@@ -119,6 +140,8 @@ impl Volume {
         if let Some(bg) = lock(&self.background).take() {
             bg.stop();
         }
+        // An on-demand pass stops at its next block; nothing is replaced after this.
+        self.core.stop_recompression();
         self.core.commit_all()?;
         // Compaction only saves space: its failure loses nothing.
         self.core.store.flush()?;
@@ -151,6 +174,11 @@ const SHUTDOWN_COMPACT_DEAD: f64 = 0.2;
 impl Core {
     pub fn block_size(&self) -> u32 {
         self.block_size
+    }
+
+    /// The codecs in use now (a snapshot: on-demand recompression may add a model).
+    pub(crate) fn codecs(&self) -> Arc<Codecs> {
+        self.codecs.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Registers who to tell when an inode's attributes change without a reply that
@@ -213,7 +241,8 @@ impl Core {
     /// Checks the store read-only while the volume is in use (`s2sfs fsck` of a mounted
     /// store): writers wait while the metadata is read, then frames are verified.
     pub fn check(&self, progress: &mut dyn FnMut(crate::store::Progress)) -> Result<crate::store::FsckReport> {
-        let verify = |frame: &[u8]| self.codecs.decode_frame(frame).map_err(|e| e.to_string());
+        let codecs = self.codecs();
+        let verify = |frame: &[u8]| crate::fsck::verify_frame(&codecs, frame);
         Ok(self.store.fsck(&verify, false, progress)?)
     }
 }

@@ -20,6 +20,9 @@ use crate::codec::{CodecError, HEADER_LEN};
 use crate::error::{Error, Result};
 use crate::store::StoreError;
 
+#[path = "batch_read.rs"]
+mod batch_read;
+
 /// One block's share of a read: where its bytes go in the reply.
 struct BlockRead<'a> {
     block: u64,
@@ -47,6 +50,11 @@ thread_local! {
 impl Core {
     /// Up to `size` bytes at `offset`. Not an access: atime is `read_handle`'s business.
     pub fn read(&self, ino: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+        self.read_on(ino, offset, size, batch_read::gpu())
+    }
+
+    /// `read`, the t5 frames of whole blocks decoded in batches on `batch` when given.
+    fn read_on(&self, ino: u64, offset: u64, size: u32, batch: Option<&candle_core::Device>) -> Result<Vec<u8>> {
         let bs = self.bs();
         // Blocks to fetch from the store, with the uncommitted pieces to lay over them.
         let mut fetch: Vec<(u64, Option<DirtyBlock>)> = Vec::new();
@@ -93,6 +101,9 @@ impl Core {
         }
         if jobs.len() > 1 {
             self.prefetch(ino, &jobs)?;
+            if let Some(device) = batch {
+                jobs = self.read_batched(ino, jobs, device)?;
+            }
         }
         // Committed blocks are decoded without holding the file's lock, and a read that
         // spans several blocks decodes them on all cores.
@@ -173,7 +184,7 @@ impl Core {
             return Ok(hit);
         }
         let frame = self.store.read_frame(hash)?.ok_or_else(|| missing_record(ino, block))?;
-        let plain = self.codecs.decode_frame(&frame).map_err(|e| corrupt(ino, block, e))?;
+        let plain = self.codecs().decode_frame(&frame).map_err(|e| corrupt(ino, block, e))?;
         let plain = Arc::new(plain);
         lock(&self.cache).insert(*hash, plain.clone());
         Ok(plain)
@@ -188,24 +199,29 @@ impl Core {
                 .read_frame_into(hash, HEADER_LEN, frame, dst)?
                 .ok_or_else(|| missing_record(ino, block))?;
             if in_place {
-                if self.codecs.is_raw_frame_of(frame, dst).map_err(|e| corrupt(ino, block, e))? {
+                if self.codecs().is_raw_frame_of(frame, dst).map_err(|e| corrupt(ino, block, e))? {
                     return Ok(());
                 }
                 // Another kind of frame that happens to have this length.
                 frame.extend_from_slice(dst);
             }
-            let len = self.codecs.plain_len(frame).map_err(|e| corrupt(ino, block, e))?;
-            if len <= dst.len() {
-                let (plain, beyond) = dst.split_at_mut(len);
-                self.codecs.decode_frame_into(frame, plain).map_err(|e| corrupt(ino, block, e))?;
-                beyond.fill(0);
-            } else {
-                // Contents past end of file, left by a truncation: decode all, keep a part.
-                let plain = self.codecs.decode_frame(frame).map_err(|e| corrupt(ino, block, e))?;
-                dst.copy_from_slice(&plain[..dst.len()]);
-            }
-            Ok(())
+            self.decode_frame_to(ino, block, frame, dst)
         })
+    }
+
+    /// Decodes a block's whole frame into `dst`, as `decode_into` does.
+    fn decode_frame_to(&self, ino: u64, block: u64, frame: &[u8], dst: &mut [u8]) -> Result<()> {
+        let len = self.codecs().plain_len(frame).map_err(|e| corrupt(ino, block, e))?;
+        if len <= dst.len() {
+            let (plain, beyond) = dst.split_at_mut(len);
+            self.codecs().decode_frame_into(frame, plain).map_err(|e| corrupt(ino, block, e))?;
+            beyond.fill(0);
+        } else {
+            // Contents past end of file, left by a truncation: decode all, keep a part.
+            let plain = self.codecs().decode_frame(frame).map_err(|e| corrupt(ino, block, e))?;
+            dst.copy_from_slice(&plain[..dst.len()]);
+        }
+        Ok(())
     }
 }
 
@@ -215,7 +231,22 @@ fn missing_record(ino: u64, block: u64) -> Error {
 }
 
 fn corrupt(ino: u64, block: u64, source: CodecError) -> Error {
-    log::error!("inode {ino} block {block}: {source}");
+    match &source {
+        // One line per model, not one per block: a missing model makes every block that
+        // needs it unreadable, and the rest of the volume works.
+        CodecError::UnknownModel(id) => {
+            static REPORTED: std::sync::Mutex<Vec<crate::codec::ModelId>> = std::sync::Mutex::new(Vec::new());
+            let mut reported = lock(&REPORTED);
+            if !reported.contains(id) {
+                reported.push(*id);
+                log::error!(
+                    "model {} is missing or damaged in this store's models: blocks that need it read as EIO (first: inode {ino} block {block}); `s2sfs models` and `s2sfs fsck` list them",
+                    id.hex()
+                );
+            }
+        }
+        _ => log::error!("inode {ino} block {block}: {source}"),
+    }
     Error::Corrupt { ino, block, source }
 }
 

@@ -155,7 +155,7 @@ fn readdir_ends_while_it_renames_what_it_lists() {
 #[test]
 fn dedup_and_holes_cost_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let v = Volume::open(dir.path(), VolumeOptions { codec: crate::codec::CodecChoice::Raw, ..opts() }).unwrap();
+    let v = Volume::open(dir.path(), VolumeOptions { codec: crate::codec::CodecSpec { codec: Some(crate::codec::CodecKind::Raw), ..Default::default() }, ..opts() }).unwrap();
     let data = pattern(4096, 9);
     for name in ["x", "y"] {
         let (ino, fh) = new_file(&v, name);

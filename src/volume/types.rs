@@ -3,7 +3,7 @@
 use std::ffi::OsString;
 use std::time::{Duration, SystemTime};
 
-use crate::codec::CodecChoice;
+use crate::codec::{CodecSpec, DEFAULT_RECOMPRESS_AFTER};
 
 /// The inode number of the root directory (FUSE's FUSE_ROOT_ID).
 pub const ROOT_INO: u64 = 1;
@@ -106,8 +106,12 @@ pub struct StatFs {
 /// How a volume is opened. `block_size` only matters when the store is created.
 #[derive(Debug, Clone)]
 pub struct VolumeOptions {
-    pub codec: CodecChoice,
-    pub zstd_level: i32,
+    /// What new blocks are coded with, and the learned model (CodecSpec's defaults: zstd
+    /// at level 3).
+    pub codec: CodecSpec,
+    /// Blocks not written for this long are re-coded by background recompression
+    /// (t5 and auto volumes); None turns it off.
+    pub recompress_after: Option<Duration>,
     pub block_size: u32,
     pub cache_bytes: usize,
     /// Dirty data held in memory before writers commit it themselves.
@@ -146,8 +150,8 @@ impl Default for AtimeOptions {
 impl Default for VolumeOptions {
     fn default() -> Self {
         VolumeOptions {
-            codec: CodecChoice::Zstd,
-            zstd_level: 3,
+            codec: CodecSpec::default(),
+            recompress_after: Some(DEFAULT_RECOMPRESS_AFTER),
             block_size: 128 * 1024,
             cache_bytes: 64 << 20,
             dirty_limit_bytes: 24 << 20,

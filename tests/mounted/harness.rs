@@ -227,6 +227,12 @@ impl Mounted {
         self.mount();
     }
 
+    /// Mount (it is unmounted) with different extra arguments from now on.
+    pub fn mount_with(&mut self, extra: &[&str]) {
+        self.args = extra.iter().map(OsString::from).collect();
+        self.mount();
+    }
+
     /// Remount with different extra arguments from now on.
     pub fn remount_with(&mut self, extra: &[&str]) {
         self.unmount();

@@ -284,7 +284,7 @@ fn top_up(filler: &mut File, store: &std::path::Path) -> u64 {
 
 fn free_bytes(path: &std::path::Path) -> u64 {
     let st = statvfs(path);
-    st.f_bavail as u64 * st.f_frsize as u64
+    st.f_bavail * st.f_frsize
 }
 
 /// Changes that add data are refused below a free-space margin, so the metadata database

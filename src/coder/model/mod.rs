@@ -67,11 +67,13 @@ impl Model {
             let path = dir.join(name);
             std::fs::read(&path).map_err(|source| CoderError::Io { path, source })
         };
-        let files = Files {
-            config: read(CONFIG_FILE)?,
-            tokenizer: read(TOKENIZER_FILE)?,
-            weights: read(WEIGHTS_FILE)?,
-        };
+        Model::from_files(read(CONFIG_FILE)?, read(TOKENIZER_FILE)?, read(WEIGHTS_FILE)?, dir)
+    }
+
+    /// A model from the bytes of its three files (a model embedded in the binary, or
+    /// read elsewhere); `dir` only names them in errors.
+    pub fn from_files(config: Vec<u8>, tokenizer: Vec<u8>, weights: Vec<u8>, dir: &Path) -> Result<Model> {
+        let files = Files { config, tokenizer, weights };
         let config_path = dir.join(CONFIG_FILE);
         let config: ModelConfig =
             serde_json::from_slice(&files.config).map_err(|e| CoderError::ModelConfig {

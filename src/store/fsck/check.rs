@@ -164,6 +164,8 @@ struct Checker<'a> {
     lost_found_taken: HashSet<Vec<u8>>,
     /// New references to quarantine ids, with the record a new one gets.
     quarantine: BTreeMap<BlockHash, (u64, BlockRecord)>,
+    /// Frame descriptions a repair rewrites from the frame's header.
+    fixed_info: HashMap<BlockHash, FrameInfo>,
     /// The namespace as it is.
     current: Reach,
     out: Out,
@@ -181,6 +183,7 @@ impl Store {
             lost_found: LostFound::Unknown,
             lost_found_taken: HashSet::new(),
             quarantine: BTreeMap::new(),
+            fixed_info: HashMap::new(),
             current: Reach::default(),
             out: Out { repair, problems: Vec::new(), notes: Vec::new(), plan: Plan::default() },
         };
@@ -201,7 +204,9 @@ impl Store {
         c.directories();
         c.blocks();
         c.unreadable();
+        c.unavailable();
         c.link_unreachable(unreachable);
+        c.frame_infos();
         c.refcounts();
         c.counts();
         c.entries();
@@ -548,6 +553,30 @@ impl Checker<'_> {
         }
     }
 
+    /// Files with blocks whose frames need what the volume does not have now (a learned
+    /// model): a problem, since they cannot be read, but not damage, so nothing is
+    /// repaired: the blocks, their records and the files stay as they are.
+    fn unavailable(&mut self) {
+        let bs = self.scan.block_size;
+        let mut found = Vec::new();
+        for (&ino, st) in &self.scan.inodes {
+            let Some(rec) = st.rec.as_ref().filter(|r| r.kind == libc::S_IFREG) else { continue };
+            if st.unavailable_blocks.is_empty() || self.freed.contains(&ino) {
+                continue;
+            }
+            let blocks: Vec<u64> = st.unavailable_blocks.iter().map(|b| b.block).collect();
+            let ranges = byte_ranges(&blocks, bs, rec.size);
+            let detail = format!(
+                "bytes {ranges} cannot be read until what their frames need is back ({}); the frames are not damaged and are left as they are",
+                causes(&st.unavailable_blocks)
+            );
+            found.push((ino, detail));
+        }
+        for (ino, detail) in found {
+            self.out.problem("unavailable_block", Some(ino), At::Ino(ino), detail, None);
+        }
+    }
+
     fn move_to_lost_found(&mut self, ino: u64, live: &[usize]) -> Result<String, String> {
         let lf = self.lost_found()?;
         let first = self.current.first.get(&ino).copied().filter(|i| live.contains(i)).or_else(|| live.first().copied());
@@ -582,7 +611,7 @@ impl Checker<'_> {
             self.out.plan.put.insert(key_u64_u64(TAG_BLOCKMAP, ino, b.block), id.to_vec());
             // A frame that reads but does not decode keeps its place (evidence for salvage);
             // any other bad frame is not pointed at at all.
-            let mut rec = BlockRecord { pack: NO_PACK, offset: 0, frame_len: 0, refcount: 0 };
+            let mut rec = BlockRecord { pack: NO_PACK, offset: 0, frame_len: 0, refcount: 0, info: None, written: 0 };
             if let Some(hs) = b.hash.and_then(|h| self.scan.hashes.get_mut(&h)) {
                 hs.keep_refs = hs.keep_refs.saturating_sub(1);
                 if hs.fault.as_ref().is_some_and(|f| f.keep_place) {
@@ -726,7 +755,26 @@ impl Checker<'_> {
         }
     }
 
+    /// A record's description of its frame agrees with the frame's header (checked where
+    /// both exist: records written before descriptions have none, and a frame that does
+    /// not decode says nothing reliable).
+    fn frame_infos(&mut self) {
+        let mut hashes: Vec<(&BlockHash, &super::scan::HashState)> = self.scan.hashes.iter().collect();
+        hashes.sort_unstable_by_key(|(h, _)| **h);
+        for (hash, hs) in hashes {
+            let (Some(said), Some(header)) = (hs.rec.info, hs.header) else { continue };
+            if said.describes(&header) {
+                continue;
+            }
+            let detail = format!("block record {} describes its frame as {}, its header says {}", hex(hash), describe(&said), describe(&header));
+            let at = hs.first_ref.map_or(At::Nowhere, At::Ino);
+            self.out.problem("frame_info", hs.first_ref, at, detail, fix("rewritten from the frame"));
+            self.fixed_info.insert(*hash, header);
+        }
+    }
+
     /// Refcounts equal the block-map entries using each record; unused records go.
+    /// Rewritten records take the frame descriptions `frame_infos` corrected.
     fn refcounts(&mut self) {
         let mut hashes: Vec<(&BlockHash, &super::scan::HashState)> = self.scan.hashes.iter().collect();
         hashes.sort_unstable_by_key(|(h, _)| **h);
@@ -741,10 +789,11 @@ impl Checker<'_> {
                 self.out.problem("refcount", hs.first_ref, at, detail, fix("set"));
             }
             let want = hs.keep_refs + self.quarantine.remove(hash).map_or(0, |q| q.0);
+            let info = self.fixed_info.get(hash).copied().or(r.info);
             if want == 0 {
                 self.out.plan.delete.insert(key_block(hash));
-            } else if want != r.refcount {
-                self.out.plan.put.insert(key_block(hash), BlockRecord { refcount: want, ..r }.encode());
+            } else if want != r.refcount || info != r.info {
+                self.out.plan.put.insert(key_block(hash), BlockRecord { refcount: want, info, ..r }.encode());
             }
         }
         for (id, (refs, rec)) in std::mem::take(&mut self.quarantine) {
@@ -963,6 +1012,11 @@ fn causes(bad: &[BadBlock]) -> String {
         parts.push(format!("and {} more blocks", bad.len() - 3));
     }
     parts.join("; ")
+}
+
+/// A frame description for messages: "codec 2, model 0102030405060708, 131072 bytes".
+fn describe(info: &FrameInfo) -> String {
+    format!("codec {}, model {}, {} bytes", info.codec, full_hex(&info.model), info.plain_len)
 }
 
 fn truncate_name(name: &[u8], max: usize) -> Vec<u8> {

@@ -35,6 +35,8 @@
 //! | `orphaned_frame` | a block record no block-map entry uses | removed (compaction reclaims the bytes) |
 //! | `lost_changes` | the metadata store ends before changes that had been made durable (its newest commit was damaged and the database fell back to an older one), so the files they made are missing or old | the loss is accepted (the durable watermark is set back); nothing else can bring them back |
 //! | `unreadable_block` | blocks of a file whose frame is missing, outside its pack, does not decode, decodes to other data, or whose record is missing or damaged | file moved to /lost+found as `<ino>-<name>`, bad byte ranges in xattr `user.s2sfs.bad_ranges`; the blocks still read as EIO |
+//! | `unavailable_block` | blocks of a file whose frame needs what this volume does not have now (a learned model that is missing or damaged); the frames are not damaged | none: the blocks and their records are left as they are, and read again once the model is back |
+//! | `frame_info` | a block record's description of its frame (codec, model, plaintext length) differs from what the frame's header says | rewritten from the frame |
 //!
 //! Notes (information, not problems): `dead_pack` (a pack no record points into;
 //! compaction reclaims it), `pending_orphan` (an inode unlinked while open, freed at the
@@ -53,10 +55,23 @@ pub(super) mod tests;
 
 use serde::Serialize;
 
-use super::{Store, StoreError};
+use super::{FrameInfo, Store, StoreError};
 
-/// Decodes and checks one frame, returning its plaintext (`Codecs::decode_frame`).
-pub type Verify<'a> = &'a (dyn Fn(&[u8]) -> Result<Vec<u8>, String> + Sync);
+/// Decodes and checks one frame, returning its plaintext (`Codecs::decode_frame`) and what
+/// its header says the frame is (the store does not parse frames).
+pub type Verify<'a> = &'a (dyn Fn(&[u8]) -> Result<(Vec<u8>, FrameInfo), VerifyError> + Sync);
+
+/// Why `Verify` gives no plaintext for a frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VerifyError {
+    /// The frame is damaged: it does not decode, or not to what its header says. Its
+    /// blocks are quarantined by a repair.
+    Damaged(String),
+    /// The frame needs what the volume does not have now, such as a learned model that is
+    /// missing or damaged; says what. Not damage: the frame decodes once that is back, so
+    /// fsck reports it and a repair leaves the blocks alone.
+    Unavailable(String),
+}
 
 /// One thing fsck found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

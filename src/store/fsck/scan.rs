@@ -7,7 +7,7 @@ use std::ops::{Bound, ControlFlow};
 use rayon::prelude::*;
 
 use super::check::NO_PACK;
-use super::{Progress, Totals, Verify};
+use super::{Progress, Totals, Verify, VerifyError};
 use crate::store::packs::{PACK_HEADER_LEN, Packs};
 use crate::store::records::*;
 use crate::store::txn::hex;
@@ -30,6 +30,17 @@ pub(super) struct Fault {
     pub keep_place: bool,
 }
 
+/// What the frame check found out about one frame.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Verdict {
+    pub fault: Option<Fault>,
+    /// The frame needs what this volume does not have now (a learned model missing or
+    /// damaged): not damage, so nothing is repaired. Says what is missing.
+    pub unavailable: Option<String>,
+    /// What a good frame's header says it is.
+    pub header: Option<FrameInfo>,
+}
+
 pub(super) struct HashState {
     pub rec: BlockRecord,
     /// Block-map entries using it.
@@ -39,6 +50,22 @@ pub(super) struct HashState {
     /// One inode using it, to name a file in messages.
     pub first_ref: Option<u64>,
     pub fault: Option<Fault>,
+    /// See `Verdict::unavailable`.
+    pub unavailable: Option<String>,
+    /// See `Verdict::header`.
+    pub header: Option<FrameInfo>,
+}
+
+impl HashState {
+    fn verdict(&self) -> Verdict {
+        Verdict { fault: self.fault.clone(), unavailable: self.unavailable.clone(), header: self.header }
+    }
+
+    fn set_verdict(&mut self, v: Verdict) {
+        self.fault = v.fault;
+        self.unavailable = v.unavailable;
+        self.header = v.header;
+    }
 }
 
 pub(super) struct BadBlock {
@@ -57,6 +84,8 @@ pub(super) struct InodeState {
     /// Block-map entries a repair removes: past the end, or of an inode that is not a file.
     pub drop_blocks: Vec<u64>,
     pub bad_blocks: Vec<BadBlock>,
+    /// Blocks whose frame needs what this volume does not have now.
+    pub unavailable_blocks: Vec<BadBlock>,
     /// Value of `user.s2sfs.bad_ranges`.
     pub bad_ranges: Option<Vec<u8>>,
 }
@@ -98,11 +127,11 @@ pub(super) struct Scan {
 }
 
 /// Frame check results of a pass, reused by the next one for records that did not move.
-pub(super) type FrameCache = HashMap<BlockHash, ((u32, u64, u32), Option<Fault>)>;
+pub(super) type FrameCache = HashMap<BlockHash, ((u32, u64, u32), Verdict)>;
 
 impl Scan {
     pub(super) fn frame_cache(&self) -> FrameCache {
-        self.hashes.iter().map(|(h, s)| (*h, ((s.rec.pack, s.rec.offset, s.rec.frame_len), s.fault.clone()))).collect()
+        self.hashes.iter().map(|(h, s)| (*h, ((s.rec.pack, s.rec.offset, s.rec.frame_len), s.verdict()))).collect()
     }
 }
 
@@ -178,7 +207,8 @@ impl Store {
                 Ok(rec) => {
                     scan.totals.frames += 1;
                     scan.totals.live_frame_bytes += rec.frame_len as u64;
-                    scan.hashes.insert(hash, HashState { rec, refs: 0, keep_refs: 0, first_ref: None, fault: None });
+                    let state = HashState { rec, refs: 0, keep_refs: 0, first_ref: None, fault: None, unavailable: None, header: None };
+                    scan.hashes.insert(hash, state);
                 }
                 Err(e) => {
                     scan.bad_block_records.insert(hash, e.to_string());
@@ -215,10 +245,10 @@ impl Store {
                 state.fault = Some(Fault { why: format!("frame {}: {why}", hex(hash)), keep_place: false });
                 continue;
             }
-            if let Some((place, fault)) = cache.and_then(|c| c.get(hash))
+            if let Some((place, verdict)) = cache.and_then(|c| c.get(hash))
                 && *place == (r.pack, r.offset, r.frame_len)
             {
-                state.fault = fault.clone();
+                state.set_verdict(verdict.clone());
                 continue;
             }
             todo.push((*hash, r));
@@ -244,14 +274,15 @@ impl Store {
             let batch = &todo[start..end];
             let frames: Vec<Result<Vec<u8>, StoreError>> =
                 batch.iter().map(|(_, r)| self.packs.read(r.pack, r.offset, r.frame_len)).collect();
-            let faults: Vec<Option<Fault>> = batch
+            let verdicts: Vec<Verdict> = batch
                 .par_iter()
                 .zip(frames.into_par_iter())
                 .map(|((hash, _), frame)| check_frame(hash, frame, verify))
                 .collect();
-            for ((hash, _), fault) in batch.iter().zip(faults) {
+            for ((hash, rec), verdict) in batch.iter().zip(verdicts) {
+                let verdict = self.recheck_moved(hash, rec, verdict, verify);
                 if let Some(state) = scan.hashes.get_mut(hash) {
-                    state.fault = fault;
+                    state.set_verdict(verdict);
                 }
             }
             scan.totals.frames_verified += batch.len() as u64;
@@ -262,6 +293,27 @@ impl Store {
             start = end;
         }
         Ok(())
+    }
+
+    /// A bad frame of a mounted store may be one whose record changed after the metadata
+    /// was read: recompression replaced the frame, or the block was deleted, and its hole
+    /// was punched since. Judged again by the record as it is now; a block that is gone is
+    /// no longer damaged. The new frame's header is not compared with the description the
+    /// check read, which was the old frame's. On a store fsck has to itself nothing changes
+    /// and this only confirms the verdict.
+    fn recheck_moved(&self, hash: &BlockHash, rec: &BlockRecord, verdict: Verdict, verify: Verify<'_>) -> Verdict {
+        if verdict.fault.is_none() {
+            return verdict;
+        }
+        let place = |r: &BlockRecord| (r.pack, r.offset, r.frame_len);
+        match self.block_record(hash) {
+            Ok(Some(now)) if place(&now) != place(rec) => {
+                let again = check_frame(hash, self.packs.read(now.pack, now.offset, now.frame_len), verify);
+                Verdict { header: None, ..again }
+            }
+            Ok(None) => Verdict::default(),
+            _ => verdict,
+        }
     }
 
     fn scan_inodes(&self, scan: &mut Scan) -> Result<(), StoreError> {
@@ -289,23 +341,35 @@ impl Store {
                 Some(_) => scan.totals.other_inodes += 1,
                 None => {}
             }
-            let state = InodeState { rec, orphan_mark: false, mapped: 0, drop_blocks: Vec::new(), bad_blocks: Vec::new(), bad_ranges: None };
+            let state = InodeState {
+                rec,
+                orphan_mark: false,
+                mapped: 0,
+                drop_blocks: Vec::new(),
+                bad_blocks: Vec::new(),
+                unavailable_blocks: Vec::new(),
+                bad_ranges: None,
+            };
             scan.inodes.insert(ino, state);
             Ok(ControlFlow::Continue(()))
         })
     }
 }
 
-fn check_frame(hash: &BlockHash, frame: Result<Vec<u8>, StoreError>, verify: Verify<'_>) -> Option<Fault> {
-    let fault = |why: String, keep_place: bool| Some(Fault { why: format!("frame {}: {why}", hex(hash)), keep_place });
+fn check_frame(hash: &BlockHash, frame: Result<Vec<u8>, StoreError>, verify: Verify<'_>) -> Verdict {
+    let fault = |why: String, keep_place: bool| Verdict {
+        fault: Some(Fault { why: format!("frame {}: {why}", hex(hash)), keep_place }),
+        ..Verdict::default()
+    };
     let frame = match frame {
         Ok(f) => f,
         Err(e) => return fault(format!("cannot be read: {e}"), false),
     };
     match verify(&frame) {
-        Err(e) => fault(format!("does not decode: {e}"), true),
-        Ok(plain) if blake3::hash(&plain).as_bytes() != hash => fault("decodes to data other than its block id names".into(), false),
-        Ok(_) => None,
+        Err(VerifyError::Damaged(e)) => fault(format!("does not decode: {e}"), true),
+        Err(VerifyError::Unavailable(what)) => Verdict { unavailable: Some(format!("frame {}: {what}", hex(hash))), ..Verdict::default() },
+        Ok((plain, _)) if blake3::hash(&plain).as_bytes() != hash => fault("decodes to data other than its block id names".into(), false),
+        Ok((_, header)) => Verdict { header: Some(header), ..Verdict::default() },
     }
 }
 
@@ -358,16 +422,21 @@ impl Scan {
         }
     }
 
-    /// Blocks whose frame failed the check become bad blocks of their files.
+    /// Blocks whose frame failed the check become bad blocks of their files; blocks whose
+    /// frame needs what is not there become unavailable blocks of their files.
     fn attribute_frame_faults(&mut self) {
         for (ino, block, hash) in std::mem::take(&mut self.frame_uses) {
-            let Some(fault) = self.hashes.get(&hash).and_then(|h| h.fault.as_ref()) else { continue };
-            if let Some(state) = self.inodes.get_mut(&ino) {
+            let Some(h) = self.hashes.get(&hash) else { continue };
+            let Some(state) = self.inodes.get_mut(&ino) else { continue };
+            if let Some(fault) = &h.fault {
                 state.bad_blocks.push(BadBlock { block, hash: Some(hash), why: fault.why.clone() });
+            } else if let Some(what) = &h.unavailable {
+                state.unavailable_blocks.push(BadBlock { block, hash: Some(hash), why: what.clone() });
             }
         }
         for state in self.inodes.values_mut() {
             state.bad_blocks.sort_by_key(|b| b.block);
+            state.unavailable_blocks.sort_by_key(|b| b.block);
         }
     }
 
