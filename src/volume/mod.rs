@@ -14,6 +14,7 @@ mod data;
 mod dirs;
 mod dirty;
 mod inode;
+mod models;
 mod namespace;
 mod read;
 mod recompress;
@@ -150,6 +151,9 @@ impl Volume {
             log::warn!("compaction at unmount skipped: {e}");
         }
         self.core.store.flush()?;
+        if let Err(e) = self.core.prune_models() {
+            log::warn!("looking for stored models no block needs: {e}");
+        }
         // After compaction: holes in the packs it just deleted would be wasted work, and
         // where it failed (a full disk) this is what gives the space back.
         self.core.store.punch_freed();

@@ -120,16 +120,21 @@ fn recompression_recodes_blocks_and_every_file_reads_back() {
         assert_clean(&v);
         target
     };
-    // Read back from the frames themselves (the cache is gone), the model from the store.
+    // Read back from the frames themselves (the cache is gone), the model from the store,
+    // which keeps it as long as t5 frames need it (the tiny model may lose every block
+    // to zstd -19, and then the unmount removed it).
     let v = Volume::open(dir.path(), opts()).unwrap();
-    assert!(v.codecs().has_model(target.model()));
+    let t5_frames = records(&v).iter().any(|(_, r)| r.info.is_some_and(|i| i.codec == CodecId::T5 as u8));
+    assert_eq!(v.codecs().has_model(target.model()), t5_frames);
     for (name, data) in &files {
         assert_eq!(&read_file(&v, name), data);
     }
     assert_clean(&v);
-    // A remount tries the blocks that gained nothing once more.
+    // After a remount nothing is tried again either: blocks that gained nothing carry the
+    // model they were weighed against in their records.
+    assert_eq!(v.add_model(fixtures::tiny_model()).unwrap(), target);
     let again = run(&v, target);
-    assert_eq!(again.blocks_recompressed, 0);
+    assert_eq!((again.blocks_examined, again.blocks_recompressed), (0, 0), "{again:?}");
 }
 
 #[test]
@@ -181,9 +186,37 @@ fn zstd_target_turns_t5_frames_back() {
         assert_eq!(run(&v, target).blocks_examined, 0);
         assert_eq!(read_file(&v, "f"), data);
     }
+    // That volume still wrote with the model, so it kept it; a zstd mount with no block
+    // that needs it removes it at unmount.
+    let reg = crate::codec::ModelRegistry::new(&dir.path().join("models"));
+    assert_eq!(reg.ids().len(), 1);
+    drop(Volume::open(dir.path(), opts()).unwrap());
+    assert!(reg.ids().is_empty());
     let v = Volume::open(dir.path(), opts()).unwrap();
     assert_eq!(read_file(&v, "f"), data);
     assert_clean(&v);
+}
+
+#[test]
+fn a_model_that_frames_need_is_kept_at_unmount() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = fixtures::text(6 * BS);
+    let model = fixtures::tiny_model();
+    {
+        let v = Volume::open(dir.path(), opts()).unwrap();
+        v.add_model(model.clone()).unwrap();
+        let mut codecs = (*v.codecs()).clone();
+        codecs.set_writer(Target::Learned { model: model.id() }).unwrap();
+        *v.codecs.write().unwrap() = Arc::new(codecs);
+        write_file(&v, "f", &data);
+    }
+    // A zstd volume now, but its t5 frames still need the model.
+    let reg = crate::codec::ModelRegistry::new(&dir.path().join("models"));
+    assert_eq!(reg.ids(), vec![model.id()]);
+    let v = Volume::open(dir.path(), opts()).unwrap();
+    assert_eq!(read_file(&v, "f"), data);
+    drop(v);
+    assert_eq!(reg.ids(), vec![model.id()]);
 }
 
 #[test]

@@ -24,7 +24,7 @@ use super::inode::kind_of;
 use super::types::{FileKind, ROOT_INO};
 use super::{Core, RecompressStatus, lock};
 use crate::cache::CacheCounters;
-use crate::codec::{CodecId, FrameHeader, ModelError, ModelId, ModelRegistry};
+use crate::codec::{CodecId, ModelError, ModelId, ModelRegistry};
 use crate::error::{Error, Result};
 use crate::store::{BlockTotals, FrameGroup, FrameInfo, Store, StoreError, StoreOptions};
 
@@ -306,9 +306,8 @@ fn with_store<T>(dir: &Path, f: impl FnOnce(&Store, &ModelRegistry) -> Result<T>
 
 /// What a frame is, from its header: how block records written before records described
 /// their frames are classified.
-fn describe_frame(frame: &[u8]) -> Option<FrameInfo> {
-    let h = FrameHeader::parse(frame).ok()?;
-    Some(FrameInfo { codec: h.codec as u8, model: h.model_id.tag(), plain_len: h.plain_len })
+pub(super) fn describe_frame(frame: &[u8]) -> Option<FrameInfo> {
+    super::commit::frame_info(frame, ModelId::NONE).ok()
 }
 
 fn collect(store: &Store, registry: &ModelRegistry, live: Option<Live>) -> Result<Stats> {
