@@ -14,9 +14,9 @@
 
 use std::ops::{Bound, ControlFlow};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard};
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{CompactionMode, Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::StoreError;
 use crate::watchdog::watch;
@@ -31,7 +31,8 @@ pub type Change<'a> = (&'a [u8], Option<&'a [u8]>);
 pub type Records = Vec<(Vec<u8>, Vec<u8>)>;
 
 pub struct Meta {
-    db: Database,
+    /// Shared by every transaction; taken exclusively only to compact the file.
+    db: RwLock<Database>,
     path: PathBuf,
     ids: Mutex<Ids>,
 }
@@ -66,7 +67,30 @@ impl Meta {
             }
         };
         txn.commit().map_err(|e| fail(e.into()))?;
-        Ok(Meta { db, path: path.to_path_buf(), ids: Mutex::new(Ids { next: reserved, reserved }) })
+        Ok(Meta { db: RwLock::new(db), path: path.to_path_buf(), ids: Mutex::new(Ids { next: reserved, reserved }) })
+    }
+
+    fn db(&self) -> RwLockReadGuard<'_, Database> {
+        self.db.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Moves pages to the start of the file and cuts the free space off its end. Commits
+    /// that are not durable leave their old pages allocated until a durable one, so a
+    /// small volume's file is mostly free space after a busy mount. Durable, crash-safe
+    /// (redb's own two-phase commits). Returns whether the file shrank.
+    pub fn compact(&self) -> Result<bool, StoreError> {
+        let _watch = watch("metadata compaction");
+        let mut db = self.db.write().unwrap_or_else(PoisonError::into_inner);
+        let mut shrank = false;
+        // Each call moves what it can; a few rounds reach the end.
+        for _ in 0..4 {
+            match db.compact(CompactionMode::Balanced) {
+                Ok(true) => shrank = true,
+                Ok(false) => break,
+                Err(e) => return Err(meta_error(&self.path, redb::Error::from(e))),
+            }
+        }
+        Ok(shrank)
     }
 
     fn error(&self, e: impl Into<redb::Error>) -> StoreError {
@@ -75,7 +99,7 @@ impl Meta {
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let _watch = watch("metadata read");
-        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
+        let txn = self.db().begin_read().map_err(|e| self.error(e))?;
         let table = txn.open_table(TABLE).map_err(|e| self.error(e))?;
         let value = table.get(key).map_err(|e| self.error(e))?;
         Ok(value.map(|v| v.value().to_vec()))
@@ -102,7 +126,7 @@ impl Meta {
         mut visit: impl FnMut(&[u8], &[u8]) -> Result<ControlFlow<()>, StoreError>,
     ) -> Result<(), StoreError> {
         let _watch = watch("metadata scan");
-        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
+        let txn = self.db().begin_read().map_err(|e| self.error(e))?;
         let table = txn.open_table(TABLE).map_err(|e| self.error(e))?;
         for item in table.range(range).map_err(|e| self.error(e))? {
             let (k, v) = item.map_err(|e| self.error(e))?;
@@ -138,7 +162,7 @@ impl Meta {
     /// Applies the changes atomically (durable at the next `flush`).
     pub fn apply<'a>(&self, changes: impl IntoIterator<Item = Change<'a>>) -> Result<(), StoreError> {
         let _watch = watch("metadata commit");
-        let mut txn = self.db.begin_write().map_err(|e| self.error(e))?;
+        let mut txn = self.db().begin_write().map_err(|e| self.error(e))?;
         txn.set_durability(Durability::None).map_err(|e| self.error(e))?;
         {
             let mut table = txn.open_table(TABLE).map_err(|e| self.error(e))?;
@@ -156,7 +180,7 @@ impl Meta {
     /// Makes every change applied so far durable.
     pub fn flush(&self) -> Result<(), StoreError> {
         let _watch = watch("metadata flush");
-        let txn = self.db.begin_write().map_err(|e| self.error(e))?;
+        let txn = self.db().begin_write().map_err(|e| self.error(e))?;
         txn.commit().map_err(|e| self.error(e))
     }
 
@@ -186,7 +210,7 @@ impl Meta {
     /// Durably records that ids below `reserved` may be in use.
     fn reserve(&self, reserved: u64) -> Result<(), StoreError> {
         let _watch = watch("inode number reservation");
-        let txn = self.db.begin_write().map_err(|e| self.error(e))?;
+        let txn = self.db().begin_write().map_err(|e| self.error(e))?;
         {
             let mut table = txn.open_table(TABLE).map_err(|e| self.error(e))?;
             table.insert([TAG_IDS].as_slice(), reserved.to_le_bytes().as_slice()).map_err(|e| self.error(e))?;

@@ -431,6 +431,13 @@ impl Store {
         layout::record_state(&self._lock, &self.layout.lock(), &layout::close_text(error))
     }
 
+    /// Shrinks the metadata file to what it holds (`Meta::compact`); writers wait. For
+    /// the end of a mount: small volumes' files are otherwise mostly free pages.
+    pub fn compact_metadata(&self) -> Result<bool, StoreError> {
+        let _writer = self.lock_writer();
+        self.meta.compact()
+    }
+
     /// `STORE/models`: the learned models the store's frames name (`codec::ModelRegistry`).
     pub fn models_dir(&self) -> PathBuf {
         self.layout.models()

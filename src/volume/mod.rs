@@ -154,6 +154,12 @@ impl Volume {
         if let Err(e) = self.core.prune_models() {
             log::warn!("looking for stored models no block needs: {e}");
         }
+        let meta_start = std::time::Instant::now();
+        match self.core.store.compact_metadata() {
+            Ok(shrank) => log::debug!("metadata compaction in {:.2?} (file shrank: {shrank})", meta_start.elapsed()),
+            // Only space is at stake.
+            Err(e) => log::warn!("metadata compaction at unmount skipped: {e}"),
+        }
         // After compaction: holes in the packs it just deleted would be wasted work, and
         // where it failed (a full disk) this is what gives the space back.
         self.core.store.punch_freed();
