@@ -272,6 +272,32 @@ mod tests {
     }
 
     #[test]
+    fn compaction_shrinks_the_file_and_keeps_every_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.redb");
+        let meta = Meta::open(&path, 1 << 20).unwrap();
+        let value = vec![7u8; 200];
+        // Many commits that are not durable, as a mount makes them.
+        for i in 0u32..3000 {
+            let key = i.to_be_bytes();
+            meta.apply([(&key[..], Some(&value[..]))]).unwrap();
+        }
+        for i in 0u32..2900 {
+            let key = i.to_be_bytes();
+            meta.apply([(&key[..], None)]).unwrap();
+        }
+        meta.flush().unwrap();
+        let before = std::fs::metadata(&path).unwrap().len();
+        assert!(meta.compact().unwrap());
+        let after = std::fs::metadata(&path).unwrap().len();
+        assert!(after < before / 2, "{before} -> {after} bytes");
+        drop(meta);
+        let meta = Meta::open(&path, 1 << 20).unwrap();
+        assert_eq!(keys(&meta, &[]).len(), 100);
+        assert_eq!(meta.get(&2999u32.to_be_bytes()).unwrap(), Some(value));
+    }
+
+    #[test]
     fn ids_are_never_handed_out_twice_across_reopens() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.redb");
