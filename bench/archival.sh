@@ -30,11 +30,14 @@ CORPUS=$(cd "${1:-$REPO/../shared/corpus/bench}" && pwd)
 
 log() { echo "[archival $(date +%T)] $*" >&2; }
 die() { echo "archival.sh: $*" >&2; exit 1; }
-for c in zstd brotli xz python3 split fusermount3; do command -v $c >/dev/null || die "missing $c"; done
+for c in zstd brotli xz python3 split fusermount3 flock; do command -v $c >/dev/null || die "missing $c"; done
 [ -x "$S2SFS" ] || die "no s2sfs binary at $S2SFS: run 'cargo build --release'"
 mkdir -p "$BENCH_DIR"
 [ "$(stat -f -c %T "$BENCH_DIR")" = tmpfs ] && die "BENCH_DIR $BENCH_DIR is on tmpfs"
 W=$BENCH_DIR/archival
+# One run at a time per work dir: a second run would wipe this one's volumes.
+exec 9>"$BENCH_DIR/.archival.lock"
+flock -n 9 || die "another archival run is using $W; wait for it or set BENCH_DIR"
 MNT=$W/mnt
 cleanup() { mountpoint -q "$MNT" 2>/dev/null && { "$S2SFS" umount "$MNT" >/dev/null 2>&1 || fusermount3 -uz "$MNT"; }; true; }
 trap cleanup EXIT
@@ -67,7 +70,7 @@ volume() {
     local kind=$1; shift
     STORE=$W/store-$kind
     mkdir -p "$STORE"
-    "$S2SFS" mount "$MNT" --store "$STORE" "$@"
+    "$S2SFS" mount "$MNT" --store "$STORE" "$@" 9>&-
     local t0; t0=$(now)
     cp -r -- "$CORPUS/." "$MNT/"
     sync -f "$MNT"
@@ -99,7 +102,7 @@ REC_S=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r.get
 REC_KBS=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("%.1f" % (r["logical_bytes"] / 1000 / max(r["seconds"], 1e-9)))' "$W/recompress.json")
 
 log "cold sequential read of the archival volume"
-"$S2SFS" mount "$MNT" --store "$T5_STORE" --codec t5
+"$S2SFS" mount "$MNT" --store "$T5_STORE" --codec t5 9>&-
 sync; echo 3 > /proc/sys/vm/drop_caches
 c0=$(daemon_cpu); t0=$(now)
 for f in "${FILES[@]}"; do cat -- "$MNT/$f" > /dev/null; done
@@ -109,7 +112,7 @@ READ_CPU=$(awk -v b="$BYTES" -v a="$c1" -v z="$c0" 'BEGIN { printf "%.3f", (a - 
 for f in "${FILES[@]}"; do cmp -s -- "$CORPUS/$f" "$MNT/$f" || die "$f does not read back exactly"; done
 
 log "random 4 KiB reads of the archival volume"
-"$S2SFS" umount "$MNT"; "$S2SFS" mount "$MNT" --store "$T5_STORE" --codec t5
+"$S2SFS" umount "$MNT"; "$S2SFS" mount "$MNT" --store "$T5_STORE" --codec t5 9>&-
 sync; echo 3 > /proc/sys/vm/drop_caches
 RAND=$(python3 - "$MNT" "${FILES[@]}" <<'EOF'
 import os, random, sys, time
@@ -138,7 +141,7 @@ log "sequential write of $SEQ_MB MiB on an auto volume, recompression off / runn
 head -c $((SEQ_MB << 20)) < <(while :; do cat -- "${FILES[@]/#/$CORPUS/}"; done) > "$W/seq.src"
 seqwrite() { # MOUNT-OPTIONS... : MB/s of dd into a volume holding a copy of the corpus
     rm -rf "$W/store-seq"; mkdir -p "$W/store-seq"
-    "$S2SFS" mount "$MNT" --store "$W/store-seq" --codec auto "$@"
+    "$S2SFS" mount "$MNT" --store "$W/store-seq" --codec auto "$@" 9>&-
     cp -r -- "$CORPUS/." "$MNT/"; sync -f "$MNT"; sleep 3
     local t0; t0=$(now)
     dd if="$W/seq.src" of="$MNT/seq" bs=1M conv=fsync status=none

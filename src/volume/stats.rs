@@ -590,7 +590,7 @@ fn render_recompression(out: &mut dyn Write, r: &RecompressStatus) -> std::io::R
     let now = if r.running { format!("running: {} blocks done, {} left", r.blocks_done, r.backlog) } else { format!("idle, {} blocks left", r.backlog) };
     writeln!(
         out,
-        "recompression: {mode}; {now}; {} passes, {} frames replaced, {} saved since the mount",
+        "recompression: {mode}; {now}; since the mount: passes {}, frames replaced {}, saved {}",
         r.passes,
         r.blocks_recompressed,
         if r.bytes_saved < 0 { format!("-{}", human(r.bytes_saved.unsigned_abs())) } else { human(r.bytes_saved as u64) }
