@@ -9,14 +9,14 @@
 //! all its users; a block deleted, moved by compaction or replaced since it was read is
 //! left alone (the CAS fails) and tried again by a later pass.
 //!
-//! What is already done is read from the block records (`FrameInfo`, which describes a
-//! frame as its header does): a t5 frame of the target's model is not tried again, nor is
-//! a non-t5 frame by a zstd target. Other blocks a pass has considered (those that gained
-//! nothing and kept their frame, and those re-coded to a zstd or raw frame because that
-//! beat the learned coder) are remembered in memory, per target, with the frame they have
-//! (its length and description), so that later passes of this mount skip them while they
-//! keep that frame: a remount tries each of them once more. The memory is about 80 bytes
-//! per such block.
+//! What is already done is read from the block records (`FrameInfo`): a frame whose
+//! record names the target's model (a t5 frame of that model, or a zstd or raw frame the
+//! chooser kept against it, at commit or in an earlier pass) is not tried again, nor is a
+//! non-t5 frame by a zstd target. A block that gains nothing keeps its frame and gets the
+//! model written into its record (`Store::describe_frame`), so no later pass or mount
+//! weighs it again. Blocks a pass could not settle that way (a t5 frame of another model
+//! that the target's does not beat) are remembered in memory, per target, with the frame
+//! they have, so that later passes of this mount skip them while they keep that frame.
 //!
 //! Recompression never competes with foreground work: blocks are coded on a pool of
 //! niced threads, and before each block a worker waits while any FUSE request is in
