@@ -360,3 +360,28 @@ fn kill_during_recompression_keeps_every_fsynced_file() {
     assert!(killed_while_running >= rounds / 3, "only {killed_while_running} of {rounds} kills hit a running recompression");
     m.finish();
 }
+
+/// The mount helper's `-o codec=t5` (fstab's way) makes an archival volume; a model
+/// directory that is not a model is refused at mount with one line naming it.
+#[test]
+fn mount_options_pick_the_codec_and_a_bad_model_is_refused() {
+    let mut m = Mounted::new(&["--block-kib", "16"]);
+    write_file(&m.path("before"), &prose_from(1000, SMALL_BLOCK));
+    m.remount_via_helper("codec=t5");
+    write_file(&m.path("after"), &prose_from(30_000, 2 * SMALL_BLOCK));
+    let s = stats(&m);
+    assert!(codec_blocks(&s, "t5") >= 1, "-o codec=t5 wrote no t5 block: {s}");
+    assert_file_eq(&m.path("before"), &prose_from(1000, SMALL_BLOCK));
+    m.unmount();
+    let bad = m.outside("not-a-model");
+    fs::create_dir(&bad).unwrap();
+    fs::write(bad.join("config.json"), b"{}").unwrap();
+    let mut args: Vec<std::ffi::OsString> = m.mount_args();
+    args.extend(["--codec".into(), "t5".into(), "--model".into(), bad.clone().into()]);
+    let out = run_cli(&args, None, Duration::from_secs(60));
+    assert!(!out.status.success(), "a mount with a bad model succeeded: {}", out.describe());
+    assert!(out.stderr.contains("not-a-model") && out.stderr.trim().lines().count() == 1, "{}", out.describe());
+    assert!(!is_mounted(&m.mnt));
+    m.mount();
+    m.finish();
+}
