@@ -191,18 +191,9 @@ pub struct ModelStats {
     pub problem: Option<String>,
     /// Bytes of the model's files in the store (0 when missing).
     pub model_bytes: u64,
-    /// Distinct blocks stored as t5 frames of the model.
-    pub blocks: u64,
-    /// Block-map entries using them.
-    pub references: u64,
-    /// Their plaintext as files see it.
-    pub logical_bytes: u64,
-    /// Plaintext bytes of the distinct blocks.
-    pub unique_bytes: u64,
-    /// Bytes of their frames.
-    pub stored_bytes: u64,
-    /// `unique_bytes / stored_bytes`.
-    pub ratio: Option<f64>,
+    /// Its t5 frames: the blocks that need the model.
+    #[serde(flatten)]
+    pub frames: CodecStats,
 }
 
 /// The block cache of a mounted volume.
@@ -448,13 +439,12 @@ fn model_table(registry: &ModelRegistry, totals: &BlockTotals) -> Vec<ModelStats
             continue;
         }
         let row = rows.entry(tag).or_insert_with(|| model_row(None, tag, ModelStatus::Missing, None));
-        row.blocks += g.blocks;
-        row.references += g.references;
-        row.logical_bytes += g.logical_bytes;
-        row.unique_bytes += g.unique_logical_bytes;
-        row.stored_bytes += g.stored_bytes;
+        add(&mut row.frames, g);
     }
-    rows.into_values().map(|r| ModelStats { ratio: ratio(r.unique_bytes, r.stored_bytes), ..r }).collect()
+    for row in rows.values_mut() {
+        row.frames.ratio = ratio(row.frames.unique_bytes, row.frames.stored_bytes);
+    }
+    rows.into_values().collect()
 }
 
 fn model_row(id: Option<ModelId>, tag: [u8; 8], status: ModelStatus, problem: Option<String>) -> ModelStats {
@@ -464,12 +454,7 @@ fn model_row(id: Option<ModelId>, tag: [u8; 8], status: ModelStatus, problem: Op
         status,
         problem,
         model_bytes: 0,
-        blocks: 0,
-        references: 0,
-        logical_bytes: 0,
-        unique_bytes: 0,
-        stored_bytes: 0,
-        ratio: None,
+        frames: CodecStats::default(),
     }
 }
 
@@ -570,10 +555,10 @@ fn render_model_rows(out: &mut dyn Write, models: &[ModelStats], full_ids: bool)
             "{id:<width$} {:<8} {:>12} {:>10} {:>12} {:>12} {:>8}",
             m.status.name(),
             human(m.model_bytes),
-            m.blocks,
-            human(m.logical_bytes),
-            human(m.stored_bytes),
-            times(m.ratio)
+            m.frames.blocks,
+            human(m.frames.logical_bytes),
+            human(m.frames.stored_bytes),
+            times(m.frames.ratio)
         )?;
         if let Some(p) = &m.problem {
             writeln!(out, "  {p}")?;

@@ -239,15 +239,15 @@ fn models_are_ok_damaged_or_missing_and_t5_frames_are_counted() {
         s.models.iter().find(|m| m.tag == hex).unwrap_or_else(|| panic!("no model {hex} in {:?}", s.models)).clone()
     };
     let ok = by_tag(model.id().tag());
-    assert_eq!((ok.status, ok.id.as_deref(), ok.blocks), (ModelStatus::Ok, Some(model.id().hex().as_str()), 0));
+    assert_eq!((ok.status, ok.id.as_deref(), ok.frames.blocks), (ModelStatus::Ok, Some(model.id().hex().as_str()), 0));
     assert_eq!(ok.model_bytes, v.registry.bytes(&model.id()));
     let bad = by_tag(damaged.tag());
     assert_eq!(bad.status, ModelStatus::Damaged);
     assert!(bad.problem.is_some());
     let gone = by_tag(missing);
     assert_eq!((gone.status, gone.id.as_deref(), gone.model_bytes), (ModelStatus::Missing, None, 0));
-    assert_eq!((gone.blocks, gone.references, gone.logical_bytes, gone.stored_bytes), (1, 1, BS, 500));
-    assert_eq!(gone.ratio, Some(BS as f64 / 500.0));
+    assert_eq!((gone.frames.blocks, gone.frames.references, gone.frames.logical_bytes, gone.frames.stored_bytes), (1, 1, BS, 500));
+    assert_eq!(gone.frames.ratio, Some(BS as f64 / 500.0));
     assert_eq!(s.models.len(), 3, "no row for the zstd block's model: {:?}", s.models);
     assert_eq!(s.codecs.zstd.blocks, 2 + 1);
     assert_eq!(s.disk.models_bytes, v.registry.bytes(&model.id()) + v.registry.bytes(&damaged));
