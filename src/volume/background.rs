@@ -39,8 +39,7 @@ impl Recompressor {
     /// Starts recompressing blocks older than the volume's `recompress_after` to its
     /// `recompress_to`; None when the volume does neither.
     fn start(core: &Arc<Core>) -> Option<Recompressor> {
-        let (Some(target), Some(older_than)) = (core.recompress_to, core.opts.recompress_after) else { return None };
-        let req = super::RecompressRequest { older_than, target };
+        let (Some(target), Some(older_than)) = (core.recompress_to(), core.opts.recompress_after) else { return None };
         let stop = Arc::new(AtomicBool::new(false));
         let (wake, woken) = mpsc::channel::<()>();
         let core: Weak<Core> = Arc::downgrade(core);
@@ -57,7 +56,11 @@ impl Recompressor {
                     }
                     wait = RECOMPRESS_EVERY;
                     let Some(core) = core.upgrade() else { return };
-                    core.background_pass(&req, &stopped);
+                    // The target as it is now: `s2sfs recompress --codec/--model` may
+                    // have changed it (or turned it off) for the rest of the mount.
+                    if let Some(target) = core.recompress_to() {
+                        core.background_pass(&super::RecompressRequest { older_than, target }, &stopped);
+                    }
                     if stopped.load(Ordering::Relaxed) {
                         return;
                     }

@@ -54,7 +54,9 @@ pub struct Core {
     /// The store's models (`STORE/models`).
     registry: ModelRegistry,
     /// What background recompression re-codes cold blocks to (t5 and auto volumes).
-    recompress_to: Option<Target>,
+    /// On-demand recompression with another codec or model changes it for the rest of the
+    /// mount (`Core::retarget`).
+    recompress_to: RwLock<Option<Target>>,
     /// Background and on-demand recompression (`recompress.rs`), and the count of FUSE
     /// requests in flight it gives way to.
     recompression: recompress::RecompressState,
@@ -102,7 +104,7 @@ impl Volume {
         let core = Arc::new(Core {
             codecs: RwLock::new(Arc::new(set.codecs)),
             registry,
-            recompress_to: set.recompress_to,
+            recompress_to: RwLock::new(set.recompress_to),
             recompression: recompress::RecompressState::new(),
             cache: Mutex::new(BlockCache::new(opts.cache_bytes)),
             prefetched: Mutex::new((0, 0)),

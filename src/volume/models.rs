@@ -18,7 +18,7 @@ impl Core {
     pub(super) fn prune_models(&self) -> Result<Vec<ModelId>> {
         let mut keep: HashSet<ModelId> = HashSet::new();
         keep.insert(self.codecs().writer().model());
-        keep.extend(self.recompress_to.map(|t| t.model()));
+        keep.extend(self.recompress_to().map(|t| t.model()));
         let stored = self.registry.ids();
         if stored.iter().all(|id| keep.contains(id)) {
             return Ok(Vec::new());

@@ -253,9 +253,10 @@ impl Core {
     /// What recompression is doing, for `s2sfs stats`.
     pub fn recompress_status(&self) -> RecompressStatus {
         let mut status = lock(&self.recompression.status).clone();
-        status.background = self.recompress_to.is_some() && self.opts.recompress_after.is_some();
+        let target = self.recompress_to();
+        status.background = target.is_some() && self.opts.recompress_after.is_some();
         if status.background {
-            status.target = self.recompress_to.map(describe_target);
+            status.target = target.map(describe_target);
             status.older_than_secs = self.opts.recompress_after.map(|d| d.as_secs());
         }
         status
@@ -279,6 +280,41 @@ impl Core {
         Ok(target)
     }
 
+    /// What background recompression re-codes cold blocks to now (None: it does not run).
+    pub(crate) fn recompress_to(&self) -> Option<Target> {
+        *self.recompress_to.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes `target`, asked for by an on-demand recompression that named a codec or a
+    /// model, what this t5 or auto volume writes and recompresses to for the rest of the
+    /// mount; otherwise the background pass would undo it. zstd turns an archival volume
+    /// into a fast one (zstd writes, no background pass); a model moves it to that model.
+    /// A zstd volume keeps writing zstd: its recompression was one pass. The mount's
+    /// options decide again at the next mount.
+    pub fn retarget(&self, target: Target) -> Result<()> {
+        let mut background = self.recompress_to.write().unwrap_or_else(|p| p.into_inner());
+        if background.is_none() && self.codecs().writer().model() == ModelId::NONE {
+            return Ok(());
+        }
+        let learned = target.model() != ModelId::NONE;
+        let current = self.codecs();
+        let mut codecs: Codecs = (*current).clone();
+        let writer = match codecs.writer() {
+            // A t5 volume writes what it recompresses to; an auto volume writes zstd.
+            w if w.model() != ModelId::NONE => if learned { target } else { Target::Zstd { level: self.opts.codec.zstd_level() } },
+            w => w,
+        };
+        codecs.set_writer(writer)?;
+        *self.codecs.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(codecs);
+        *background = learned.then_some(target);
+        log::info!(
+            "until the next mount, new blocks are written as {} and background recompression {}",
+            describe_target(writer),
+            if learned { format!("re-codes cold blocks to {}", describe_target(target)) } else { "is off".to_string() }
+        );
+        Ok(())
+    }
+
     /// The target of an on-demand recompression: zstd at the volume's level; t5 with the
     /// model in `model_dir` (added to the volume), or with the volume's model (its
     /// background target's, or the one it was mounted with, or the built-in one). No codec
@@ -294,7 +330,7 @@ impl Core {
             (Some(RecompressCodec::Zstd), Some(_)) => Err(Error::Invalid("a model directory goes with the t5 codec only")),
             (Some(RecompressCodec::Zstd), None) => Ok(Target::Zstd { level: self.opts.codec.zstd_level() }),
             (_, Some(dir)) => self.add_model(load_model(Some(dir))?),
-            (_, None) => match self.recompress_to {
+            (_, None) => match self.recompress_to() {
                 Some(t) if t.model() != ModelId::NONE => Ok(t),
                 _ => self.add_model(load_model(self.opts.codec.model.as_deref())?),
             },

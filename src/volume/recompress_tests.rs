@@ -394,3 +394,34 @@ fn auto_volumes_recompress_cold_blocks_in_the_background() {
     }
     assert_clean(&v);
 }
+
+#[test]
+fn on_demand_codec_or_model_retargets_t5_and_auto_volumes_for_the_mount() {
+    let dir = tempfile::tempdir().unwrap();
+    let model_dir = dir.path().join("tiny");
+    fixtures::tiny_model().save(&model_dir).unwrap();
+    let spec = |kind| CodecSpec { codec: Some(kind), zstd_level: None, model: Some(model_dir.clone()) };
+    let tiny = crate::codec::learned_target(fixtures::tiny_model().id());
+    // A t5 volume turned into a fast one: zstd writes, no background target.
+    let v = Volume::open(&dir.path().join("t5"), VolumeOptions { codec: spec(CodecKind::T5), ..opts() }).unwrap();
+    assert_eq!((v.codecs().writer(), v.recompress_to()), (tiny, Some(tiny)));
+    let zstd = v.recompress_target(Some(RecompressCodec::Zstd), None).unwrap();
+    v.retarget(zstd).unwrap();
+    assert_eq!((v.codecs().writer(), v.recompress_to()), (Target::Zstd { level: 3 }, None));
+    drop(v);
+    // An auto volume keeps writing zstd and recompresses to the model asked for.
+    let v = Volume::open(&dir.path().join("auto"), VolumeOptions { codec: spec(CodecKind::Auto), ..opts() }).unwrap();
+    let other = Arc::new(crate::coder::Model::random(fixtures::tiny_config(), fixtures::tiny_bpe(), 99).unwrap());
+    let other_target = v.add_model(other).unwrap();
+    v.retarget(other_target).unwrap();
+    assert_eq!((v.codecs().writer(), v.recompress_to()), (Target::Zstd { level: 3 }, Some(other_target)));
+    drop(v);
+    // A zstd volume's recompression is one pass: nothing changes.
+    let v = Volume::open(&dir.path().join("zstd"), opts()).unwrap();
+    v.retarget(tiny_target(&v)).unwrap();
+    assert_eq!((v.codecs().writer(), v.recompress_to()), (Target::Zstd { level: 3 }, None));
+}
+
+fn tiny_target(v: &Volume) -> Target {
+    v.add_model(fixtures::tiny_model()).unwrap()
+}
