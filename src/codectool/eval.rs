@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::{Result, ToolError, read_file};
-use crate::codec::Codecs;
+use crate::codec::{CodecId, Codecs, FrameHeader};
 
 /// zstd's strongest regular level: the classic per-block reference of DESIGN.md.
 const ZSTD_REFERENCE_LEVEL: i32 = 19;
@@ -30,6 +30,10 @@ pub struct EvalRow {
     pub decompress_cpu_s: f64,
     pub compress_kb_s: f64,
     pub decompress_kb_s: f64,
+    /// Blocks whose frame each codec wrote: with `--codec auto`, the blocks each codec won.
+    pub blocks_t5: u64,
+    pub blocks_zstd: u64,
+    pub blocks_raw: u64,
 }
 
 impl EvalRow {
@@ -49,6 +53,9 @@ impl EvalRow {
         self.zstd19_bytes += o.zstd19_bytes;
         self.compress_cpu_s += o.compress_cpu_s;
         self.decompress_cpu_s += o.decompress_cpu_s;
+        self.blocks_t5 += o.blocks_t5;
+        self.blocks_zstd += o.blocks_zstd;
+        self.blocks_raw += o.blocks_raw;
     }
 }
 
@@ -81,7 +88,11 @@ fn eval_block(codecs: &Codecs, path: &Path, index: u64, block: &[u8]) -> Result<
     }
     let zstd19 = zstd::bulk::compress(block, ZSTD_REFERENCE_LEVEL)
         .map_err(|e| ToolError::Io { path: path.to_path_buf(), source: e })?;
+    let codec = FrameHeader::parse(&frame).map_err(frame_err)?.codec;
     Ok(EvalRow {
+        blocks_t5: (codec == CodecId::T5) as u64,
+        blocks_zstd: (codec == CodecId::Zstd) as u64,
+        blocks_raw: (codec == CodecId::Raw) as u64,
         bytes: block.len() as u64,
         frame_bytes: frame.len() as u64,
         zstd19_bytes: zstd19.len() as u64,
@@ -122,14 +133,14 @@ pub fn eval_files(codecs: &Codecs, block_size: usize, files: &[PathBuf], progres
 pub fn render_eval(out: &mut dyn Write, rows: &[EvalRow], codec: &str) -> std::io::Result<()> {
     writeln!(
         out,
-        "{:<28} {:>10} {:>10} {:>6} {:>6} {:>10} {:>6} {:>8} {:>9} {:>9}",
-        "file", "bytes", codec, "bpb", "ratio", "zstd-19", "ratio", "vs zstd", "comp KB/s", "dec KB/s"
+        "{:<28} {:>10} {:>10} {:>6} {:>6} {:>10} {:>6} {:>8} {:>9} {:>9} {:>14}",
+        "file", "bytes", codec, "bpb", "ratio", "zstd-19", "ratio", "vs zstd", "comp KB/s", "dec KB/s", "t5/zstd/raw"
     )?;
     for r in rows {
         let name = Path::new(&r.file).file_name().map_or(r.file.clone(), |n| n.to_string_lossy().into_owned());
         writeln!(
             out,
-            "{:<28} {:>10} {:>10} {:>6.3} {:>6.3} {:>10} {:>6.3} {:>7.3}x {:>9.1} {:>9.1}",
+            "{:<28} {:>10} {:>10} {:>6.3} {:>6.3} {:>10} {:>6.3} {:>7.3}x {:>9.1} {:>9.1} {:>14}",
             name,
             r.bytes,
             r.frame_bytes,
@@ -139,8 +150,9 @@ pub fn render_eval(out: &mut dyn Write, rows: &[EvalRow], codec: &str) -> std::i
             r.zstd19_ratio,
             ratio(r.zstd19_bytes, r.frame_bytes),
             r.compress_kb_s,
-            r.decompress_kb_s
+            r.decompress_kb_s,
+            format!("{}/{}/{}", r.blocks_t5, r.blocks_zstd, r.blocks_raw)
         )?;
     }
-    writeln!(out, "(KB/s: 1000 bytes per second of one core's CPU time; ratios: bytes / stored bytes)")
+    writeln!(out, "(KB/s: 1000 bytes per second of one core's CPU time; ratios: bytes / stored bytes; t5/zstd/raw: blocks stored by each)")
 }

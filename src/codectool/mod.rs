@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 pub use self::batchbench::{BatchReport, batch_decode};
 pub use self::eval::{EvalRow, eval_files, render_eval};
 
-use crate::codec::{CodecError, CodecKind, CodecSet, CodecSpec, Codecs, MAX_PLAIN_LEN, ModelError, Target, open_codecs};
+use crate::codec::{CodecError, CodecKind, CodecSet, CodecSpec, Codecs, MAX_PLAIN_LEN, ModelError, Target, learned_target, open_codecs};
 
 const MAGIC: &[u8; 4] = b"S2SC";
 const VERSION: u8 = 1;
@@ -51,11 +51,15 @@ pub type Result<T> = std::result::Result<T, ToolError>;
 
 /// The tool's codecs for `spec` (t5 when it names none). t5 writes the learned coder
 /// alone (raw when it saves less than 1/8), so that `codec eval` measures that coder;
-/// volumes keep the smallest of t5, zstd and raw instead.
+/// auto keeps the smallest of t5, zstd -19 and raw per block, as a t5 volume does.
 pub fn codecs(spec: &CodecSpec) -> Result<CodecSet> {
     let mut set = open_codecs(spec, CodecKind::T5, None).map_err(ToolError::Model)?;
-    if let (CodecKind::T5, Some(model)) = (set.kind, &set.model) {
-        let target = Target::Learned { model: model.id() };
+    let target = match (set.kind, &set.model) {
+        (CodecKind::T5, Some(model)) => Some(Target::Learned { model: model.id() }),
+        (CodecKind::Auto, Some(model)) => Some(learned_target(model.id())),
+        _ => None,
+    };
+    if let Some(target) = target {
         // Registered by open_codecs, so it cannot be unknown.
         let _ = set.codecs.set_writer(target);
     }

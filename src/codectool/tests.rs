@@ -85,6 +85,24 @@ fn eval_counts_every_byte_and_compares_with_zstd() {
     assert_eq!(rows[0].bytes, data.len() as u64);
     assert!(rows[0].frame_bytes > 0 && rows[0].zstd19_bytes > 0);
     assert!((rows[0].ratio - data.len() as f64 / rows[0].frame_bytes as f64).abs() < 1e-9);
+    let r = &rows[0];
+    assert_eq!(r.blocks_t5 + r.blocks_zstd + r.blocks_raw, data.len().div_ceil(4096) as u64);
+    assert_eq!(r.blocks_zstd, 0, "t5 alone writes t5 or raw frames");
+}
+
+#[test]
+fn auto_keeps_the_smallest_frame_per_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f");
+    let mut data = sample();
+    data.extend(std::iter::repeat_n(b"<a>1</a>".as_slice(), 1024).flatten());
+    std::fs::write(&path, &data).unwrap();
+    let t5 = eval_files(&tool_codecs(CodecKind::T5, Some(tiny_model())), 4096, &[path.clone()], &no_progress).unwrap();
+    let auto = eval_files(&tool_codecs(CodecKind::Auto, Some(tiny_model())), 4096, &[path], &no_progress).unwrap();
+    let (t5, auto) = (&t5[0], &auto[0]);
+    assert!(auto.frame_bytes <= t5.frame_bytes, "auto {} > t5 alone {}", auto.frame_bytes, t5.frame_bytes);
+    assert!(auto.blocks_zstd > 0, "the repetitive blocks go to zstd: {auto:?}");
+    assert_eq!(auto.blocks_t5 + auto.blocks_zstd + auto.blocks_raw, t5.blocks_t5 + t5.blocks_zstd + t5.blocks_raw);
 }
 
 #[test]
