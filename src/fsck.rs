@@ -113,10 +113,8 @@ pub fn verify_frame(codecs: &Codecs, frame: &[u8]) -> Result<(Vec<u8>, FrameInfo
         other => VerifyError::Damaged(other.to_string()),
     };
     let plain = codecs.decode_frame(frame).map_err(verify_error)?;
-    let h = crate::codec::FrameHeader::parse(frame).map_err(verify_error)?;
-    let mut model = [0u8; 8];
-    model.copy_from_slice(&h.model_id.0[..8]);
-    Ok((plain, FrameInfo { codec: h.codec as u8, model, plain_len: h.plain_len }))
+    let info = crate::volume::frame_info(frame, crate::codec::ModelId::NONE).map_err(verify_error)?;
+    Ok((plain, info))
 }
 
 /// The human-readable report: a summary, then each problem on one line as

@@ -114,10 +114,10 @@ fn answer_recompress(stream: &UnixStream, shared: &SharedVolume, args: &str) -> 
         Err(e) => return writeln!(&*stream, "error {}", crate::error::error_chain(&e)),
     };
     log::info!("recompression to {} requested through the control socket", describe_target(target));
-    if args.codec.is_some() || args.model.is_some() {
-        if let Err(e) = volume.retarget(target) {
-            return writeln!(&*stream, "error {}", crate::error::error_chain(&e));
-        }
+    if (args.codec.is_some() || args.model.is_some())
+        && let Err(e) = volume.retarget(target)
+    {
+        return writeln!(&*stream, "error {}", crate::error::error_chain(&e));
     }
     let req = RecompressRequest { older_than: Duration::from_secs(args.older_than_secs), target };
     // Set when the client is gone: the pass stops.

@@ -182,7 +182,7 @@ impl Core {
 /// the learned model the chooser compared the block against (NONE for classic targets): a
 /// zstd or raw frame that won against that model's frame records the model, so that
 /// recompression to it knows the block was tried. A t5 frame records its own model.
-pub(super) fn frame_info(frame: &[u8], weighed: ModelId) -> std::result::Result<FrameInfo, CodecError> {
+pub(crate) fn frame_info(frame: &[u8], weighed: ModelId) -> std::result::Result<FrameInfo, CodecError> {
     let h = FrameHeader::parse(frame)?;
     let model = if h.codec == CodecId::T5 { h.model_id } else { weighed };
     Ok(FrameInfo { codec: h.codec as u8, model: model.tag(), plain_len: h.plain_len })

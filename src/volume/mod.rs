@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 pub use types::*;
+pub(crate) use commit::frame_info;
 pub use stats::{CacheStats, CodecStats, CodecTable, DiskStats, ModelStats, ModelStatus, STATS_XATTR, Stats, is_locked, render_models, render_stats, store_models, store_stats};
 pub use recompress::{RecompressCodec, RecompressProgress, RecompressReport, RecompressRequest, RecompressStatus, RequestGuard, describe_target};
 /// How the last daemon left a store: read by `s2sfs umount` once the daemon is gone.
