@@ -80,7 +80,7 @@ pub fn attend<'b, F>(
             q_biased.resize((i + 1) * kw, 0x80);
         }
         raw.resize(n * kh, 0);
-        packed::matmul(key_matrix, q_biased, n, raw, true);
+        packed::matmul(key_matrix, q_biased, n, raw);
 
         let value_matrix = cache.values(head);
         let (vw, vh) = (value_matrix.width(), value_matrix.height());
@@ -108,7 +108,7 @@ pub fn attend<'b, F>(
             totals.push(total);
         }
         sums.resize(2 * n * vh, 0);
-        packed::matmul(value_matrix, weight_bytes, 2 * n, sums, true);
+        packed::matmul(value_matrix, weight_bytes, 2 * n, sums);
         for (i, &total) in totals.iter().enumerate() {
             let o = &mut out[i * d + head * dh..i * d + (head + 1) * dh];
             if total == 0 {
@@ -224,6 +224,39 @@ mod tests {
                 &mut s,
             );
             assert_eq!(alone, batch[row]);
+        }
+    }
+
+    #[test]
+    fn every_kernel_set_attends_alike() {
+        use crate::coder::intnet::{Kernels, with_kernels};
+        let mut next = crate::coder::fixtures::xorshift(11);
+        let (heads, dh, slots, n) = (4, 32, 300, 6);
+        let mut cache = KvCache::new(slots, heads, dh);
+        for slot in 0..slots {
+            // Large keys and values, so that scores spread over the exp table.
+            let k: Vec<i8> = (0..heads * dh).map(|_| ((next() % 255) as i32 - 127) as i8).collect();
+            let v: Vec<i8> = (0..heads * dh).map(|_| ((next() % 255) as i32 - 127) as i8).collect();
+            cache.set(slot, &k, &v);
+        }
+        let q: Vec<i8> = (0..n * heads * dh).map(|_| ((next() % 255) as i32 - 127) as i8).collect();
+        let bias: Vec<i32> = (0..slots).map(|_| (next() % 64) as i32 - 32).collect();
+        let keys = |i: usize, head: usize| {
+            let split = 40 + 7 * i + head;
+            [KeyRun { slot: split, bias: &bias[split..] }, KeyRun { slot: 0, bias: &bias[..20 + i] }]
+        };
+        let run = |k: Kernels, n: usize| {
+            with_kernels(k, || {
+                let mut out = vec![0i8; n * heads * dh];
+                attend(&cache, &q[..n * heads * dh], n, keys, &mut out, &mut AttnScratch::default());
+                out
+            })
+        };
+        for n in [1, 2, n] {
+            let portable = run(Kernels::Portable, n);
+            for k in Kernels::available() {
+                assert_eq!(run(k, n), portable, "{k} kernels, {n} queries");
+            }
         }
     }
 }

@@ -6,7 +6,7 @@
 //! `-128 · Σ_j w_rj`, which takes the offset out again.
 
 use super::arith::{clamp8, clamp16, rshift_sum};
-use super::packed::{self, PackedRef};
+use super::packed::{self, Centered, PackedRef};
 use super::{E_A, E_H, H_MAX};
 use crate::coder::multiversion::multiversion;
 
@@ -67,6 +67,8 @@ impl Linear {
         PackedRef {
             w: &self.packed,
             start: Some(&self.start),
+            // Each row starts at -128 · Σ w: for inputs taken as x − 128 = v, nothing.
+            centered: Centered::Zero,
             groups: self.rows.div_ceil(packed::GROUP),
             steps: self.cols.div_ceil(packed::STEP),
         }
@@ -95,7 +97,7 @@ impl Linear {
                 .resize(scratch.x_biased.len() + width - self.cols, 0x80);
         }
         scratch.acc.resize(n * stride, 0);
-        packed::matmul(m, &scratch.x_biased, n, &mut scratch.acc, true);
+        packed::matmul(m, &scratch.x_biased, n, &mut scratch.acc);
         (&scratch.acc[..n * stride], stride)
     }
 
@@ -212,11 +214,43 @@ mod tests {
     fn weights_read_back_from_the_packed_layout() {
         // Shapes that leave partial groups and steps.
         for (rows, cols) in [(1, 1), (5, 7), (17, 70), (33, 4)] {
-            let w: Vec<i8> = (0..rows * cols).map(|i| (i * 37 % 255) as u8 as i8).collect();
+            let w: Vec<i8> = (0..rows * cols).map(|i| ((i * 37 % 255) as i32 - 127) as i8).collect();
             let lin = Linear::new(&w, rows, cols, 0);
             for r in 0..rows {
                 for c in 0..cols {
                     assert_eq!(lin.weight(r, c), w[r * cols + c], "({r}, {c}) of {rows}x{cols}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_kernel_set_gives_the_same_outputs() {
+        use crate::coder::intnet::{Kernels, with_kernels};
+        let mut next = crate::coder::fixtures::xorshift(3);
+        let mut byte = move || ((next() % 255) as i32 - 127) as i8;
+        // The shipped model's shapes (d 128, d_ff 384, vocab 2048) and ragged ones.
+        for (rows, cols, exp) in [(128, 128, 7), (384, 128, 7), (128, 384, 8), (2048, 128, 6), (37, 70, 5)] {
+            let w: Vec<i8> = (0..rows * cols).map(|_| byte()).collect();
+            let lin = Linear::new(&w, rows, cols, exp);
+            for n in [1, 2, 3, 5, 16] {
+                let x: Vec<i8> = (0..n * cols).map(|_| byte()).collect();
+                let h0: Vec<i32> = (0..n * rows).map(|_| i32::from(byte()) * 200).collect();
+                let run = |k: Kernels| {
+                    with_kernels(k, || {
+                        let mut s = LinearScratch::default();
+                        let mut q = vec![0i8; n * rows];
+                        lin.to_q8(&x, n, E_A, &mut q, &mut s);
+                        let mut h = h0.clone();
+                        lin.add_to_residual(&x, n, 5, &mut h, &mut s);
+                        let mut logits = vec![0i32; n * rows];
+                        lin.to_logits(&x, n, 5, 3, &mut logits, &mut s);
+                        (q, h, logits)
+                    })
+                };
+                let portable = run(Kernels::Portable);
+                for k in Kernels::available() {
+                    assert_eq!(run(k), portable, "{k} kernels, {rows}x{cols} times {n} inputs");
                 }
             }
         }

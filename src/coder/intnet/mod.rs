@@ -5,7 +5,10 @@
 
 mod arith;
 mod attention;
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 mod ffn;
+mod kernels;
 mod kv;
 mod linear;
 mod norm;
@@ -19,7 +22,16 @@ pub use self::ffn::{Ffn, FfnScratch};
 pub use self::kv::KvCache;
 pub use self::linear::{Linear, LinearScratch};
 pub use self::norm::rmsnorm;
-pub use self::packed::vnni_available as avx512_available;
+#[allow(unused_imports)] // selected_kernels: for model loading, not called yet
+pub use self::kernels::{Kernels, KernelsError, kernels, selected as selected_kernels};
+#[cfg(test)]
+pub use self::kernels::with_kernels;
+
+/// Whether this thread runs the AVX-512 kernels (for `coder::multiversion`'s switch).
+#[inline]
+pub fn avx512_available() -> bool {
+    kernels() == Kernels::Avx512
+}
 
 // The exponents are part of the format, defined with the config.
 use super::{E_A, E_GAIN, E_H, E_S, E_X, H_MAX};

@@ -4,7 +4,13 @@
 //! Layout: rows in groups of 16 (one register of i32 sums), columns in steps of 4 (the
 //! products `vpdpbusd` adds into one lane): `[group][step][row in group][col in step]`,
 //! padded with zeros. Both the linear layers and the attention caches use it; the portable
-//! product below is the definition and the VNNI one gives the same integers.
+//! product below is the definition, and the AVX-512 VNNI (`vnni`) and AVX2 (`avx2`) ones
+//! give the same integers.
+//!
+//! Weights are q8, in [-127, 127] (never -128: `pack` checks, and the caches hold clamped
+//! values); the AVX2 kernel's exactness rests on it.
+
+use super::kernels::{Kernels, kernels};
 
 pub const GROUP: usize = 16;
 pub const STEP: usize = 4;
@@ -15,8 +21,19 @@ pub struct PackedRef<'a> {
     pub w: &'a [i8],
     /// Each row's initial sum (`groups · 16` of them); `None` for zeros.
     pub start: Option<&'a [i32]>,
+    /// `start[r] + 128 · Σ_c W[r][c]` per row, for kernels that multiply `x − 128` (AVX2).
+    pub centered: Centered<'a>,
     pub groups: usize,
     pub steps: usize,
+}
+
+/// The rows' initial sums for inputs taken as `x − 128`: `start[r] + 128 · Σ_c W[r][c]`.
+#[derive(Debug, Clone, Copy)]
+pub enum Centered<'a> {
+    /// All zero: each row starts at `-128 · Σ_c W[r][c]` (linear layers, keys).
+    Zero,
+    /// Kept with the matrix (`groups · 16` of them).
+    Sums(&'a [i32]),
 }
 
 impl PackedRef<'_> {
@@ -38,7 +55,9 @@ pub fn index(row: usize, col: usize, steps: usize) -> usize {
 }
 
 /// Packs a row-major `[rows][cols]` matrix.
+/// Panics on a weight of -128 (outside q8).
 pub fn pack(w: &[i8], rows: usize, cols: usize) -> Vec<i8> {
+    assert!(!w.contains(&i8::MIN), "a q8 weight of -128");
     let steps = cols.div_ceil(STEP);
     let mut packed = vec![0i8; rows.div_ceil(GROUP) * steps * GROUP * STEP];
     for r in 0..rows {
@@ -49,16 +68,27 @@ pub fn pack(w: &[i8], rows: usize, cols: usize) -> Vec<i8> {
     packed
 }
 
-/// `acc[i · height + r] = start[r] + Σ_c x[i · width + c] · W[r][c]` for `n` inputs.
-pub fn matmul(m: PackedRef<'_>, x: &[u8], n: usize, acc: &mut [i32], vnni: bool) {
+/// `acc[i · height + r] = start[r] + Σ_c x[i · width + c] · W[r][c]` for `n` inputs, on
+/// the kernels this thread runs (`kernels::kernels`).
+pub fn matmul(m: PackedRef<'_>, x: &[u8], n: usize, acc: &mut [i32]) {
+    matmul_on(kernels(), m, x, n, acc);
+}
+
+/// `matmul` on the kernel set `k`, which the CPU must have (panics otherwise).
+pub fn matmul_on(k: Kernels, m: PackedRef<'_>, x: &[u8], n: usize, acc: &mut [i32]) {
     assert!(x.len() >= n * m.width() && acc.len() >= n * m.height());
     assert!(m.w.len() >= m.groups * m.steps * GROUP * STEP);
     assert!(m.start.is_none_or(|s| s.len() >= m.height()));
+    assert!(!matches!(m.centered, Centered::Sums(s) if s.len() < m.height()));
+    // `kernels()` only ever returns a set the CPU has; an explicit one is checked here,
+    // and the SIMD kernels rely on this check.
+    assert!(k.supported(), "this CPU lacks {}, which the {k} kernels need", k.needs());
     #[cfg(target_arch = "x86_64")]
-    if vnni && vnni_available() {
-        return super::vnni::matmul(m, x, n, acc);
+    match k {
+        Kernels::Avx512 => return super::vnni::matmul(m, x, n, acc),
+        Kernels::Avx2 => return super::avx2::matmul(m, x, n, acc),
+        Kernels::Portable => {}
     }
-    let _ = vnni;
     matmul_portable(m, x, n, acc);
 }
 
@@ -87,58 +117,147 @@ fn matmul_portable(m: PackedRef<'_>, x: &[u8], n: usize, acc: &mut [i32]) {
     }
 }
 
-/// Whether this CPU runs the VNNI kernels (AVX-512 F, BW, VL, DQ and VNNI). Setting
-/// `S2SFS_PORTABLE_KERNELS` forces the portable ones, to measure or test them.
-pub fn vnni_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::sync::OnceLock;
-        static AVAILABLE: OnceLock<bool> = OnceLock::new();
-        *AVAILABLE.get_or_init(|| {
-            std::env::var_os("S2SFS_PORTABLE_KERNELS").is_none()
-                && is_x86_feature_detected!("avx512f")
-                && is_x86_feature_detected!("avx512bw")
-                && is_x86_feature_detected!("avx512vl")
-                && is_x86_feature_detected!("avx512dq")
-                && is_x86_feature_detected!("avx512vnni")
-        })
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// How a test matrix's rows start.
+    #[derive(Debug, Clone, Copy)]
+    enum Start {
+        Zero,
+        Random,
+        /// `-128 · Σ w`, as the linear layers and keys start.
+        Offset,
+    }
+
+    /// Every kernel set this CPU has against the definition, on one product, with the
+    /// centered sums given, and (for `Start::Offset`) as zero.
+    fn check(w: &[i8], rows: usize, cols: usize, how: Start, seed: u64, x: &[u8], n: usize) -> Result<(), TestCaseError> {
+        let packed = pack(w, rows, cols);
+        let groups = rows.div_ceil(GROUP);
+        let mut next = crate::coder::fixtures::xorshift(seed);
+        let mut start = vec![0i32; groups * GROUP];
+        for (r, s) in start.iter_mut().enumerate() {
+            *s = match how {
+                Start::Zero => 0,
+                Start::Random => (next() as i32) >> 8,
+                Start::Offset if r < rows => -128 * w[r * cols..(r + 1) * cols].iter().map(|&v| i32::from(v)).sum::<i32>(),
+                Start::Offset => 0,
+            };
+        }
+        let centered: Vec<i32> = (0..groups * GROUP)
+            .map(|r| start[r] + if r < rows { 128 * w[r * cols..(r + 1) * cols].iter().map(|&v| i32::from(v)).sum::<i32>() } else { 0 })
+            .collect();
+        let start = (!matches!(how, Start::Zero)).then_some(&start[..]);
+        let m = PackedRef { w: &packed, start, centered: Centered::Sums(&centered), groups, steps: cols.div_ceil(STEP) };
+        assert_eq!(x.len(), n * m.width());
+        let mut portable = vec![0i32; n * m.height()];
+        matmul_on(Kernels::Portable, m, x, n, &mut portable);
+        for i in 0..n {
+            let xi = &x[i * m.width()..];
+            for r in 0..rows {
+                // The definition, on the row-major matrix.
+                let sum = (0..cols).map(|c| i32::from(w[r * cols + c]) * i32::from(xi[c])).sum::<i32>();
+                prop_assert_eq!(portable[i * m.height() + r], sum + start.map_or(0, |s| s[r]));
+            }
+        }
+        let mut variants = vec![Centered::Sums(&centered)];
+        if matches!(how, Start::Offset) {
+            variants.push(Centered::Zero);
+        }
+        for k in Kernels::available() {
+            for &c in &variants {
+                // Garbage in the output: every sum is written, padding rows included.
+                let mut acc = vec![0x5a5a_5a5a; n * m.height()];
+                matmul_on(k, PackedRef { centered: c, ..m }, x, n, &mut acc);
+                prop_assert_eq!(&acc, &portable, "{} kernels, {}x{} times {} inputs, {:?}", k, rows, cols, n, c);
+            }
+        }
+        Ok(())
+    }
+
+    fn any_start() -> impl Strategy<Value = Start> {
+        prop_oneof![Just(Start::Zero), Just(Start::Random), Just(Start::Offset)]
+    }
 
     proptest! {
         #[test]
         fn kernels_agree_with_the_definition(
             rows in 1usize..70,
             cols in 1usize..140,
-            n in 1usize..7,
-            with_start in any::<bool>(),
+            n in 1usize..8,
+            how in any_start(),
             seed in any::<u64>(),
         ) {
             let mut next = crate::coder::fixtures::xorshift(seed);
             let w: Vec<i8> = (0..rows * cols).map(|_| ((next() % 255) as i32 - 127) as i8).collect();
+            let width = cols.div_ceil(STEP) * STEP;
+            let x: Vec<u8> = (0..n * width).map(|_| next() as u8).collect();
+            check(&w, rows, cols, how, seed, &x, n)?;
+        }
+
+        /// Extreme values, where a kernel that adds byte products in 16 bits (AVX2's
+        /// `vpmaddubsw` on the inputs as they are) would saturate: inputs near 255 (and
+        /// 0, which is -128 once centered), weights ±127.
+        #[test]
+        fn kernels_are_exact_at_the_extremes(
+            rows in 1usize..40,
+            cols in 1usize..600,
+            n in 1usize..6,
+            how in any_start(),
+            seed in any::<u64>(),
+        ) {
+            let mut next = crate::coder::fixtures::xorshift(seed);
+            let w: Vec<i8> = (0..rows * cols).map(|_| [127, -127, 126, -1, 0][(next() % 5) as usize]).collect();
+            let width = cols.div_ceil(STEP) * STEP;
+            let x: Vec<u8> = (0..n * width).map(|_| [255, 254, 128, 127, 1, 0][(next() % 6) as usize]).collect();
+            check(&w, rows, cols, how, seed, &x, n)?;
+        }
+    }
+
+    #[test]
+    fn whole_rows_at_the_extremes() {
+        // Every product 255 · ±127 or 0 · ±127, so every pair of them saturates an i16
+        // unless centered, and centered, every |v| is 127 or 128.
+        let (rows, cols, n) = (48, 512, 3);
+        for (wv, xv) in [(127i8, 255u8), (-127, 255), (127, 0), (-127, 0), (127, 128)] {
+            let w = vec![wv; rows * cols];
+            let x = vec![xv; n * cols];
+            for how in [Start::Zero, Start::Random, Start::Offset] {
+                check(&w, rows, cols, how, 7, &x, n).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "a q8 weight of -128")]
+    fn minus_128_is_not_a_weight() {
+        pack(&[1, -128], 1, 2);
+    }
+}
+
+#[cfg(test)]
+mod speed {
+    use super::*;
+    #[test]
+    #[ignore]
+    fn matmul_speed() {
+        let mut next = crate::coder::fixtures::xorshift(1);
+        for (rows, cols) in [(2048usize, 128usize), (128, 128), (384, 128), (128, 384), (128, 256), (256, 32)] {
+            let w: Vec<i8> = (0..rows * cols).map(|_| ((next() % 255) as i32 - 127) as i8).collect();
             let packed = pack(&w, rows, cols);
-            let groups = rows.div_ceil(GROUP);
-            let start: Vec<i32> = (0..groups * GROUP).map(|_| (next() % 1000) as i32 - 500).collect();
-            let m = PackedRef { w: &packed, start: with_start.then_some(&start[..]), groups, steps: cols.div_ceil(STEP) };
-            let x: Vec<u8> = (0..n * m.width()).map(|_| next() as u8).collect();
-            for vnni in [false, true] {
+            let start = vec![0i32; rows.div_ceil(GROUP) * GROUP];
+            let m = PackedRef { w: &packed, start: Some(&start), centered: Centered::Sums(&start), groups: rows.div_ceil(GROUP), steps: cols.div_ceil(STEP) };
+            for n in [1usize, 2, 16] {
+                let x: Vec<u8> = (0..n * m.width()).map(|_| next() as u8).collect();
                 let mut acc = vec![0i32; n * m.height()];
-                matmul(m, &x, n, &mut acc, vnni);
-                for i in 0..n {
-                    for r in 0..rows {
-                        let expect = (0..cols).map(|c| i32::from(w[r * cols + c]) * i32::from(x[i * m.width() + c])).sum::<i32>()
-                            + if with_start { start[r] } else { 0 };
-                        prop_assert_eq!(acc[i * m.height() + r], expect, "vnni {}", vnni);
-                    }
+                for k in Kernels::available() {
+                    let reps = 20_000_000 / (rows * cols * n);
+                    let t = std::time::Instant::now();
+                    for _ in 0..reps { matmul_on(k, m, std::hint::black_box(&x), n, &mut acc); }
+                    let ns = t.elapsed().as_nanos() as f64 / reps as f64;
+                    eprintln!("{rows}x{cols} n={n} {k}: {ns:.0} ns, {:.1} MAC/ns", (rows*cols*n) as f64 / ns);
                 }
             }
         }

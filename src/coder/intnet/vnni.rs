@@ -16,8 +16,8 @@ const GROUPS_SINGLE: usize = 4;
 /// `packed::matmul` for CPUs with AVX-512 F, BW and VNNI, which the caller has checked,
 /// as it has checked the sizes.
 pub(super) fn matmul(packed: PackedRef<'_>, x: &[u8], n: usize, acc: &mut [i32]) {
-    // SAFETY: `packed::matmul` calls this only after detecting the features, and has
-    // asserted the lengths that bound every access `blocks` makes.
+    // SAFETY: `packed::matmul_on` calls this only after checking that the CPU has the
+    // AVX-512 kernel set (the features above among them), and has asserted the lengths that bound every access `blocks` makes.
     unsafe { blocks(&packed, x, n, acc) }
 }
 
