@@ -35,6 +35,22 @@ fn golden_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("golden").join("t5.json")
 }
 
+/// Frames of the shipped network coded without in-block mixing (the default model before
+/// `mixing`, id `88cfe51e…`), as volumes written then hold them.
+fn unmixed_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("golden").join("t5-unmixed.json")
+}
+
+/// The shipped model's network and tokenizer with in-block mixing off.
+fn unmixed_model() -> std::sync::Arc<crate::coder::Model> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models").join("default");
+    let read = |name: &str| std::fs::read(dir.join(name)).expect("models/default");
+    let mut config: crate::coder::ModelConfig = serde_json::from_slice(&read("config.json")).expect("config");
+    config.mixing = false;
+    let model = crate::coder::Model::from_files(config.to_json().into_bytes(), read("tokenizer.json"), read("weights.safetensors"), &dir);
+    std::sync::Arc::new(model.expect("the unmixed model loads"))
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -72,7 +88,10 @@ fn inputs() -> Vec<(&'static str, Vec<u8>)> {
 }
 
 fn produce() -> Golden {
-    let model = load_model(None).expect("the shipped model loads");
+    produce_with(load_model(None).expect("the shipped model loads"))
+}
+
+fn produce_with(model: std::sync::Arc<crate::coder::Model>) -> Golden {
     let model_id = hex(&model.id().0);
     let mut codecs = Codecs::new(3);
     codecs.register(std::sync::Arc::new(crate::coder::T5Codec::new(model.clone())));
@@ -122,6 +141,31 @@ fn shipped_model_produces_the_golden_frames_with_any_thread_count() {
     }
 }
 
+/// Every kernel set this CPU has (`S2SFS_KERNELS`: portable, AVX2, AVX-512) writes the
+/// golden frames: the sets differ in speed only, so a volume written on one machine reads
+/// on any other.
+#[test]
+fn every_kernel_set_produces_the_golden_frames() {
+    use crate::coder::{Kernels, with_kernels};
+    let want: Golden = serde_json::from_str(&std::fs::read_to_string(golden_path()).expect("tests/golden/t5.json")).expect("valid json");
+    let mut ran = Vec::new();
+    for k in Kernels::ALL.into_iter().filter(|k| k.supported()) {
+        let got = with_kernels(k, produce);
+        assert_eq!(got, want, "the {k} kernels produced other frames");
+        ran.push(k);
+    }
+    assert!(ran.contains(&Kernels::Portable));
+}
+
+/// Volumes written before in-block mixing hold frames of the unmixed model: that model
+/// (stored in their registry) still writes and reads exactly those frames.
+#[test]
+fn frames_of_the_unmixed_model_stay_exact() {
+    let want: Golden = serde_json::from_str(&std::fs::read_to_string(unmixed_path()).expect("tests/golden/t5-unmixed.json")).expect("valid json");
+    let got = produce_with(unmixed_model());
+    assert_eq!(got, want, "the unmixed model codes other frames than volumes hold");
+}
+
 /// The golden frames decode on the batched network (`coder::batchnet`) as one batch: the
 /// CPU in CI, the first GPU when built with `--features cuda` on a machine with one.
 #[test]
@@ -148,9 +192,36 @@ fn golden_frames_decode_on_the_batched_network() {
             which.push(i);
         }
     }
-    assert_eq!(items.len(), 3, "prose, code and markup are t5 frames");
+    assert!(items.len() >= 3, "prose, code and markup are t5 frames");
     let device = batch_device();
     for (i, got) in which.iter().zip(codec.decompress_batch(&items, &device)) {
         assert_eq!(got.expect("decodes"), inputs[*i], "vector {} on {device:?}", want.vectors[*i].name);
+    }
+}
+
+/// Long repeats cost what LZ pays: with the shipped model alone (no chooser), a block of
+/// a 1 KiB passage repeated and a block of two equal halves are coded no larger than
+/// zstd -19 codes them.
+#[test]
+fn repeats_cost_no_more_than_zstd() {
+    let model = load_model(None).expect("the shipped model loads");
+    let mut codecs = Codecs::new(19);
+    codecs.register(std::sync::Arc::new(crate::coder::T5Codec::new(model.clone())));
+    let t5 = Target::Learned { model: model.id() };
+    let mut rng = xorshift(7);
+    let words = ["ledger", "cargo", "the", "ship", "river", "tons", "of", "grain", "timber", "and", "in", "spring"];
+    let mut passage = Vec::new();
+    while passage.len() < 64 * 1024 {
+        passage.extend_from_slice(words[(rng() % words.len() as u64) as usize].as_bytes());
+        passage.push(if rng().is_multiple_of(9) { b'\n' } else { b' ' });
+    }
+    passage.truncate(64 * 1024);
+    let phrase: Vec<u8> = passage[..1024].repeat(128);
+    let halves: Vec<u8> = passage.repeat(2);
+    for (name, block) in [("a 1 KiB passage repeated", phrase), ("two equal halves", halves)] {
+        let learned = codecs.encode_as(&block, t5).expect("t5 codes");
+        let zstd = codecs.encode_as(&block, Target::Zstd { level: 19 }).expect("zstd codes");
+        assert_eq!(codecs.decode_frame(&learned).expect("decodes"), block, "{name}");
+        assert!(learned.len() <= zstd.len(), "{name}: t5 {} bytes, zstd -19 {}", learned.len(), zstd.len());
     }
 }

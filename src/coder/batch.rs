@@ -10,7 +10,7 @@ use super::batchnet::BatchNet;
 use super::decoder::START_TOKEN;
 use super::predictor::Predictor;
 use super::range::RangeDecoder;
-use super::t5::{T5Codec, read_latent, token_count};
+use super::t5::{T5Codec, token_count};
 use crate::codec::CodecError;
 
 /// One block being decoded.
@@ -62,15 +62,14 @@ impl T5Codec {
         for pos in 0..longest {
             if pos % config.segment == 0 {
                 for (b, lane) in lanes.iter_mut().enumerate().filter(|(_, l)| pos < l.count) {
-                    read_latent(&mut lane.input, config, &mut codes);
+                    lane.predictor.code_latent(&mut codes, &mut lane.input);
                     net.set_latent(b, &codes).map_err(|e| e.to_string())?;
                 }
             }
             let logits = net.step(&inputs).map_err(|e| e.to_string())?;
             for (b, lane) in lanes.iter_mut().enumerate().filter(|(_, l)| pos < l.count) {
                 let row = &logits[b * vocab..(b + 1) * vocab];
-                let table = lane.predictor.table_from_logits(&lane.tokens, row).map_err(|e| e.to_string())?;
-                let token = table.decode(&mut lane.input) as u32;
+                let token = lane.predictor.decode_from_logits(&lane.tokens, row, &mut lane.input).map_err(|e| e.to_string())?;
                 lane.tokens.push(token);
                 inputs[b] = token;
             }

@@ -54,6 +54,10 @@ pub struct ModelConfig {
     /// confidence, applied in this order after the first. Absent: none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_matchers: Vec<usize>,
+    /// In-block mixing (CODER.md): tokens coded bit by bit, the network mixed with
+    /// adaptive context and match models; latents coded adaptively.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mixing: bool,
 }
 
 impl Default for ModelConfig {
@@ -75,6 +79,7 @@ impl Default for ModelConfig {
             rel_max_distance: 128,
             match_sse: true,
             extra_matchers: vec![1, 2],
+            mixing: true,
         }
     }
 }

@@ -41,6 +41,9 @@ pub enum CoderError {
     /// Model files that are each valid but do not fit together.
     #[error("model {}: {reason}", path.display())]
     Model { path: PathBuf, reason: String },
+    /// `S2SFS_KERNELS` names kernels this CPU cannot run, or none at all.
+    #[error(transparent)]
+    Kernels(#[from] crate::coder::intnet::KernelsError),
     #[error("cannot write {}: {source}", path.display())]
     Write {
         path: PathBuf,

@@ -213,6 +213,11 @@ impl FreqTable {
         self.freq[..sym].iter().sum()
     }
 
+    /// Every symbol's frequency, in symbol order.
+    pub fn freqs(&self) -> &[u32] {
+        &self.freq
+    }
+
     /// Panics if `sym >= len()`.
     pub fn freq(&self, sym: usize) -> u32 {
         self.freq[sym]

@@ -22,6 +22,8 @@ pub struct MatchPrediction {
     pub token: u32,
     /// `min(match length, 15)`, 1..=15: indexes `match.boost`.
     pub bucket: u8,
+    /// The match length (tokens that agreed, verified back at most 32 when it began).
+    pub len: u32,
 }
 
 /// The match model's state over one block's token sequence.
@@ -104,6 +106,7 @@ impl Matcher {
         Some(MatchPrediction {
             token: *tokens.get(self.ptr)?,
             bucket: self.len.min(MATCH_BUCKETS as u32 - 1) as u8,
+            len: self.len,
         })
     }
 }
@@ -143,27 +146,9 @@ mod tests {
         assert!(preds[..11].iter().all(Option::is_none), "{preds:?}");
         // After the second "4" (position 10), the context 1 2 3 4 ended at 3: predict 5
         // with a verified length of 4, then 5, 6.
-        assert_eq!(
-            preds[11],
-            Some(MatchPrediction {
-                token: 5,
-                bucket: 4
-            })
-        );
-        assert_eq!(
-            preds[12],
-            Some(MatchPrediction {
-                token: 6,
-                bucket: 5
-            })
-        );
-        assert_eq!(
-            preds[13],
-            Some(MatchPrediction {
-                token: 7,
-                bucket: 6
-            })
-        );
+        assert_eq!(preds[11].map(|p| (p.token, p.bucket)), Some((5, 4)));
+        assert_eq!(preds[12].map(|p| (p.token, p.bucket)), Some((6, 5)));
+        assert_eq!(preds[13].map(|p| (p.token, p.bucket)), Some((7, 6)));
     }
 
     #[test]
@@ -191,20 +176,8 @@ mod tests {
         }
         // A run of one token matches itself one step back, verified over the four
         // tokens the first context had.
-        assert_eq!(
-            whole[5],
-            Some(MatchPrediction {
-                token: 7,
-                bucket: 4
-            })
-        );
-        assert_eq!(
-            whole[40],
-            Some(MatchPrediction {
-                token: 7,
-                bucket: 15
-            })
-        );
+        assert_eq!(whole[5].map(|p| (p.token, p.bucket)), Some((7, 4)));
+        assert_eq!(whole[40].map(|p| (p.token, p.bucket)), Some((7, 15)));
         assert!(whole.iter().flatten().all(|p| (1..16).contains(&p.bucket)));
     }
 }

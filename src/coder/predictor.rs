@@ -7,7 +7,8 @@ use super::decoder::{Decoder, START_TOKEN};
 use super::error::Result;
 use super::freq::FreqTable;
 use super::intnet::{EXP, EXP_LEVELS};
-use super::matcher::Matcher;
+use super::matcher::{MatchPrediction, Matcher};
+use super::mix::{Io, LatentModel, MATCH_INPUTS, TokenMixer};
 use super::model::Model;
 use super::multiversion::multiversion;
 use super::sse::MatchSse;
@@ -23,6 +24,17 @@ pub struct Predictor<'m> {
     table: FreqTable,
     /// Match confidence stages, in the order CODER.md applies them.
     stages: Vec<Stage>,
+    /// In-block mixing, when the model's config asks for it (CODER.md, "In-block mixing").
+    mixing: Option<Mixing>,
+    /// What the match models predict for this position (the main one, then the stages').
+    predictions: [Option<MatchPrediction>; MATCH_INPUTS],
+    latent_max: usize,
+    latent_vocab: usize,
+}
+
+struct Mixing {
+    tokens: TokenMixer,
+    latent: LatentModel,
 }
 
 /// One match-confidence stage: a match model of its own (None: the boosted one's
@@ -55,7 +67,37 @@ impl<'m> Predictor<'m> {
             levels: Vec::with_capacity(vocab),
             table: FreqTable::from_weights(&vec![1; vocab])?,
             stages: stages(model),
+            mixing: model.config().mixing.then(|| Mixing {
+                tokens: TokenMixer::new(vocab, |t| model.tokenizer().token_bytes(t).map(<[u8]>::to_vec)),
+                latent: LatentModel::new(model.config().latent_max, model.config().latent_vocab),
+            }),
+            predictions: [None; MATCH_INPUTS],
+            latent_max: model.config().latent_max,
+            latent_vocab: model.config().latent_vocab,
         })
+    }
+
+    /// Codes a segment's latent (replaced by the decoded one when decoding); the caller
+    /// then hands it to the network (`set_latent`).
+    pub fn code_latent(&mut self, codes: &mut Vec<u32>, io: &mut impl Io) {
+        match &mut self.mixing {
+            Some(m) => m.latent.code(codes, io),
+            None => {
+                let length = io.uniform(codes.len() as u32, self.latent_max as u32 + 1);
+                codes.resize(length as usize, 0);
+                for z in codes.iter_mut() {
+                    *z = io.uniform(*z, self.latent_vocab as u32);
+                }
+            }
+        }
+    }
+
+    /// Codes `token` (ignored when decoding) under this position's table; returns it.
+    fn code_token(&mut self, token: u32, io: &mut impl Io) -> Result<u32> {
+        match &mut self.mixing {
+            Some(m) => Ok(m.tokens.code(&self.table, &self.predictions, token, io)),
+            None => io.symbol(&self.table, token as usize).map(|t| t as u32),
+        }
     }
 
     /// The latent whose memory the next positions attend to.
@@ -63,17 +105,10 @@ impl<'m> Predictor<'m> {
         self.decoder.set_latent(codes);
     }
 
-    /// For known tokens (compression): calls `code(table, position)` for the positions
-    /// `start..end` of `tokens` in order, each table being that position's distribution.
-    /// `start` must be where the previous call ended (0 first), and `end - start` at most
-    /// the batch size.
-    pub fn run_known(
-        &mut self,
-        tokens: &[u32],
-        start: usize,
-        end: usize,
-        mut code: impl FnMut(&FreqTable, usize) -> Result<()>,
-    ) -> Result<()> {
+    /// For known tokens (compression): codes the positions `start..end` of `tokens` into
+    /// `io`, in order. `start` must be where the previous call ended (0 first), and
+    /// `end - start` at most the batch size.
+    pub fn run_known(&mut self, tokens: &[u32], start: usize, end: usize, io: &mut impl Io) -> Result<()> {
         debug_assert_eq!(start, self.decoder.position());
         self.inputs.clear();
         if start == 0 {
@@ -85,16 +120,19 @@ impl<'m> Predictor<'m> {
         for p in start..end {
             let row = p - start;
             self.fill_table(row, &tokens[..p])?;
-            code(&self.table, p)?;
+            if tokens[p] as usize >= self.vocab {
+                return Err(super::CoderError::SymbolOutOfRange { symbol: tokens[p] as usize, len: self.vocab });
+            }
+            self.code_token(tokens[p], io)?;
             self.push(&tokens[..=p]);
         }
         Ok(())
     }
 
-    /// For decoding: the distribution of the token after `tokens` (all of the block's
-    /// tokens decoded so far, each below the vocabulary size). Push the decoded token
-    /// onto `tokens` before the next call.
-    pub fn next_table(&mut self, tokens: &[u32]) -> Result<&FreqTable> {
+    /// For decoding: the token after `tokens` (all of the block's tokens decoded so far,
+    /// each below the vocabulary size), read from `io`. Push it onto `tokens` before the
+    /// next call.
+    pub fn decode_next(&mut self, tokens: &[u32], io: &mut impl Io) -> Result<u32> {
         if let Some(t) = tokens.len().checked_sub(1) {
             self.push(tokens);
             debug_assert_eq!(t + 1, self.decoder.position());
@@ -102,17 +140,17 @@ impl<'m> Predictor<'m> {
         let input = tokens.last().copied().unwrap_or(START_TOKEN);
         self.decoder.forward(&[input], &mut self.logits);
         self.fill_table(0, tokens)?;
-        Ok(&self.table)
+        self.code_token(0, io)
     }
 
-    /// For decoding with the network run elsewhere (`BatchNet`): as `next_table`, with
+    /// For decoding with the network run elsewhere (`BatchNet`): as `decode_next`, with
     /// `logits` the network's row for this position.
-    pub fn table_from_logits(&mut self, tokens: &[u32], logits: &[i32]) -> Result<&FreqTable> {
+    pub fn decode_from_logits(&mut self, tokens: &[u32], logits: &[i32], io: &mut impl Io) -> Result<u32> {
         self.push(tokens);
         self.logits.clear();
         self.logits.extend_from_slice(&logits[..self.vocab]);
         self.fill_table(0, tokens)?;
-        Ok(&self.table)
+        self.code_token(0, io)
     }
 
     /// The table for logits row `row`, the match models having seen `before`.
@@ -129,9 +167,18 @@ impl<'m> Predictor<'m> {
         }
         exp_levels(logits, &mut self.levels);
         self.table.refill_from_levels(&self.levels, &EXP)?;
+        self.predictions = [None; MATCH_INPUTS];
+        self.predictions[0] = pred;
+        let mut more = self.predictions[1..].iter_mut();
         for stage in &mut self.stages {
             let stage_pred = match &stage.matcher {
-                Some(m) => m.predict(before),
+                Some(m) => {
+                    let p = m.predict(before);
+                    if let Some(slot) = more.next() {
+                        *slot = p;
+                    }
+                    p
+                }
                 None => pred,
             };
             if let Some(p) = stage_pred.filter(|p| (p.token as usize) < self.vocab) {

@@ -9,6 +9,7 @@ use crate::codec::{Codec, CodecError, CodecId, ModelId};
 
 use super::encoder::Encoder;
 use super::model::Model;
+use super::mix::Encode;
 use super::predictor::Predictor;
 use super::range::{BitTally, CodeSink, RangeDecoder, RangeEncoder};
 
@@ -59,20 +60,15 @@ impl T5Codec {
         let mut encoder = Encoder::new(&self.model);
         let mut predictor = Predictor::new(&self.model, COMPRESS_BATCH)?;
         for (s, segment) in tokens.chunks(config.segment).enumerate() {
-            let codes = encoder.latent(segment);
-            out.encode(codes.len() as u32, 1, config.latent_max as u32 + 1);
-            for &z in &codes {
-                out.encode(z, 1, config.latent_vocab as u32);
-            }
+            let mut codes = encoder.latent(segment);
+            predictor.code_latent(&mut codes, &mut Encode(out));
             predictor.set_latent(&codes);
             let first = s * config.segment;
             let last = first + segment.len();
             let mut start = first;
             while start < last {
                 let end = (start + COMPRESS_BATCH).min(last);
-                predictor.run_known(tokens, start, end, |table, p| {
-                    table.encode(out, tokens[p] as usize)
-                })?;
+                predictor.run_known(tokens, start, end, &mut Encode(out))?;
                 start = end;
             }
         }
@@ -106,12 +102,12 @@ impl T5Codec {
         let mut tokens = Vec::with_capacity(count);
         let mut codes = Vec::with_capacity(config.latent_max);
         while tokens.len() < count {
-            read_latent(&mut input, config, &mut codes);
+            predictor.code_latent(&mut codes, &mut input);
             predictor.set_latent(&codes);
             let end = (tokens.len() + config.segment).min(count);
             while tokens.len() < end {
-                let table = predictor.next_table(&tokens).map_err(fail)?;
-                tokens.push(table.decode(&mut input) as u32);
+                let token = predictor.decode_next(&tokens, &mut input).map_err(fail)?;
+                tokens.push(token);
             }
         }
         Ok(tokens)
@@ -162,20 +158,6 @@ pub(super) fn token_count(payload: &[u8], plain_len: usize) -> Result<(usize, &[
 
 /// Reads one segment's latent into `codes`, as `code_tokens` writes it: its length,
 /// then its codes, each coded uniformly.
-pub(super) fn read_latent(input: &mut RangeDecoder<'_>, config: &super::config::ModelConfig, codes: &mut Vec<u32>) {
-    let length = decode_uniform(input, config.latent_max as u32 + 1);
-    codes.clear();
-    for _ in 0..length {
-        codes.push(decode_uniform(input, config.latent_vocab as u32));
-    }
-}
-
-fn decode_uniform(input: &mut RangeDecoder<'_>, total: u32) -> u32 {
-    let v = input.decode_freq(total);
-    input.consume(v, 1, total);
-    v
-}
-
 fn write_leb128(out: &mut Vec<u8>, mut v: u64) {
     loop {
         let byte = (v & 0x7F) as u8;

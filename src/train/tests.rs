@@ -23,6 +23,7 @@ fn tiny_config() -> ModelConfig {
         // the network alone.
         match_sse: false,
         extra_matchers: Vec::new(),
+        mixing: false,
         ..fixtures::tiny_config()
     }
 }

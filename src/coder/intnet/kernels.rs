@@ -118,8 +118,6 @@ fn best_of(supported: impl Fn(Kernels) -> bool) -> Kernels {
 
 /// What this process's environment asks for, checked against this CPU (read once), for
 /// model loading to report; the kernels run `kernels()` either way.
-// Not called yet: model loading (outside intnet) is to refuse with this error.
-#[allow(dead_code)]
 pub fn selected() -> Result<Kernels, KernelsError> {
     decision().0.clone()
 }

@@ -22,7 +22,6 @@ pub use self::ffn::{Ffn, FfnScratch};
 pub use self::kv::KvCache;
 pub use self::linear::{Linear, LinearScratch};
 pub use self::norm::rmsnorm;
-#[allow(unused_imports)] // selected_kernels: for model loading, not called yet
 pub use self::kernels::{Kernels, KernelsError, kernels, selected as selected_kernels};
 #[cfg(test)]
 pub use self::kernels::with_kernels;

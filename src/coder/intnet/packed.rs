@@ -237,27 +237,39 @@ mod tests {
     }
 }
 
+/// Throughput of each kernel set on the shipped model's shapes (not a test):
+/// `cargo test --release --lib matmul_speed -- --ignored --nocapture`.
 #[cfg(test)]
 mod speed {
     use super::*;
+
     #[test]
     #[ignore]
     fn matmul_speed() {
         let mut next = crate::coder::fixtures::xorshift(1);
-        for (rows, cols) in [(2048usize, 128usize), (128, 128), (384, 128), (128, 384), (128, 256), (256, 32)] {
+        // Output projection, attention and FFN projections, an attention cache.
+        for (rows, cols) in [(2048usize, 128usize), (128, 128), (384, 128), (128, 384), (256, 32), (32, 256)] {
             let w: Vec<i8> = (0..rows * cols).map(|_| ((next() % 255) as i32 - 127) as i8).collect();
             let packed = pack(&w, rows, cols);
             let start = vec![0i32; rows.div_ceil(GROUP) * GROUP];
-            let m = PackedRef { w: &packed, start: Some(&start), centered: Centered::Sums(&start), groups: rows.div_ceil(GROUP), steps: cols.div_ceil(STEP) };
+            let m = PackedRef {
+                w: &packed,
+                start: Some(&start),
+                centered: Centered::Sums(&start), // not the true sums: only the time counts
+                groups: rows.div_ceil(GROUP),
+                steps: cols.div_ceil(STEP),
+            };
             for n in [1usize, 2, 16] {
                 let x: Vec<u8> = (0..n * m.width()).map(|_| next() as u8).collect();
                 let mut acc = vec![0i32; n * m.height()];
                 for k in Kernels::available() {
                     let reps = 20_000_000 / (rows * cols * n);
                     let t = std::time::Instant::now();
-                    for _ in 0..reps { matmul_on(k, m, std::hint::black_box(&x), n, &mut acc); }
+                    for _ in 0..reps {
+                        matmul_on(k, m, std::hint::black_box(&x), n, &mut acc);
+                    }
                     let ns = t.elapsed().as_nanos() as f64 / reps as f64;
-                    eprintln!("{rows}x{cols} n={n} {k}: {ns:.0} ns, {:.1} MAC/ns", (rows*cols*n) as f64 / ns);
+                    eprintln!("{rows}x{cols}, {n} inputs, {k}: {ns:.0} ns, {:.1} products/ns", (rows * cols * n) as f64 / ns);
                 }
             }
         }

@@ -73,6 +73,9 @@ impl Model {
     /// A model from the bytes of its three files (a model embedded in the binary, or
     /// read elsewhere); `dir` only names them in errors.
     pub fn from_files(config: Vec<u8>, tokenizer: Vec<u8>, weights: Vec<u8>, dir: &Path) -> Result<Model> {
+        // A kernel setting that cannot be followed is refused where a user first meets the
+        // coder, rather than only logged when it first runs.
+        crate::coder::intnet::selected_kernels()?;
         let files = Files { config, tokenizer, weights };
         let config_path = dir.join(CONFIG_FILE);
         let config: ModelConfig =
