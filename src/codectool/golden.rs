@@ -200,8 +200,8 @@ fn golden_frames_decode_on_the_batched_network() {
 }
 
 /// Long repeats cost what LZ pays: with the shipped model alone (no chooser), a block of
-/// a 1 KiB passage repeated and a block of two equal halves are coded no larger than
-/// zstd -19 codes them.
+/// one byte repeated, a block of a 1 KiB passage repeated and a block of two equal halves
+/// are coded no larger than zstd -19 codes them.
 #[test]
 fn repeats_cost_no_more_than_zstd() {
     let model = load_model(None).expect("the shipped model loads");
@@ -218,10 +218,12 @@ fn repeats_cost_no_more_than_zstd() {
     passage.truncate(64 * 1024);
     let phrase: Vec<u8> = passage[..1024].repeat(128);
     let halves: Vec<u8> = passage.repeat(2);
-    for (name, block) in [("a 1 KiB passage repeated", phrase), ("two equal halves", halves)] {
+    let one_byte = vec![0u8; 128 * 1024];
+    for (name, block) in [("one byte repeated", one_byte), ("a 1 KiB passage repeated", phrase), ("two equal halves", halves)] {
         let learned = codecs.encode_as(&block, t5).expect("t5 codes");
         let zstd = codecs.encode_as(&block, Target::Zstd { level: 19 }).expect("zstd codes");
         assert_eq!(codecs.decode_frame(&learned).expect("decodes"), block, "{name}");
         assert!(learned.len() <= zstd.len(), "{name}: t5 {} bytes, zstd -19 {}", learned.len(), zstd.len());
     }
 }
+

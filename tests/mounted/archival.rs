@@ -99,7 +99,9 @@ fn archival_volume_round_trips_and_keeps_the_smallest_frame() {
     assert_file_eq(&m.path("sparse"), &sparse_want);
     let s = stats(&m);
     assert!(codec_blocks(&s, "t5") >= 3, "prose blocks are coded by t5: {s}");
-    assert!(codec_blocks(&s, "zstd") >= 1, "the repetitive block stays zstd: {s}");
+    // The repetitive blocks go to whichever of t5 and zstd -19 is smaller (with in-block
+    // mixing, t5); the bound below checks that none is larger than zstd -19's frame.
+    assert!(codec_blocks(&s, "t5") + codec_blocks(&s, "zstd") >= 6, "prose and repetitive blocks are compressed: {s}");
     assert!(codec_blocks(&s, "raw") >= 1, "random data is stored raw: {s}");
     m.unmount();
     // Never larger than per-block zstd -19 (the frames alone, read from the packs).

@@ -212,6 +212,7 @@ const REPEAT_INPUTS: usize = 3;
 /// Match lengths (tokens) from which the event is coded; shorter matches are only inputs
 /// of the tree, where a miss costs less.
 const REPEAT_FROM: u32 = 32;
+const REPEAT_SHARED: u32 = 256;
 
 impl RepeatModel {
     fn new() -> RepeatModel {
@@ -224,7 +225,9 @@ impl RepeatModel {
 
     /// Codes whether `token` (ignored when decoding) is `pred.token`; returns whether.
     fn code(&mut self, table: &FreqTable, pred: MatchPrediction, token: u32, io: &mut impl Io) -> bool {
-        let bucket = len_bucket(pred.len);
+        // Matches of 256 tokens and more share one bucket: they all come true nearly always,
+        // and a block of one long repeat should not pay to learn that once per doubling.
+        let bucket = len_bucket(pred.len.min(REPEAT_SHARED));
         let p_net = table.freq(pred.token as usize).clamp(1, P_MAX);
         let x: [i32; REPEAT_INPUTS] = [256, stretch(p_net), stretch(p16(self.hits[bucket]))];
         let p_mix = squash(self.mixer.mix(&x, bucket));
