@@ -565,6 +565,10 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     match run(cli) {
         Ok(code) => code,
+        // A reader that went away (`s2sfs stats /data | head`) is not an error to report.
+        Err(e) if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) => {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("s2sfs: {e:#}");
             ExitCode::FAILURE
