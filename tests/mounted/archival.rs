@@ -387,3 +387,32 @@ fn mount_options_pick_the_codec_and_a_bad_model_is_refused() {
     m.mount();
     m.finish();
 }
+
+/// `S2SFS_KERNELS` picks the coder's kernels: a set this CPU has writes the same frames as
+/// `auto`; a value naming no set is refused when the model loads, in one line naming the
+/// variable, and nothing is written.
+#[test]
+fn kernel_settings_give_the_same_frames_or_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    fs::write(&input, prose(3000)).unwrap();
+    let run = |kernels: &str, out: &str| {
+        std::process::Command::new(BIN)
+            .args(["codec", "compress", "--codec", "t5"])
+            .arg(&input)
+            .arg(dir.path().join(out))
+            .env("S2SFS_KERNELS", kernels)
+            .output()
+            .expect("run s2sfs codec compress")
+    };
+    let auto = run("auto", "auto");
+    assert!(auto.status.success(), "{}", String::from_utf8_lossy(&auto.stderr));
+    let portable = run("portable", "portable");
+    assert!(portable.status.success(), "{}", String::from_utf8_lossy(&portable.stderr));
+    assert_eq!(fs::read(dir.path().join("auto")).unwrap(), fs::read(dir.path().join("portable")).unwrap());
+    let bad = run("sse9", "bad");
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success(), "an unknown kernel set was accepted");
+    assert!(stderr.trim().lines().count() == 1 && stderr.starts_with("s2sfs:") && stderr.contains("S2SFS_KERNELS=\"sse9\""), "{stderr}");
+    assert!(!dir.path().join("bad").exists(), "output written although the model did not load");
+}

@@ -131,7 +131,13 @@ pub fn kernels() -> Kernels {
     if let Some(k) = OVERRIDE.with(std::cell::Cell::get) {
         return k;
     }
-    decision().1
+    let (chosen, runs) = decision();
+    if let Err(e) = chosen {
+        // Only where kernels run despite the error (model loading refuses it first).
+        static LOGGED: std::sync::Once = std::sync::Once::new();
+        LOGGED.call_once(|| log::error!("{e}; running the {runs} kernels"));
+    }
+    *runs
 }
 
 /// The setting's result, and the set that runs.
@@ -146,14 +152,7 @@ fn decision() -> &'static (Result<Kernels, KernelsError>, Kernels) {
             }
         };
         let chosen = choose(setting.as_deref(), Kernels::supported);
-        let runs = match &chosen {
-            Ok(k) => *k,
-            Err(e) => {
-                let best = Kernels::best();
-                log::error!("{e}; running the {best} kernels");
-                best
-            }
-        };
+        let runs = *chosen.as_ref().unwrap_or(&Kernels::best());
         (chosen, runs)
     })
 }
