@@ -60,6 +60,12 @@ pub fn tiny_model() -> Arc<Model> {
         .clone()
 }
 
+/// Incompressible bytes, reproducible from `seed`: the low byte of each `xorshift` value.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut next = xorshift(seed);
+    (0..len).map(|_| next() as u8).collect()
+}
+
 /// A xorshift64 stream: cheap deterministic test data.
 pub fn xorshift(seed: u64) -> impl FnMut() -> u64 {
     let mut state = seed | 1;

@@ -190,7 +190,7 @@ fn read_leb128(bytes: &[u8]) -> Option<(u64, &[u8])> {
 mod tests {
     use super::*;
     use crate::codec::{Codecs, FrameHeader, Target};
-    use crate::coder::fixtures::{text, tiny_bpe, tiny_config, tiny_model, xorshift};
+    use crate::coder::fixtures::{random_bytes, text, tiny_bpe, tiny_config, tiny_model};
     use proptest::prelude::*;
 
     const BLOCK: usize = 4096;
@@ -209,10 +209,6 @@ mod tests {
         payload
     }
 
-    fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
-        let mut next = xorshift(seed);
-        (0..n).map(|_| (next() >> 24) as u8).collect()
-    }
 
     fn codecs() -> Codecs {
         let mut codecs = Codecs::new(3);

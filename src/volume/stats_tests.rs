@@ -25,19 +25,8 @@ fn text(len: usize, seed: u64) -> Vec<u8> {
     out
 }
 
-/// Incompressible bytes (xorshift64*): stored raw.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
+// Incompressible bytes: stored raw.
+use crate::coder::fixtures::random_bytes as noise;
 
 /// Creates `name` in the root with `data` at `offset`, committed; returns its inode.
 fn write_file(v: &Volume, name: &str, offset: u64, data: &[u8]) -> u64 {

@@ -223,17 +223,7 @@ fn a_held_file_entry_is_never_replaced() {
     assert!(v.existing_entry(ino).is_none());
 }
 
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut s = seed | 1;
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s as u8
-        })
-        .collect()
-}
+use crate::coder::fixtures::random_bytes as noise;
 
 /// A file with a compressed block, a raw one, a hole, another raw one and a short tail,
 /// committed; returns the volume reopened (empty cache), the inode and the contents.
