@@ -4,6 +4,7 @@
 //! operations, which is what makes a frame decodable.
 
 use super::decoder::{Decoder, START_TOKEN};
+use super::config::ModelConfig;
 use super::error::Result;
 use super::freq::FreqTable;
 use super::intnet::{EXP, EXP_LEVELS};
@@ -28,8 +29,7 @@ pub struct Predictor<'m> {
     mixing: Option<Mixing>,
     /// What the match models predict for this position (the main one, then the stages').
     predictions: [Option<MatchPrediction>; MATCH_INPUTS],
-    latent_max: usize,
-    latent_vocab: usize,
+    config: &'m ModelConfig,
 }
 
 struct Mixing {
@@ -72,8 +72,7 @@ impl<'m> Predictor<'m> {
                 latent: LatentModel::new(model.config().latent_max, model.config().latent_vocab),
             }),
             predictions: [None; MATCH_INPUTS],
-            latent_max: model.config().latent_max,
-            latent_vocab: model.config().latent_vocab,
+            config: model.config(),
         })
     }
 
@@ -83,10 +82,10 @@ impl<'m> Predictor<'m> {
         match &mut self.mixing {
             Some(m) => m.latent.code(codes, io),
             None => {
-                let length = io.uniform(codes.len() as u32, self.latent_max as u32 + 1);
+                let length = io.uniform(codes.len() as u32, self.config.latent_max as u32 + 1);
                 codes.resize(length as usize, 0);
                 for z in codes.iter_mut() {
-                    *z = io.uniform(*z, self.latent_vocab as u32);
+                    *z = io.uniform(*z, self.config.latent_vocab as u32);
                 }
             }
         }

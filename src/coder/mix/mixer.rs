@@ -62,21 +62,20 @@ impl Apm {
 
     /// Every context back to the identity map (a new block).
     pub fn reset(&mut self) {
+        let identity: [i32; APM_POINTS] = std::array::from_fn(|j| (squash((j as i32 - 24) * 128) as i32) << 6);
         for ctx in self.points.chunks_mut(APM_POINTS) {
-            for (j, point) in ctx.iter_mut().enumerate() {
-                *point = (squash((j as i32 - 24) * 128) as i32) << 6;
-            }
+            ctx.copy_from_slice(&identity);
         }
     }
 
     /// The refined probability of `p` in context `ctx`, and where to update.
     #[inline]
-    pub fn refine(&self, p: u32, ctx: usize) -> (u32, usize, i32) {
+    pub fn refine(&self, p: u32, ctx: usize) -> (u32, usize) {
         let s = stretch(p).clamp(-STRETCH_MAX, STRETCH_MAX) + 3072;
         let (j, w) = ((s >> 7) as usize, s & 127);
         let at = ctx * APM_POINTS + j;
         let q = (i64::from(self.points[at]) * i64::from(128 - w) + i64::from(self.points[at + 1]) * i64::from(w)) >> 13;
-        ((q as u32).clamp(1, super::logistic::P_MAX), at, w)
+        ((q as u32).clamp(1, super::logistic::P_MAX), at)
     }
 
     /// Learns `bit` at the two points `refine` interpolated between.
@@ -111,11 +110,11 @@ mod tests {
     fn an_apm_starts_as_the_identity_and_learns() {
         let mut a = Apm::new(2, 6);
         for p in [1000u32, 32768, 50000] {
-            let (q, _, _) = a.refine(p, 1);
+            let (q, _) = a.refine(p, 1);
             assert!(q.abs_diff(p) < p / 50 + 40, "{p} → {q}");
         }
         for _ in 0..200 {
-            let (_, at, _) = a.refine(32768, 0);
+            let (_, at) = a.refine(32768, 0);
             a.update(at, 1);
         }
         assert!(a.refine(32768, 0).0 > 60000);

@@ -41,7 +41,7 @@ impl RepeatModel {
         let p_net = table.freq(pred.token as usize).clamp(1, P_MAX);
         let x: [i32; REPEAT_INPUTS] = [256, stretch(p_net), stretch(p16(self.hits[bucket]))];
         let p_mix = squash(self.mixer.mix(&x, bucket));
-        let (p_apm, at, _) = self.apm.refine(p_mix, bucket);
+        let (p_apm, at) = self.apm.refine(p_mix, bucket);
         // The APM alone: it reaches the coder's precision sooner than the mixer.
         let p = p_apm;
         let hit = io.bit(u32::from(token == pred.token), p);

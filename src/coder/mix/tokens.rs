@@ -114,7 +114,7 @@ impl TokenMixer {
             };
             let set = depth as usize * MATCH_STATES + state;
             let p_mix = squash(self.mixer.mix(x, set));
-            let (p_a, at_a, _) = self.apm_node.refine(p_mix, node);
+            let (p_a, at_a) = self.apm_node.refine(p_mix, node);
             let p = ((p_mix + p_a) >> 1).clamp(1, P_MAX);
 
             let bit = io.bit((token >> (rest - 1)) & 1, p);
