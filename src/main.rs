@@ -146,9 +146,19 @@ struct FileToFile {
 struct CodecWith {
     #[command(flatten)]
     spec: CodecSpec,
+    /// The t5 latent of each segment: the encoder's, or none (every latent empty, to see
+    /// what the learned one saves; such frames decode like any other).
+    #[arg(long, value_enum, default_value_t = LatentArg::Learned)]
+    latent: LatentArg,
     /// Block size in KiB (a volume's default is 128).
     #[arg(long, value_name = "N", default_value_t = 128, value_parser = parse_block_kib)]
     block_kib: u32,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LatentArg {
+    Learned,
+    None,
 }
 
 #[derive(Args)]
@@ -172,6 +182,13 @@ struct TrainArgs {
     /// Peak learning rate.
     #[arg(long, value_name = "X", default_value_t = 2e-3)]
     lr: f64,
+    /// Steps of the reinforcement-learning stage, after the --steps supervised ones
+    /// (CODER.md, "The latent: reinforcement learning").
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    rl_steps: u64,
+    /// The reinforcement-learning stage's learning rate.
+    #[arg(long, value_name = "X", default_value_t = 2e-4)]
+    rl_lr: f64,
     /// Continue from MODELDIR/checkpoint.
     #[arg(long)]
     resume: bool,
@@ -422,6 +439,8 @@ fn train(args: TrainArgs) -> Result<()> {
     opts.steps = args.steps;
     opts.batch = usize::try_from(args.batch)?;
     opts.lr = args.lr;
+    opts.rl_steps = args.rl_steps;
+    opts.rl_lr = args.rl_lr;
     opts.resume = args.resume;
     opts.threads = args.threads;
     opts.seed = args.seed;
@@ -481,7 +500,11 @@ fn codec_run(cmd: CodecCommand) -> Result<(), s2sfs::codectool::ToolError> {
         CodecCommand::Compress(f) | CodecCommand::Decompress(f) => &f.with,
         CodecCommand::Eval { with, .. } | CodecCommand::Batch { with, .. } => with,
     };
-    let set = tool::codecs(&with.spec)?;
+    let latents = match with.latent {
+        LatentArg::Learned => s2sfs::coder::Latents::Learned,
+        LatentArg::None => s2sfs::coder::Latents::Empty,
+    };
+    let set = tool::codecs(&with.spec, latents)?;
     let name = set.kind.name();
     let codecs = set.codecs;
     let block = tool::check_block_size(with.block_kib as usize * 1024)?;

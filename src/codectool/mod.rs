@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 pub use self::batchbench::{BatchReport, batch_decode};
 pub use self::eval::{EvalRow, eval_files, render_eval};
 
+use crate::coder::{Latents, T5Codec};
 use crate::codec::{CodecError, CodecKind, CodecSet, CodecSpec, Codecs, MAX_PLAIN_LEN, ModelError, Target, learned_target, open_codecs};
 
 const MAGIC: &[u8; 4] = b"S2SC";
@@ -52,8 +53,14 @@ pub type Result<T> = std::result::Result<T, ToolError>;
 /// The tool's codecs for `spec` (t5 when it names none). t5 writes the learned coder
 /// alone (raw when it saves less than 1/8), so that `codec eval` measures that coder;
 /// auto keeps the smallest of t5, zstd -19 and raw per block, as a t5 volume does.
-pub fn codecs(spec: &CodecSpec) -> Result<CodecSet> {
+/// The codecs `spec` names; with `Latents::Empty` the learned model's frames are written
+/// with empty latents (they decode like any other).
+pub fn codecs(spec: &CodecSpec, latents: Latents) -> Result<CodecSet> {
     let mut set = open_codecs(spec, CodecKind::T5, None).map_err(ToolError::Model)?;
+    if let Some(model) = &set.model {
+        let codec = T5Codec::new(model.clone()).with_latents(latents);
+        set.codecs.register(std::sync::Arc::new(codec));
+    }
     let target = match (set.kind, &set.model) {
         (CodecKind::T5, Some(model)) => Some(Target::Learned { model: model.id() }),
         (CodecKind::Auto, Some(model)) => Some(learned_target(model.id())),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::*;
 use crate::codec::{CodecKind, CodecSpec};
 use crate::coder::fixtures::{text, tiny_model, xorshift};
-use crate::coder::{Model, T5Codec};
+use crate::coder::{Latents, Model, T5Codec};
 
 /// The tool's codecs for `kind`, with `model` given as a model directory.
 fn tool_codecs(kind: CodecKind, model: Option<Arc<Model>>) -> Codecs {
@@ -16,7 +16,7 @@ fn tool_codecs(kind: CodecKind, model: Option<Arc<Model>>) -> Codecs {
         m.save(&d).unwrap();
         d
     });
-    codecs(&CodecSpec { codec: Some(kind), zstd_level: None, model }).unwrap().codecs
+    codecs(&CodecSpec { codec: Some(kind), zstd_level: None, model }, Latents::Learned).unwrap().codecs
 }
 
 fn no_progress(_: u64) {}

@@ -36,5 +36,5 @@ pub use self::matcher::{MATCH_BUCKETS, MATCH_MIN, MatchPrediction, Matcher, matc
 pub use self::model::Model;
 pub use self::range::{RangeDecoder, RangeEncoder};
 pub use self::relpos::{Direction, RelBuckets};
-pub use self::t5::T5Codec;
+pub use self::t5::{Latents, T5Codec};
 pub use self::tokenizer::{ByteBpe, MAX_WORD_LEN};

@@ -22,11 +22,30 @@ const MAX_LEB128: usize = 10;
 #[derive(Clone)]
 pub struct T5Codec {
     model: Arc<Model>,
+    latents: Latents,
+}
+
+/// The latent each segment is compressed with. Decompression reads whichever the frame
+/// holds: an empty latent is one the encoder may choose itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Latents {
+    /// The encoder's (CODER.md, "Coding a block").
+    #[default]
+    Learned,
+    /// None: every segment's latent is empty, to measure what the learned one saves.
+    Empty,
 }
 
 impl T5Codec {
     pub fn new(model: Arc<Model>) -> T5Codec {
-        T5Codec { model }
+        T5Codec {
+            model,
+            latents: Latents::Learned,
+        }
+    }
+
+    pub fn with_latents(self, latents: Latents) -> T5Codec {
+        T5Codec { latents, ..self }
     }
 
     pub fn model(&self) -> &Model {
@@ -60,7 +79,10 @@ impl T5Codec {
         let mut encoder = Encoder::new(&self.model);
         let mut predictor = Predictor::new(&self.model, COMPRESS_BATCH)?;
         for (s, segment) in tokens.chunks(config.segment).enumerate() {
-            let mut codes = encoder.latent(segment);
+            let mut codes = match self.latents {
+                Latents::Learned => encoder.latent(segment),
+                Latents::Empty => Vec::new(),
+            };
             predictor.code_latent(&mut codes, &mut Encode(out));
             predictor.set_latent(&codes);
             let first = s * config.segment;
@@ -156,8 +178,6 @@ pub(super) fn token_count(payload: &[u8], plain_len: usize) -> Result<(usize, &[
     Ok((count, stream))
 }
 
-/// Reads one segment's latent into `codes`, as `code_tokens` writes it: its length,
-/// then its codes, each coded uniformly.
 fn write_leb128(out: &mut Vec<u8>, mut v: u64) {
     loop {
         let byte = (v & 0x7F) as u8;

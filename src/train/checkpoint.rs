@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::error::{Result, TrainError};
 use super::optim::Adam;
 use super::params::Params;
+use super::replay::ReplayBuffer;
 use crate::coder::ModelConfig;
 
 const DIR: &str = "checkpoint";
@@ -27,6 +28,9 @@ pub struct State {
     pub step: u64,
     /// Coded tokens trained on so far.
     pub tokens: u64,
+    /// The reinforcement-learning stage's replay buffer, once the stage has begun.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay: Option<ReplayBuffer>,
 }
 
 fn sibling(model_dir: &Path, suffix: &str) -> PathBuf {

@@ -128,16 +128,10 @@ impl<'a> Net<'a> {
     }
 
     pub fn loss(&self, batch: &DeviceBatch, choice: LatentChoice) -> CResult<Loss> {
-        let latent = self.encode(batch, choice)?;
-        let memory = self.memory(&latent)?;
-        let logits = self.decode(batch, &memory, &latent.presence_keys()?)?;
-        let token_bits = token_bits(&logits, &self.boost(batch)?, batch)?;
-        let c = self.config;
-        let length_bits = ((c.latent_max + 1) as f64).log2();
-        let code_bits = (c.latent_vocab as f64).log2();
+        let latent = Latent::choose(&self.latent_logits(batch)?, &batch.slot_ok, choice)?;
+        let token_bits = self.position_bits(batch, &latent)?.sum_all()?;
         let codes = (&latent.codes * &batch.segment_exists)?.sum_all()?;
-        let latent_bits =
-            ((batch.segment_exists.sum_all()? * length_bits)? + (&codes * code_bits)?)?;
+        let latent_bits = self.latent_bits(&batch.segment_exists, &codes)?;
         Ok(Loss {
             token_bits,
             latent_bits,
@@ -145,12 +139,36 @@ impl<'a> Net<'a> {
         })
     }
 
+    /// The bits of latents of `codes` codes on `segments` segments (tensors of any shape,
+    /// 0 or 1 per segment): the length, uniform over 0..=latent_max, and the codes,
+    /// uniform over K, as the unmixed coder writes them.
+    pub fn latent_bits(&self, segments: &Tensor, codes: &Tensor) -> CResult<Tensor> {
+        let (length_bits, code_bits) = latent_code_bits(self.config);
+        (segments.sum_all()? * length_bits)? + (codes.sum_all()? * code_bits)?
+    }
+
+    /// The coded bits of each segment's tokens under the decoder given `latent` [s].
+    pub fn segment_bits(&self, batch: &DeviceBatch, latent: &Latent) -> CResult<Tensor> {
+        let s = batch.segment_exists.dim(0)?;
+        self.position_bits(batch, latent)?
+            .reshape((s, self.config.segment))?
+            .sum(1)
+    }
+
+    /// The coded bits of every target [b · w] (0 where nothing is coded).
+    fn position_bits(&self, batch: &DeviceBatch, latent: &Latent) -> CResult<Tensor> {
+        let memory = self.memory(latent)?;
+        let logits = self.decode(batch, &memory, &latent.presence_keys()?)?;
+        token_bits(&logits, &self.boost(batch)?, batch)
+    }
+
     fn w(&self, name: &str) -> CResult<&Tensor> {
         self.p.get(name)
     }
 
-    /// The encoder over every segment, pooled into latent slots, and the codes chosen.
-    fn encode(&self, batch: &DeviceBatch, choice: LatentChoice) -> CResult<Latent> {
+    /// The encoder over every segment, pooled into latent slots: the latent head's logits
+    /// [s, slots, K+1] (K is END).
+    pub fn latent_logits(&self, batch: &DeviceBatch) -> CResult<Tensor> {
         let c = self.config;
         let s = batch.segment_exists.dim(0)?;
         let mut h = self
@@ -174,8 +192,7 @@ impl<'a> Net<'a> {
         let x = self.norm(&h, "enc.ln_f.g")?;
         let pooled = fake_quant(&batch.pool.matmul(&x)?, Grid::q8(E_X))?;
         // The coder takes the argmax of the exact accumulators, so no rounding here.
-        let logits = linear(&pooled, self.w("latent_head")?)?;
-        Latent::choose(&logits, &batch.slot_ok, choice)
+        linear(&pooled, self.w("latent_head")?)
     }
 
     /// The cross-attention memory of each segment: the null slot, then the codes with
@@ -290,6 +307,12 @@ impl<'a> Net<'a> {
     }
 }
 
+/// The bits of a latent's length and of each of its codes, coded uniformly.
+pub fn latent_code_bits(config: &ModelConfig) -> (f64, f64) {
+    let length = ((config.latent_max + 1) as f64).log2();
+    (length, (config.latent_vocab as f64).log2())
+}
+
 /// `x W^T` over the last dimension of `x`.
 fn linear(x: &Tensor, w: &Tensor) -> CResult<Tensor> {
     let dims = x.dims();
@@ -347,7 +370,7 @@ fn softmax(scores: &Tensor, presence: Option<&Tensor>) -> CResult<Tensor> {
     e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
 }
 
-/// Cross-entropy of the targets, in bits, summed over the coded ones, with `boost`
+/// Cross-entropy of each target, in bits (0 where nothing is coded), with `boost`
 /// added to the logit of each position's predicted token. The boost enters through
 /// the two terms it changes, not through the full logits: adding it there would take a
 /// scatter (whose gradient candle gets wrong) or a one-hot of the vocabulary.
@@ -378,7 +401,7 @@ fn boosted_bits(
     let extra = (pred_e * (boost.minimum(60.0)?.exp()? - 1.0)?)?;
     let log_total = (e.sum(1)? + extra)?.log()?;
     let target = (logits.gather(target, 1)?.broadcast_sub(&max)?.squeeze(1)? + (boost * hit)?)?;
-    ((log_total - target)? * coded)?.sum_all()? / std::f64::consts::LN_2
+    ((log_total - target)? * coded)? / std::f64::consts::LN_2
 }
 
 #[cfg(test)]
@@ -406,7 +429,7 @@ mod tests {
         let pred = Tensor::new(&preds, &dev)?.unsqueeze(1)?;
         let ok = Tensor::ones(3, candle_core::DType::F32, &dev)?;
         let hit = Tensor::new(hit.as_slice(), &dev)?;
-        let bits = boosted_bits(&logits, &boost, &pred, &batch_target, &hit, &ok)?;
+        let bits = boosted_bits(&logits, &boost, &pred, &batch_target, &hit, &ok)?.sum_all()?;
         let got = f64::from(bits.to_scalar::<f32>()?);
         assert!((got - expected).abs() < 1e-4, "{got} vs {expected}");
         Ok(())

@@ -35,6 +35,23 @@ pub struct TrainSummary {
     pub first_bits_per_byte: Option<f64>,
     pub last_bits_per_byte: Option<f64>,
     pub held_out: Option<Eval>,
+    /// The reinforcement-learning stage, where this run reached it.
+    pub rl: Option<RlSummary>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RlSummary {
+    pub steps_this_run: u64,
+    /// Smoothed reward of the last steps: minus the sampled frames' bits per byte.
+    pub reward_bits_per_byte: Option<f64>,
+    /// Smoothed mean length of the sampled latents.
+    pub codes_per_segment: f64,
+    /// Groups of latents reused from the replay buffer.
+    pub replayed_groups: u64,
+    /// Held-out bits/byte when this run's stage began.
+    pub held_out_before: Option<f64>,
+    /// The reward curve (CSV).
+    pub curve: PathBuf,
 }
 
 impl fmt::Display for TrainSummary {
@@ -67,6 +84,20 @@ impl fmt::Display for TrainSummary {
                 e.codes_per_segment
             )?,
             None => writeln!(f, "held out: no held-out text")?,
+        }
+        if let Some(rl) = &self.rl {
+            let fmt = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x:.3}"));
+            writeln!(
+                f,
+                "reinforcement learning: {} steps this run, reward {} bits/byte, {:.2} codes a \
+                 segment, {} replayed groups; held out before the stage {} bits/byte; curve {}",
+                rl.steps_this_run,
+                fmt(rl.reward_bits_per_byte),
+                rl.codes_per_segment,
+                rl.replayed_groups,
+                fmt(rl.held_out_before),
+                rl.curve.display()
+            )?;
         }
         write!(
             f,

@@ -18,6 +18,9 @@ use super::latent::LatentChoice;
 use super::net::{DeviceBatch, Fixed, Net};
 use super::optim::Adam;
 use super::params::Params;
+use super::curve::RlProgress;
+use super::reinforce;
+use super::replay::ReplayBuffer;
 use super::rng::Rng;
 use super::summary::{Eval, TrainSummary};
 use crate::coder::model::TOKENIZER_FILE;
@@ -44,6 +47,10 @@ pub struct TrainOptions {
     /// Peak learning rate: linear warm-up, then cosine decay to a tenth.
     pub lr: f64,
     pub resume: bool,
+    /// Steps of the reinforcement-learning stage after the `steps` supervised ones.
+    pub rl_steps: u64,
+    /// The stage's learning rate (constant).
+    pub rl_lr: f64,
     /// Worker threads (0: one per core).
     pub threads: usize,
     pub seed: u64,
@@ -62,6 +69,8 @@ impl TrainOptions {
             batch: 16,
             lr: 2e-3,
             resume: false,
+            rl_steps: 0,
+            rl_lr: 2e-4,
             threads: 0,
             seed: 1,
             eval_windows: 256,
@@ -168,6 +177,7 @@ impl<'a> Trainer<'a> {
                 seed: opts.seed,
                 step: 0,
                 tokens: 0,
+                replay: None,
             };
             (state, params)
         };
@@ -216,27 +226,42 @@ impl<'a> Trainer<'a> {
         let fixed = Fixed::new(&self.config, &self.device)?;
         let first_step = self.state.step;
         let first_tokens = self.state.tokens;
-        let bar = step_bar(opts.steps, first_step);
+        let total = opts.steps + opts.rl_steps;
+        let bar = step_bar(total, first_step);
         let started = Instant::now();
         let mut last_checkpoint = Instant::now();
         let (mut first, mut smooth) = (None, None::<f64>);
-        for step in first_step..opts.steps {
-            let bits_per_byte = self.step(step, &fixed)?;
-            first.get_or_insert(bits_per_byte);
-            let s = smooth.map_or(bits_per_byte, |s| 0.95 * s + 0.05 * bits_per_byte);
-            smooth = Some(s);
-            let rate = (self.state.tokens - first_tokens) as f64 / started.elapsed().as_secs_f64();
-            bar.set_message(format!("{s:.3} bits/byte, {rate:.0} tokens/s"));
+        let mut rl: Option<RlProgress> = None;
+        for step in first_step..total {
+            let message = if step < opts.steps {
+                let bits_per_byte = self.step(step, &fixed)?;
+                first.get_or_insert(bits_per_byte);
+                let s = smooth.map_or(bits_per_byte, |s| 0.95 * s + 0.05 * bits_per_byte);
+                smooth = Some(s);
+                let rate =
+                    (self.state.tokens - first_tokens) as f64 / started.elapsed().as_secs_f64();
+                format!("{s:.3} bits/byte, {rate:.0} tokens/s")
+            } else {
+                if rl.is_none() {
+                    let held_out = self.evaluate(&fixed)?.map(|e| e.bits_per_byte);
+                    rl = Some(RlProgress::start(&opts.out, held_out)?);
+                }
+                let stats = self.rl_step(step, &fixed)?;
+                let progress = rl.as_mut().ok_or(TrainError::Diverged(step))?;
+                progress.record(step, &stats)?;
+                progress.message()
+            };
+            bar.set_message(message.clone());
             bar.inc(1);
             if last_checkpoint.elapsed() >= opts.checkpoint_every {
                 checkpoint::save(&opts.out, &self.params, &self.adam, &self.state)?;
                 last_checkpoint = Instant::now();
+                if let Some(progress) = rl.as_mut() {
+                    let held_out = self.evaluate(&fixed)?.map(|e| e.bits_per_byte);
+                    progress.held_out(step + 1, held_out)?;
+                }
                 if bar.is_hidden() {
-                    eprintln!(
-                        "step {}/{}: {s:.3} bits/byte, {rate:.0} tokens/s",
-                        step + 1,
-                        opts.steps
-                    );
+                    eprintln!("step {}/{total}: {message}", step + 1);
                 }
             }
         }
@@ -244,6 +269,9 @@ impl<'a> Trainer<'a> {
         let seconds = started.elapsed().as_secs_f64();
         checkpoint::save(&opts.out, &self.params, &self.adam, &self.state)?;
         let held_out = self.evaluate(&fixed)?;
+        if let Some(progress) = rl.as_mut() {
+            progress.held_out(self.state.step, held_out.as_ref().map(|e| e.bits_per_byte))?;
+        }
         let model = export(&self.params, &self.tokenizer, &opts.out)?;
         let tokens_this_run = self.state.tokens - first_tokens;
         Ok(TrainSummary {
@@ -259,7 +287,38 @@ impl<'a> Trainer<'a> {
             first_bits_per_byte: first,
             last_bits_per_byte: smooth,
             held_out,
+            rl: rl.map(|p| p.summary()),
         })
+    }
+
+    /// One step of the reinforcement-learning stage.
+    fn rl_step(&mut self, step: u64, fixed: &Fixed) -> Result<reinforce::StepStats> {
+        let data = reinforce::Data {
+            config: &self.config,
+            blocks: &self.train,
+            windows: &self.train_windows,
+            token_len: &self.token_len,
+            device: &self.device,
+            fixed,
+            seed: self.state.seed,
+            batch: self.opts.batch,
+        };
+        let buffer = self
+            .state
+            .replay
+            .get_or_insert_with(|| ReplayBuffer::new(reinforce::REPLAY_CAPACITY));
+        let stats = reinforce::step(
+            &data,
+            &self.params,
+            &mut self.adam,
+            buffer,
+            step,
+            self.opts.rl_lr,
+            latent_weight(step - self.opts.steps, self.opts.rl_steps),
+        )?;
+        self.state.step = step + 1;
+        self.state.tokens += stats.tokens;
+        Ok(stats)
     }
 
     /// One optimizer step; the batch's loss in bits per byte.
@@ -381,6 +440,15 @@ fn learning_rate(step: u64, steps: u64, peak: f64) -> f64 {
     let progress = (step - warmup) as f64 / (steps.saturating_sub(warmup)).max(1) as f64;
     let cosine = 0.5 * (1.0 + (std::f64::consts::PI * progress.min(1.0)).cos());
     peak * (0.1 + 0.9 * cosine)
+}
+
+/// How much of the latent's bits the reinforcement-learning stage's reward counts after
+/// `done` of its `steps`: nothing at first, rising linearly to the full frame cost at half
+/// the stage. A code means nothing to the decoder until it has been tried on segments it
+/// fits; charged its full price from the start, every code costs bits and saves none, and
+/// the policy learns the empty latent before the decoder can learn what codes could say.
+fn latent_weight(done: u64, steps: u64) -> f64 {
+    (2.0 * done as f64 / steps.max(1) as f64).min(1.0)
 }
 
 fn gumbel(shape: [usize; 3], rng: &mut Rng, device: &Device) -> Result<Tensor> {

@@ -190,3 +190,80 @@ fn fsck_repair_of_a_mounted_store_is_refused_and_changes_nothing() {
     ));
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// `s2sfs train` through both stages (supervised, then reinforcement learning) makes the
+/// same model from the same seed with one worker thread and with two; `codec eval
+/// --latent none` codes files with every latent empty, and those frames decode (eval
+/// decodes every frame and compares it with the file).
+#[test]
+fn training_repeats_across_thread_counts_and_empty_latents_decode() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("corpus");
+    fs::create_dir(&corpus).unwrap();
+    for f in 0..12u64 {
+        fs::write(corpus.join(format!("part{f}.txt")), text_bytes(f, 3000)).unwrap();
+    }
+    let config = s2sfs::coder::ModelConfig {
+        vocab: 300,
+        d_model: 32,
+        n_heads: 2,
+        d_ff: 64,
+        enc_layers: 1,
+        dec_layers: 1,
+        window: 64,
+        segment: 32,
+        latent_vocab: 8,
+        latent_max: 2,
+        rel_buckets: 16,
+        rel_max_distance: 64,
+        match_sse: false,
+        extra_matchers: Vec::new(),
+        mixing: false,
+        ..Default::default()
+    };
+    let config_path = dir.path().join("tiny.json");
+    fs::write(&config_path, config.to_json()).unwrap();
+    let mut weights = Vec::new();
+    for threads in ["1", "2"] {
+        let out = dir.path().join(format!("model-{threads}"));
+        let run = s2sfs(&[
+            OsStr::new("train"),
+            OsStr::new("--corpus"),
+            corpus.as_os_str(),
+            OsStr::new("--out"),
+            out.as_os_str(),
+            OsStr::new("--config"),
+            config_path.as_os_str(),
+            OsStr::new("--steps"),
+            OsStr::new("20"),
+            OsStr::new("--rl-steps"),
+            OsStr::new("20"),
+            OsStr::new("--batch"),
+            OsStr::new("8"),
+            OsStr::new("--threads"),
+            OsStr::new(threads),
+            OsStr::new("--seed"),
+            OsStr::new("3"),
+            OsStr::new("--json"),
+        ]);
+        assert!(run.status.success(), "train with {threads} threads: {}", run.stderr);
+        let summary: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+        assert_eq!(summary["steps"], 40);
+        assert_eq!(summary["rl"]["steps_this_run"], 20);
+        weights.push(fs::read(out.join("weights.safetensors")).unwrap());
+    }
+    assert!(weights[0] == weights[1], "one and two threads trained different models");
+
+    let model = dir.path().join("model-1");
+    let file = corpus.join("part0.txt");
+    for latent in ["learned", "none"] {
+        let args = [OsStr::new("codec"), OsStr::new("eval"), OsStr::new("--model"), model.as_os_str()];
+        let mut args = args.to_vec();
+        args.extend([OsStr::new("--latent"), OsStr::new(latent), OsStr::new("--json"), file.as_os_str()]);
+        let eval = s2sfs(&args);
+        assert!(eval.status.success(), "eval --latent {latent}: {}", eval.stderr);
+        let rows: serde_json::Value = serde_json::from_str(&eval.stdout).unwrap();
+        assert_eq!(rows[0]["blocks_t5"], 1, "--latent {latent}: {rows}");
+    }
+    summary("cli: train (both stages) repeats with 1 and 2 threads; codec eval --latent none decodes: pass");
+}
