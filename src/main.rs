@@ -114,6 +114,16 @@ enum CodecCommand {
         #[arg(value_name = "FILES", required = true)]
         files: Vec<PathBuf>,
     },
+    /// Per file: the latent the t5 encoder gives each segment (how long, which codes).
+    Latents {
+        #[command(flatten)]
+        with: CodecWith,
+        /// Print the table as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+        #[arg(value_name = "FILES", required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Decode the t5 frames of FILES in batches on the batched network (the first GPU
     /// when built with --features cuda, else the CPU); prints the device and throughput.
     Batch {
@@ -167,8 +177,12 @@ struct TrainArgs {
     #[arg(long, value_name = "DIR")]
     corpus: PathBuf,
     /// The model directory: checkpoints, then the exported model.
-    #[arg(long, value_name = "MODELDIR")]
-    out: PathBuf,
+    #[arg(long, value_name = "MODELDIR", required_unless_present = "list_held_out")]
+    out: Option<PathBuf>,
+    /// Print the corpus files held out of training (measured, never trained on), one per
+    /// line, and exit.
+    #[arg(long)]
+    list_held_out: bool,
     /// The model's config.json [default: the v1 default of CODER.md].
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -434,7 +448,13 @@ fn train(args: TrainArgs) -> Result<()> {
             std::env::set_var("CANDLE_NUM_THREADS", &n);
         }
     }
-    let mut opts = s2sfs::train::TrainOptions::new(args.corpus, args.out);
+    let Some(out) = args.out.filter(|_| !args.list_held_out) else {
+        for file in s2sfs::train::held_out_files(&args.corpus)? {
+            println!("{}", file.display());
+        }
+        return Ok(());
+    };
+    let mut opts = s2sfs::train::TrainOptions::new(args.corpus, out);
     opts.config = args.config;
     opts.steps = args.steps;
     opts.batch = usize::try_from(args.batch)?;
@@ -498,7 +518,9 @@ fn codec_run(cmd: CodecCommand) -> Result<(), s2sfs::codectool::ToolError> {
     use s2sfs::codectool as tool;
     let with = match &cmd {
         CodecCommand::Compress(f) | CodecCommand::Decompress(f) => &f.with,
-        CodecCommand::Eval { with, .. } | CodecCommand::Batch { with, .. } => with,
+        CodecCommand::Eval { with, .. }
+        | CodecCommand::Batch { with, .. }
+        | CodecCommand::Latents { with, .. } => with,
     };
     let latents = match with.latent {
         LatentArg::Learned => s2sfs::coder::Latents::Learned,
@@ -531,6 +553,16 @@ fn codec_run(cmd: CodecCommand) -> Result<(), s2sfs::codectool::ToolError> {
                 println!("{}", serde_json::to_string_pretty(&rows).map_err(|e| stdout(e.into()))?);
             } else {
                 tool::render_eval(&mut std::io::stdout(), &rows, name).map_err(stdout)?;
+            }
+        }
+        CodecCommand::Latents { files, json, .. } => {
+            let codec = set.model.map(s2sfs::coder::T5Codec::new).ok_or(tool::ToolError::NoModel)?;
+            let rows = tool::latent_files(&codec, block, &files)?;
+            let stdout = |e| tool::ToolError::Io { path: "stdout".into(), source: e };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows).map_err(|e| stdout(e.into()))?);
+            } else {
+                tool::render_latents(&mut std::io::stdout(), &rows).map_err(stdout)?;
             }
         }
         CodecCommand::Batch { files, batch, json, .. } => {

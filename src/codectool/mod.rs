@@ -8,6 +8,7 @@
 
 mod batchbench;
 mod eval;
+mod latents;
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 pub use self::batchbench::{BatchReport, batch_decode};
 pub use self::eval::{EvalRow, eval_files, render_eval};
+pub use self::latents::{LatentRow, latent_files, render_latents};
 
 use crate::coder::{Latents, T5Codec};
 use crate::codec::{CodecError, CodecKind, CodecSet, CodecSpec, Codecs, MAX_PLAIN_LEN, ModelError, Target, learned_target, open_codecs};
@@ -33,7 +35,7 @@ pub enum ToolError {
     },
     #[error(transparent)]
     Model(#[from] ModelError),
-    #[error("`s2sfs codec batch` decodes t5 frames: pass --codec t5 or --model DIR")]
+    #[error("`s2sfs codec batch` and `codec latents` need the t5 codec: pass --codec t5 or --model DIR")]
     NoModel,
     #[error("{path}: {what}")]
     Format { path: PathBuf, what: String },
@@ -53,8 +55,8 @@ pub type Result<T> = std::result::Result<T, ToolError>;
 /// The tool's codecs for `spec` (t5 when it names none). t5 writes the learned coder
 /// alone (raw when it saves less than 1/8), so that `codec eval` measures that coder;
 /// auto keeps the smallest of t5, zstd -19 and raw per block, as a t5 volume does.
-/// The codecs `spec` names; with `Latents::Empty` the learned model's frames are written
-/// with empty latents (they decode like any other).
+/// With `Latents::Empty` the learned model's frames are written with empty latents (they
+/// decode like any other).
 pub fn codecs(spec: &CodecSpec, latents: Latents) -> Result<CodecSet> {
     let mut set = open_codecs(spec, CodecKind::T5, None).map_err(ToolError::Model)?;
     if let Some(model) = &set.model {

@@ -73,6 +73,17 @@ impl T5Codec {
         Ok(tally.0)
     }
 
+    /// The latent the encoder gives each segment of `plain` (what `compress` codes with
+    /// `Latents::Learned`).
+    pub fn latents(&self, plain: &[u8]) -> Vec<Vec<u32>> {
+        let tokens = self.model.tokenizer().encode(plain);
+        let mut encoder = Encoder::new(&self.model);
+        tokens
+            .chunks(self.model.config().segment)
+            .map(|segment| encoder.latent(segment))
+            .collect()
+    }
+
     /// Codes a block's latents and tokens into `out`, as CODER.md lays out the stream.
     fn code_tokens(&self, tokens: &[u32], out: &mut impl CodeSink) -> super::Result<()> {
         let config = self.model.config();

@@ -46,6 +46,12 @@ impl CorpusFiles {
     }
 }
 
+/// The files of the corpus directory `dir` that training holds out: what its held-out
+/// measurement reads, and what a model trained on `dir` has never seen.
+pub fn held_out_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    Ok(CorpusFiles::list(dir)?.held_out)
+}
+
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     for entry in std::fs::read_dir(dir).map_err(TrainError::io(dir))? {
         let entry = entry.map_err(TrainError::io(dir))?;

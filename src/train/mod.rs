@@ -29,6 +29,7 @@ mod trainer;
 mod tests;
 
 pub use self::compare::{Comparison, compare};
+pub use self::corpus::held_out_files;
 pub use self::error::{Result, TrainError};
 pub use self::summary::{Eval, RlSummary, TrainSummary};
 pub use self::trainer::{TrainOptions, train};
