@@ -11,6 +11,7 @@
 //!   tells both whether a daemon still holds a store.
 //! - `readahead`: widens the kernel's read-ahead for a new mount.
 //! - `error`: [`CommandError`], the one-line error of both commands.
+//! - `unsupported`: the operations s2sfs does not implement, each kind logged once.
 //! - `control`: the daemon's control socket (a read-only fsck of a mounted store, its
 //!   statistics and models, recompression).
 
@@ -25,6 +26,7 @@ mod readahead;
 mod preflight;
 mod storelock;
 mod umount;
+mod unsupported;
 
 pub use error::CommandError;
 pub use mount::{

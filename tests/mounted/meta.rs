@@ -375,3 +375,26 @@ fn atime_nodiratime_through_the_mount_helper() {
     assert_access(&f, cat, true, "nodiratime,strictatime: second read");
     m.finish();
 }
+
+/// An ioctl s2sfs does not know (here TCGETS, the isatty check every Python `open()`
+/// makes) fails with ENOTTY, as on ext4, and the daemon logs that kind of request once,
+/// not once per call.
+#[test]
+fn unknown_ioctls_are_not_a_tty_and_logged_once() {
+    use std::os::fd::AsRawFd;
+    let mut m = Mounted::new(&[]);
+    fs::write(m.path("f"), b"data").unwrap();
+    let f = fs::File::open(m.path("f")).unwrap();
+    for _ in 0..300 {
+        // SAFETY: TCGETS writes a termios into the zeroed one given.
+        let mut t: libc::termios = unsafe { std::mem::zeroed() };
+        let r = unsafe { libc::ioctl(f.as_raw_fd(), libc::TCGETS, &mut t) };
+        assert_eq!(r, -1);
+        assert_eq!(std::io::Error::last_os_error().raw_os_error(), Some(libc::ENOTTY));
+    }
+    drop(f);
+    m.unmount();
+    let log = fs::read_to_string(m.store.join("daemon.log")).unwrap();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("ioctl")).collect();
+    assert_eq!(lines.len(), 1, "{}", lines.join("\n"));
+}
