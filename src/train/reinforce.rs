@@ -27,9 +27,9 @@ use crate::coder::ModelConfig;
 pub const SAMPLES: usize = 4;
 /// Groups the replay buffer keeps (a few hundred steps of fresh groups).
 pub const REPLAY_CAPACITY: usize = 2048;
-/// The behaviour policy of fresh samples takes a uniformly random decision this often:
-/// without it, a policy that has learned to end every latent at once (the empty latent
-/// is where supervised training leaves a latent that does not yet pay) never tries a
+/// The behaviour policy of fresh samples takes π's choice among the codes alone this
+/// often (`Slots::sample`): without it, a policy that has learned to end every latent at
+/// once (where supervised training leaves a latent that does not yet pay) never tries a
 /// code again, and the decoder never learns what codes could say.
 const EXPLORE: f64 = 0.2;
 /// Importance weights are truncated to [FLOOR, CLIP] (`replay::importance_weight`).
