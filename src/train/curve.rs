@@ -57,7 +57,7 @@ impl RlProgress {
         self.codes = smooth((self.steps > 0).then_some(self.codes), stats.codes_per_segment);
         self.steps += 1;
         self.replayed += stats.replayed as u64;
-        if (step + 1) % EVERY == 0 {
+        if (step + 1).is_multiple_of(EVERY) {
             self.row(step + 1, None)?;
         }
         Ok(())
