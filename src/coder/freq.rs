@@ -130,11 +130,24 @@ impl FreqTable {
                 n_present += 1;
             }
         }
-        let present = &mut present[..n_present];
         // The `missing` largest remainders get one more, ties to the lowest symbol: whole
         // groups of equal remainder while they fit, then the first symbols of the next.
+        // Levels sort by remainder, largest first, as packed keys: a remainder is below
+        // `sum` < 2^16 · 2^32, so it and the level fit in one u64 (and the order within a
+        // group of equal remainders does not matter).
         let mut missing = budget - given;
-        present.sort_unstable_by_key(|&l| std::cmp::Reverse(rem[usize::from(l)]));
+        const REM_BITS: u32 = 48;
+        let mut keys = [0u64; LEVELS];
+        for (key, &l) in keys.iter_mut().zip(&present[..n_present]) {
+            let r = rem[usize::from(l)];
+            debug_assert!(r < 1 << REM_BITS);
+            *key = (((1 << REM_BITS) - 1 - r) << 8) | u64::from(l);
+        }
+        keys[..n_present].sort_unstable();
+        for (p, key) in present.iter_mut().zip(&keys[..n_present]) {
+            *p = *key as u8;
+        }
+        let present = &present[..n_present];
         let mut all_above = u64::MAX;
         let mut partial: Option<(u64, u64)> = None;
         let mut i = 0;
