@@ -79,35 +79,17 @@ pub enum ModelError {
     },
 }
 
-/// A model directory of the source tree, embedded in the binary.
-macro_rules! embedded {
-    ($dir:literal, $name:literal) => {
-        embedded_model(
-            $name,
-            include_bytes!(concat!("../../models/", $dir, "/config.json")),
-            include_bytes!(concat!("../../models/", $dir, "/tokenizer.json")),
-            include_bytes!(concat!("../../models/", $dir, "/weights.safetensors")),
-        )
-    };
-}
-
-fn embedded_model(name: &str, config: &[u8], tokenizer: &[u8], weights: &[u8]) -> Result<Arc<Model>, ModelError> {
-    let name = Path::new(name);
-    Model::from_files(config.to_vec(), tokenizer.to_vec(), weights.to_vec(), name)
-        .map(Arc::new)
-        .map_err(|source| ModelError::Load { path: name.to_path_buf(), source })
-}
-
 /// The model shipped with s2sfs (models/default of the source tree), embedded.
 pub fn default_model() -> Result<Arc<Model>, ModelError> {
-    embedded!("default", "<built-in default model>")
-}
-
-/// Models that were the default before, embedded too: a volume reads its frames with its
-/// own copies (`STORE/models`), but files written by `s2sfs codec compress` carry only
-/// the model's id, and must still decode after an upgrade.
-pub fn previous_models() -> Result<Vec<Arc<Model>>, ModelError> {
-    Ok(vec![embedded!("ac85efaf", "<built-in model ac85efaf>")?])
+    let name = Path::new("<built-in default model>");
+    Model::from_files(
+        include_bytes!("../../models/default/config.json").to_vec(),
+        include_bytes!("../../models/default/tokenizer.json").to_vec(),
+        include_bytes!("../../models/default/weights.safetensors").to_vec(),
+        name,
+    )
+    .map(Arc::new)
+    .map_err(|source| ModelError::Load { path: name.to_path_buf(), source })
 }
 
 /// A model directory given by the user, or the built-in default for `None`.
