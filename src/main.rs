@@ -201,7 +201,7 @@ struct TrainArgs {
     #[arg(long, value_name = "N", default_value_t = 0)]
     rl_steps: u64,
     /// The reinforcement-learning stage's learning rate.
-    #[arg(long, value_name = "X", default_value_t = 2e-4)]
+    #[arg(long, value_name = "X", default_value_t = 5e-5)]
     rl_lr: f64,
     /// Continue from MODELDIR/checkpoint.
     #[arg(long)]

@@ -51,7 +51,9 @@ pub struct Data<'a> {
     pub device: &'a Device,
     pub fixed: &'a Fixed,
     pub seed: u64,
-    /// Decoder windows per step, samples included.
+    /// Distinct windows per step, as in the supervised stage; each is decoded `SAMPLES`
+    /// times. (With a quarter as many, the decoder's gradient was noisier than at the end
+    /// of supervised training and it got worse: BENCHMARKS.md section 6.)
     pub batch: usize,
 }
 
@@ -80,7 +82,7 @@ pub fn step(
     latent_weight: f64,
 ) -> Result<StepStats> {
     let config = data.config;
-    let groups_per_step = (data.batch / SAMPLES).max(2);
+    let groups_per_step = data.batch.max(2);
     let replayed = buffer.draw(groups_per_step / 2, &mut Rng::derive(data.seed, REPLAYED, step));
     let fresh = sample(
         data.windows,

@@ -319,7 +319,7 @@ fn rl_stage_makes_the_latent_pay_where_it_can() {
 
     opts.resume = true;
     opts.rl_steps = 400;
-    opts.batch = 16;
+    opts.batch = 4;
     opts.rl_lr = 1e-2;
     let reinforced = train(opts).expect("reinforcement learning");
     let rl = reinforced.rl.as_ref().expect("the stage ran");

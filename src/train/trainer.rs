@@ -70,7 +70,7 @@ impl TrainOptions {
             lr: 2e-3,
             resume: false,
             rl_steps: 0,
-            rl_lr: 2e-4,
+            rl_lr: 5e-5,
             threads: 0,
             seed: 1,
             eval_windows: 256,
