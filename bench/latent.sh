@@ -38,12 +38,12 @@ if [ -n "$TRAIN" ]; then
     sets+=(held-out)
 fi
 
-# frame bytes and blocks of one eval: eval_total SET LATENT MODEL_ARGS...
+# frame bytes, blocks and bytes of one eval (its TOTAL row): eval_total SET LATENT MODEL_ARGS...
 eval_total() {
     local set=$1 latent=$2; shift 2
     mapfile -t files < "$work/$set"
     "$S2SFS" codec eval --codec t5 "$@" --latent "$latent" --json "${files[@]}" \
-        | jq -r '[(map(.frame_bytes) | add), (map(.blocks_t5 + .blocks_zstd + .blocks_raw) | add), (map(.bytes) | add)] | @tsv'
+        | jq -r '.[-1] | [.frame_bytes, .blocks_t5 + .blocks_zstd + .blocks_raw, .bytes] | @tsv'
 }
 
 printf '%-11s %-11s %10s %12s %12s %8s %8s\n' set model bytes "learned" "empty" saved "bits/B"
