@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::{ArgAction, Args, Parser, Subcommand};
+use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use s2sfs::VolumeOptions;
 use s2sfs::codec::CodecSpec;
 
@@ -313,6 +313,21 @@ fn parse_block_kib(s: &str) -> Result<u32, String> {
     Ok(n)
 }
 
+/// `s2sfs --version`: the version, the built-in model, the kernels the t5 coder runs on
+/// this CPU and whether the CUDA backend is built in.
+fn version_text() -> String {
+    let model = match s2sfs::codec::default_model() {
+        Ok(m) => m.id().hex(),
+        Err(e) => format!("unavailable: {e}"),
+    };
+    let kernels = match s2sfs::coder::selected_kernels() {
+        Ok(k) => k.to_string(),
+        Err(e) => e.to_string(),
+    };
+    let cuda = if cfg!(feature = "cuda") { "built in" } else { "not built in" };
+    format!("{}\ndefault model {model}\nkernels {kernels}\ncuda {cuda}", env!("CARGO_PKG_VERSION"))
+}
+
 fn init_logging(verbose: u8) {
     let level = match verbose {
         0 => "warn,s2sfs=info",
@@ -616,7 +631,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut command = Cli::command();
+    if std::env::args_os().any(|a| a == "--version") {
+        // Built only when asked for: it loads the built-in model to name it.
+        let text: &'static str = Box::leak(version_text().into_boxed_str());
+        command = command.long_version(text);
+    }
+    let cli = match Cli::from_arg_matches(&command.get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     init_logging(cli.verbose);
     match run(cli) {
         Ok(code) => code,

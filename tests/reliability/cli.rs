@@ -267,3 +267,22 @@ fn training_repeats_across_thread_counts_and_empty_latents_decode() {
     }
     summary("cli: train (both stages) repeats with 1 and 2 threads; codec eval --latent none decodes: pass");
 }
+
+/// `s2sfs --version` names the version, the built-in model's id, the kernels the t5 coder
+/// runs here and whether CUDA is built in; `-V` stays one line.
+#[test]
+fn version_names_the_model_kernels_and_cuda() {
+    let long = s2sfs(&["--version"]);
+    assert!(long.status.success(), "{}", long.stderr);
+    let lines: Vec<&str> = long.stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{}", long.stdout);
+    assert!(lines[0].starts_with("s2sfs "), "{}", lines[0]);
+    let id = lines[1].strip_prefix("default model ").unwrap_or("");
+    assert!(id.len() == 64 && id.chars().all(|c| c.is_ascii_hexdigit()), "{}", lines[1]);
+    let kernels = lines[2].strip_prefix("kernels ").unwrap_or("");
+    assert!(["avx512", "avx2", "portable"].contains(&kernels), "{}", lines[2]);
+    assert!(lines[3].starts_with("cuda "), "{}", lines[3]);
+    let short = s2sfs(&["-V"]);
+    assert_eq!(short.stdout.lines().count(), 1, "{}", short.stdout);
+    summary("cli: --version names the version, the default model, the kernels and cuda: pass");
+}
