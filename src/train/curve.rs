@@ -14,6 +14,12 @@ const CURVE: &str = "rl-curve.csv";
 /// A curve row every this many steps.
 const EVERY: u64 = 10;
 
+/// A running mean over about the last 20 steps: what progress bars show of a noisy
+/// per-step figure.
+pub fn smoothed(old: Option<f64>, new: f64) -> f64 {
+    old.map_or(new, |o| 0.95 * o + 0.05 * new)
+}
+
 pub struct RlProgress {
     path: PathBuf,
     file: File,
@@ -52,9 +58,8 @@ impl RlProgress {
     }
 
     pub fn record(&mut self, step: u64, stats: &StepStats) -> Result<()> {
-        let smooth = |old: Option<f64>, new: f64| old.map_or(new, |o| 0.95 * o + 0.05 * new);
-        self.reward = Some(smooth(self.reward, stats.reward));
-        self.codes = smooth((self.steps > 0).then_some(self.codes), stats.codes_per_segment);
+        self.reward = Some(smoothed(self.reward, stats.reward));
+        self.codes = smoothed((self.steps > 0).then_some(self.codes), stats.codes_per_segment);
         self.steps += 1;
         self.replayed += stats.replayed as u64;
         if (step + 1).is_multiple_of(EVERY) {

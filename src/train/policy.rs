@@ -43,6 +43,24 @@ impl Slots<'_> {
             .count()
     }
 
+    /// The action `latent` takes at `slot`: its code there, or END past its codes.
+    fn action(&self, latent: &[u32], slot: usize) -> usize {
+        latent.get(slot).map_or(self.actions - 1, |&c| c as usize)
+    }
+
+    /// [segments, slots, K+1], 1 at each latent's action in its first `filled(segment,
+    /// len)` slots.
+    fn one_hot(&self, latents: &[Vec<u32>], filled: impl Fn(usize, usize) -> usize) -> Vec<f32> {
+        let mut onehot = vec![0f32; self.segments * self.slots * self.actions];
+        for (segment, latent) in latents.iter().enumerate() {
+            for slot in 0..filled(segment, latent.len()) {
+                let action = self.action(latent, slot);
+                onehot[(segment * self.slots + slot) * self.actions + action] = 1.0;
+            }
+        }
+        onehot
+    }
+
     fn row<'l>(&self, logits: &'l [f32], segment: usize, slot: usize) -> &'l [f32] {
         let at = (segment * self.slots + slot) * self.actions;
         &logits[at..at + self.actions]
@@ -85,38 +103,25 @@ impl Slots<'_> {
     pub fn log_prob(&self, logits: &[f32], segment: usize, latent: &[u32]) -> f64 {
         let decisions = self.decisions(segment, latent.len());
         (0..decisions)
-            .map(|slot| {
-                let action = latent.get(slot).map_or(self.actions - 1, |&c| c as usize);
-                log_softmax(self.row(logits, segment, slot))[action]
-            })
+            .map(|slot| log_softmax(self.row(logits, segment, slot))[self.action(latent, slot)])
             .sum()
     }
 
     /// One-hot decisions [segments, slots, K+1] of `latents`: what `log_probs` scores.
     pub fn decisions_onehot(&self, latents: &[Vec<u32>], device: &Device) -> CResult<Tensor> {
-        let mut onehot = vec![0f32; self.segments * self.slots * self.actions];
-        for (segment, latent) in latents.iter().enumerate() {
-            for slot in 0..self.decisions(segment, latent.len()) {
-                let action = latent.get(slot).map_or(self.actions - 1, |&c| c as usize);
-                onehot[(segment * self.slots + slot) * self.actions + action] = 1.0;
-            }
-        }
+        let onehot = self.one_hot(latents, |segment, len| self.decisions(segment, len));
         Tensor::from_vec(onehot, (self.segments, self.slots, self.actions), device)
     }
 
-    /// `latents` as the decoder's memory reads them: codes one-hot, present up to each
-    /// latent's length.
+    /// `latents` as the decoder's memory reads them: an action one-hot in every slot
+    /// (END past the codes), present up to each latent's length.
     pub fn latent(&self, latents: &[Vec<u32>], device: &Device) -> CResult<Latent> {
         let (slots, actions) = (self.slots, self.actions);
-        let mut onehot = vec![0f32; self.segments * slots * actions];
-        let mut presence = vec![0f32; self.segments * slots];
-        for (segment, latent) in latents.iter().enumerate() {
-            for slot in 0..slots {
-                let action = latent.get(slot).map_or(actions - 1, |&c| c as usize);
-                onehot[(segment * slots + slot) * actions + action] = 1.0;
-                presence[segment * slots + slot] = if slot < latent.len() { 1.0 } else { 0.0 };
-            }
-        }
+        let onehot = self.one_hot(latents, |_, _| slots);
+        let presence: Vec<f32> = latents
+            .iter()
+            .flat_map(|l| (0..slots).map(move |slot| if slot < l.len() { 1.0 } else { 0.0 }))
+            .collect();
         let codes: Vec<f32> = latents.iter().map(|l| l.len() as f32).collect();
         Ok(Latent {
             onehot: Tensor::from_vec(onehot, (self.segments, slots, actions), device)?,

@@ -184,9 +184,7 @@ pub fn step(
                 .collect(),
         });
     }
-    let existing: Vec<usize> = (0..slots.segments)
-        .filter(|&i| host.segment_exists[i] > 0.0)
-        .collect();
+    let existing: Vec<usize> = (0..slots.segments).filter(|&i| exists(i)).collect();
     let frame: f64 = (0..slots.segments).map(|i| token_reward(i) + latent_reward(i)).sum();
     Ok(StepStats {
         reward: frame / bytes,

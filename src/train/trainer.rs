@@ -18,7 +18,7 @@ use super::latent::LatentChoice;
 use super::net::{DeviceBatch, Fixed, Net};
 use super::optim::Adam;
 use super::params::Params;
-use super::curve::RlProgress;
+use super::curve::{RlProgress, smoothed};
 use super::reinforce;
 use super::replay::ReplayBuffer;
 use super::rng::Rng;
@@ -236,18 +236,20 @@ impl<'a> Trainer<'a> {
             let message = if step < opts.steps {
                 let bits_per_byte = self.step(step, &fixed)?;
                 first.get_or_insert(bits_per_byte);
-                let s = smooth.map_or(bits_per_byte, |s| 0.95 * s + 0.05 * bits_per_byte);
+                let s = smoothed(smooth, bits_per_byte);
                 smooth = Some(s);
                 let rate =
                     (self.state.tokens - first_tokens) as f64 / started.elapsed().as_secs_f64();
                 format!("{s:.3} bits/byte, {rate:.0} tokens/s")
             } else {
-                if rl.is_none() {
-                    let held_out = self.evaluate(&fixed)?.map(|e| e.bits_per_byte);
-                    rl = Some(RlProgress::start(&opts.out, held_out)?);
-                }
+                let progress = match &mut rl {
+                    Some(progress) => progress,
+                    None => {
+                        let held_out = self.evaluate(&fixed)?.map(|e| e.bits_per_byte);
+                        rl.insert(RlProgress::start(&opts.out, held_out)?)
+                    }
+                };
                 let stats = self.rl_step(step, &fixed)?;
-                let progress = rl.as_mut().ok_or(TrainError::Diverged(step))?;
                 progress.record(step, &stats)?;
                 progress.message()
             };
