@@ -1,5 +1,6 @@
 //! The `s2sfs` command line. Everything it does lives in the library (`s2sfs::fs`).
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -105,25 +106,9 @@ enum CodecCommand {
     Decompress(FileToFile),
     /// Per file: bytes, stored bytes, bits/byte, ratio, the same for zstd -19 per block,
     /// and compress/decompress speed of one core; every frame is decoded and compared.
-    Eval {
-        #[command(flatten)]
-        with: CodecWith,
-        /// Print the table as JSON on stdout.
-        #[arg(long)]
-        json: bool,
-        #[arg(value_name = "FILES", required = true)]
-        files: Vec<PathBuf>,
-    },
+    Eval(FilesTable),
     /// Per file: the latent the t5 encoder gives each segment (how long, which codes).
-    Latents {
-        #[command(flatten)]
-        with: CodecWith,
-        /// Print the table as JSON on stdout.
-        #[arg(long)]
-        json: bool,
-        #[arg(value_name = "FILES", required = true)]
-        files: Vec<PathBuf>,
-    },
+    Latents(FilesTable),
     /// Decode the t5 frames of FILES in batches on the batched network (the first GPU
     /// when built with --features cuda, else the CPU); prints the device and throughput.
     Batch {
@@ -139,6 +124,18 @@ enum CodecCommand {
         #[arg(value_name = "FILES", required = true)]
         files: Vec<PathBuf>,
     },
+}
+
+/// A table with a row per file of FILES.
+#[derive(Args)]
+struct FilesTable {
+    #[command(flatten)]
+    with: CodecWith,
+    /// Print the table as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    #[arg(value_name = "FILES", required = true)]
+    files: Vec<PathBuf>,
 }
 
 #[derive(Args)]
@@ -533,9 +530,8 @@ fn codec_run(cmd: CodecCommand) -> Result<(), s2sfs::codectool::ToolError> {
     use s2sfs::codectool as tool;
     let with = match &cmd {
         CodecCommand::Compress(f) | CodecCommand::Decompress(f) => &f.with,
-        CodecCommand::Eval { with, .. }
-        | CodecCommand::Batch { with, .. }
-        | CodecCommand::Latents { with, .. } => with,
+        CodecCommand::Eval(t) | CodecCommand::Latents(t) => &t.with,
+        CodecCommand::Batch { with, .. } => with,
     };
     let latents = match with.latent {
         LatentArg::Learned => s2sfs::coder::Latents::Learned,
@@ -559,44 +555,47 @@ fn codec_run(cmd: CodecCommand) -> Result<(), s2sfs::codectool::ToolError> {
             bar.finish_and_clear();
             eprintln!("{}: {n} bytes decoded, every frame checked", output.display());
         }
-        CodecCommand::Eval { files, json, .. } => {
+        CodecCommand::Eval(FilesTable { files, json, .. }) => {
             let bar = byte_bar(files.iter().map(|f| file_len(f)).sum(), "evaluating");
             let rows = tool::eval_files(&codecs, block, &files, &|n| bar.set_position(n))?;
             bar.finish_and_clear();
-            let stdout = |e| tool::ToolError::Io { path: "stdout".into(), source: e };
-            if json {
-                println!("{}", serde_json::to_string_pretty(&rows).map_err(|e| stdout(e.into()))?);
-            } else {
-                tool::render_eval(&mut std::io::stdout(), &rows, name).map_err(stdout)?;
-            }
+            print_report(json, &rows, |out| tool::render_eval(out, &rows, name))?;
         }
-        CodecCommand::Latents { files, json, .. } => {
+        CodecCommand::Latents(FilesTable { files, json, .. }) => {
             let codec = set.model.map(s2sfs::coder::T5Codec::new).ok_or(tool::ToolError::NoModel)?;
             let rows = tool::latent_files(&codec, block, &files)?;
-            let stdout = |e| tool::ToolError::Io { path: "stdout".into(), source: e };
-            if json {
-                println!("{}", serde_json::to_string_pretty(&rows).map_err(|e| stdout(e.into()))?);
-            } else {
-                tool::render_latents(&mut std::io::stdout(), &rows).map_err(stdout)?;
-            }
+            print_report(json, &rows, |out| tool::render_latents(out, &rows))?;
         }
         CodecCommand::Batch { files, batch, json, .. } => {
             let codec = set.model.map(s2sfs::coder::T5Codec::new).ok_or(tool::ToolError::NoModel)?;
             let bar = byte_bar(files.iter().map(|f| file_len(f)).sum(), "decoding in batches");
             let report = tool::batch_decode(&codecs, &codec, block, &files, batch as usize, &|n| bar.set_position(n))?;
             bar.finish_and_clear();
-            let stdout = |e| tool::ToolError::Io { path: "stdout".into(), source: e };
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report).map_err(|e| stdout(e.into()))?);
-            } else {
-                println!(
+            print_report(json, &report, |out| {
+                writeln!(
+                    out,
                     "{} t5 frames ({} bytes; {} other frames not decoded here) in batches of {} on {}: {:.2} s, {:.1} KB/s",
                     report.frames, report.bytes, report.other_frames, report.batch, report.device, report.decode_wall_s, report.decode_kb_s
-                );
-            }
+                )
+            })?;
         }
     }
     Ok(())
+}
+
+/// A codec tool's result on stdout: as JSON with `json`, else as `render` writes it.
+fn print_report<T: serde::Serialize>(
+    json: bool,
+    report: &T,
+    render: impl FnOnce(&mut std::io::Stdout) -> std::io::Result<()>,
+) -> Result<(), s2sfs::codectool::ToolError> {
+    let mut out = std::io::stdout();
+    let written = if json {
+        serde_json::to_string_pretty(report).map_err(std::io::Error::from).and_then(|text| writeln!(out, "{text}"))
+    } else {
+        render(&mut out)
+    };
+    written.map_err(|source| s2sfs::codectool::ToolError::Io { path: "stdout".into(), source })
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
