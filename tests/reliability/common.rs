@@ -228,8 +228,25 @@ impl Vol {
         assert!(is_mounted(&self.mnt), "`s2sfs mount` returned 0 but {} is not mounted", self.mnt.display());
     }
 
+    /// `s2sfs umount`; "busy" is retried for a while: a process this test binary is
+    /// starting at that moment (another test's command) holds a copy of every descriptor
+    /// it has open, one on the mount too, until its exec.
     pub fn try_umount(&self) -> CliOutput {
-        s2sfs(&[OsStr::new("umount"), self.mnt.as_os_str()])
+        self.try_umount_counting_busy().0
+    }
+
+    /// `try_umount`, and how many tries answered "busy" first.
+    fn try_umount_counting_busy(&self) -> (CliOutput, usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut busy = 0;
+        loop {
+            let out = s2sfs(&[OsStr::new("umount"), self.mnt.as_os_str()]);
+            if out.status.success() || !out.stderr.contains("busy") || Instant::now() >= deadline {
+                return (out, busy);
+            }
+            busy += 1;
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     #[track_caller]
@@ -249,34 +266,23 @@ impl Vol {
     }
 
     /// Cleans up after a killed daemon: `s2sfs umount` must handle the dead mount; if it
-    /// does not, the mount is detached by force and the failure returned. "Busy" is
-    /// retried for a while: a process this test binary is starting at that moment (another
-    /// test's command) may hold a copy of a descriptor on the mount until its exec.
-    /// Ok gives how many tries answered "busy" first.
+    /// does not, the mount is detached by force and the failure returned. Ok gives how many
+    /// tries answered "busy" first (`try_umount`).
     pub fn clean_dead_mount(&self) -> Result<usize, String> {
         if !is_mounted(&self.mnt) {
             return Ok(0);
         }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut busy = 0;
-        loop {
-            let out = self.try_umount();
-            let still = is_mounted(&self.mnt);
-            if out.status.success() && !still {
-                return Ok(busy);
-            }
-            if out.stderr.contains("busy") && Instant::now() < deadline {
-                busy += 1;
-                std::thread::sleep(Duration::from_millis(50));
-                continue;
-            }
-            let users = users_of(&self.mnt);
-            force_detach(&self.mnt);
-            return Err(format!(
-                "`s2sfs umount` of the dead mount failed (still mounted: {still}; processes using it: {users:?}): {}",
-                out.describe()
-            ));
+        let (out, busy) = self.try_umount_counting_busy();
+        let still = is_mounted(&self.mnt);
+        if out.status.success() && !still {
+            return Ok(busy);
         }
+        let users = users_of(&self.mnt);
+        force_detach(&self.mnt);
+        Err(format!(
+            "`s2sfs umount` of the dead mount failed (still mounted: {still}; processes using it: {users:?}): {}",
+            out.describe()
+        ))
     }
 
     /// SIGKILL to the daemon (a crash), then `s2sfs umount` of the dead mount.

@@ -14,6 +14,22 @@ use crate::harness::*;
 const STORE_SIZE: &str = "24m";
 const FILE_SIZE: usize = MIB;
 
+/// What the data of `data_seed` is for.
+const FILL: u64 = 1;
+const AFTER_DELETE: u64 = 2;
+const OVERWRITE: u64 = 3;
+
+/// The seed of the `n`th file written for `purpose`. Seeds are mixed (splitmix64), not
+/// offset: data written twice would be deduplicated, need no new frame and so find room
+/// on a full disk (with `seed + i` for the fill and `seed ^ 0x77` for an overwrite, one
+/// seed in a few dozen made an overwrite repeat a filled file).
+fn data_seed(seed: u64, purpose: u64, n: u64) -> u64 {
+    let mut z = seed ^ purpose.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ n.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 struct Filled {
     /// Files whose write, fsync and close all succeeded.
     kept: Vec<(String, Vec<u8>)>,
@@ -34,7 +50,7 @@ fn fill(vol: &Vol, seed: u64) -> Filled {
     let mut kept = Vec::new();
     for i in 0..64u64 {
         let name = format!("f{i:02}");
-        let data = random_bytes(seed.wrapping_add(i), FILE_SIZE);
+        let data = random_bytes(data_seed(seed, FILL, i), FILE_SIZE);
         let path = vol.path(&name);
         let d = data.clone();
         let r: Result<(), (&'static str, io::Error)> = timed(&format!("writing {name} on a full store"), OP_TIMEOUT, move || {
@@ -150,7 +166,7 @@ fn space_comes_back_after_deleting_files() {
     }
     vol.mount();
     // Room for 2 MiB must be back after deleting half of ~23 MiB.
-    let new = random_bytes(seed ^ 0xfee, 2 * MIB);
+    let new = random_bytes(data_seed(seed, AFTER_DELETE, 0), 2 * MIB);
     let path = vol.path("new");
     let d = new.clone();
     let r = timed("writing after deleting files", OP_TIMEOUT, move || -> io::Result<()> {
@@ -219,7 +235,7 @@ fn umount_reports_data_it_could_not_commit() {
         let (name, old) = tries.next().cloned().expect("an fsync'd file left to overwrite");
         let free_before = top_up(&mut filler_file, &vol.store);
         let path = vol.path(&name);
-        let new = random_bytes(seed ^ 0x77 ^ overwritten.len() as u64, FILE_SIZE);
+        let new = random_bytes(data_seed(seed, OVERWRITE, overwritten.len() as u64), FILE_SIZE);
         let want = new.clone();
         let r = timed("overwriting a file on the full store", OP_TIMEOUT, move || -> io::Result<()> {
             let f = fs::OpenOptions::new().write(true).open(&path)?;
@@ -271,6 +287,11 @@ fn umount_reports_data_it_could_not_commit() {
         first_line(&out.stderr),
         if failures.is_empty() { "pass" } else { "FAIL" }
     ));
+    if !failures.is_empty() {
+        let log = vol.log();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
+        failures.push(format!("--- end of daemon.log ---\n{}", tail.join("\n")));
+    }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
