@@ -11,7 +11,8 @@ use serde::Serialize;
 use super::{Result, ToolError, read_file};
 use crate::codec::{CodecId, Codecs, FrameHeader};
 
-/// zstd's strongest regular level: the classic per-block reference of DESIGN.md.
+/// zstd's strongest regular level: the classic per-block reference (ARCHITECTURE.md, "The
+/// bench corpus and its baseline").
 const ZSTD_REFERENCE_LEVEL: i32 = 19;
 
 #[derive(Debug, Clone, Default, Serialize)]

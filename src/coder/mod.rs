@@ -1,4 +1,4 @@
-//! The learned T5 latent coder (DESIGN.md, "The T5 latent coder"): the pieces that turn a
+//! The learned T5 latent coder (CODER.md): the pieces that turn a
 //! block into tokens and tokens into bits. Everything here is exact and deterministic,
 //! because a frame must decode on any machine to the bytes that were written.
 

@@ -1,4 +1,4 @@
-//! `T5Codec`: the learned codec of DESIGN.md as a `codec::Codec`. Payload (CODER.md,
+//! `T5Codec`: the learned codec of CODER.md as a `codec::Codec`. Payload (CODER.md,
 //! "Coding a block"): the token count as LEB128, then one range-coded stream holding, per
 //! segment of S tokens, the latent's length (uniform over 0..=latent_max), its codes
 //! (uniform over K) and the segment's tokens under the decoder's distributions.

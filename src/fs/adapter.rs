@@ -1,6 +1,7 @@
 //! `impl fuser::Filesystem` over a [`Volume`]: convert the arguments, call the volume,
-//! reply. No filesystem logic lives here (DESIGN.md: "src/fs holds no logic that the
-//! volume tests cannot see"); errors become errnos only through [`crate::Error::errno`].
+//! reply. No filesystem logic lives here, so that the volume's tests without a mount see
+//! all of it (ARCHITECTURE.md, "The layers"); errors become errnos only through
+//! [`crate::Error::errno`].
 
 use std::ffi::OsStr;
 use std::io;

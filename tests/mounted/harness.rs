@@ -20,7 +20,7 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_s2sfs");
 pub const MOUNT_HELPER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/mount-helper/mount.s2sfs");
 pub const KIB: usize = 1024;
 pub const MIB: usize = 1024 * 1024;
-/// The default logical block size of a volume (DESIGN.md: 128 KiB).
+/// The default logical block size of a volume (ARCHITECTURE.md: 128 KiB).
 pub const BLOCK: usize = 128 * KIB;
 
 const MOUNT_TIMEOUT: Duration = Duration::from_secs(90);
