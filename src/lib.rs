@@ -2,7 +2,7 @@
 //!
 //! The layers (ARCHITECTURE.md): `fs` (thin fuser adapter) → `volume` (the filesystem,
 //! no FUSE types) → `cache` / `codec` / `store` (redb metadata + pack files); `watchdog`
-//! reports store operations that run far too long.
+//! reports store operations that run far too long; `logging` writes and bounds the log.
 
 pub mod cache;
 pub mod codec;
@@ -11,6 +11,7 @@ pub mod coder;
 pub mod error;
 pub mod fs;
 pub mod fsck;
+pub mod logging;
 pub mod store;
 pub mod train;
 pub mod volume;

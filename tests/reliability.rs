@@ -8,7 +8,8 @@
 //!   --ignored crash_points_long --nocapture`.
 //! - `faults`: bit flips and truncation in pack files, bit flips in the metadata database.
 //! - `enospc`: a store on a 24 MiB tmpfs filled up.
-//! - `cli`: wrong command lines.
+//! - `cli`: wrong command lines; the packaged man pages and completions are current.
+//! - `logs`: the daemon log's bound (rotation) and journald-friendly foreground lines.
 //!
 //! Each test prints a one-line `[reliability] ...` summary (visible without --nocapture).
 //! Seeds: S2SFS_CRASH_SEED, S2SFS_FAULT_SEED (decimal or 0x-hex) repeat a run.
@@ -28,3 +29,5 @@ mod crash;
 mod enospc;
 #[path = "reliability/faults.rs"]
 mod faults;
+#[path = "reliability/logs.rs"]
+mod logs;

@@ -121,8 +121,9 @@ impl Ready {
 }
 
 /// In the forked child: a new session without a terminal, cwd `/`, stdin and stdout on
-/// /dev/null, stderr appended to `STORE/daemon.log` (the store directory is created here).
-pub(crate) fn detach(store: &Path) -> Result<(), CommandError> {
+/// /dev/null, stderr appended to `STORE/daemon.log` (the store directory is created here),
+/// which is kept under `log_max` bytes by rotation.
+pub(crate) fn detach(store: &Path, log_max: u64) -> Result<(), CommandError> {
     // SAFETY: setsid and chdir have no memory-safety preconditions.
     unsafe {
         libc::setsid();
@@ -145,7 +146,9 @@ pub(crate) fn detach(store: &Path) -> Result<(), CommandError> {
         .mode(0o600)
         .open(&log_path)
         .map_err(|e| CommandError::with_cause(format!("cannot open {}", log_path.display()), &e))?;
-    dup2(&log, 2)
+    dup2(&log, 2)?;
+    crate::logging::rotate_at(&log_path, log_max);
+    Ok(())
 }
 
 fn dup2(file: &File, fd: i32) -> Result<(), CommandError> {

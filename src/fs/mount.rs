@@ -30,6 +30,8 @@ pub struct MountRequest {
     pub options: Vec<String>,
     /// Stay in the foreground and log to stderr (for systemd) instead of daemonizing.
     pub foreground: bool,
+    /// The bound of a background daemon's log (`logging::rotate_at`).
+    pub log_max: u64,
 }
 
 /// Everything checked and resolved before anything is created.
@@ -100,7 +102,7 @@ pub fn mount(req: &MountRequest) -> Result<(), CommandError> {
         Forked::Parent(waiter) => waiter.wait(&plan.store),
         Forked::Child(ready) => {
             let mut ready = Some(ready);
-            let r = daemon::detach(&plan.store).and_then(|()| serve_catching(&plan, &mut ready));
+            let r = daemon::detach(&plan.store, req.log_max).and_then(|()| serve_catching(&plan, &mut ready));
             if let (Err(e), Some(ready)) = (&r, ready.take()) {
                 ready.failed(e);
             }
