@@ -96,6 +96,22 @@ integer model (MODELDIR) would code, the network alone in both (no match confide
     /// Run a codec on whole files, outside any volume: compress, decompress, eval.
     #[command(subcommand)]
     Codec(CodecCommand),
+    /// Print the shell completion script for bash, zsh or fish on stdout.
+    #[command(after_help = "\
+The Debian package installs them; by hand, for example:
+  s2sfs completions bash > /usr/share/bash-completion/completions/s2sfs
+  s2sfs completions zsh > /usr/share/zsh/vendor-completions/_s2sfs
+  s2sfs completions fish > /usr/share/fish/vendor_completions.d/s2sfs.fish")]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (s2sfs.1 and one per subcommand) into DIR (for packaging).
+    #[command(hide = true)]
+    Manpages {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -285,6 +301,10 @@ struct MountArgs {
     /// Stay in the foreground and log to stderr (for systemd).
     #[arg(short, long)]
     foreground: bool,
+    /// The most the daemon's log (STORE/daemon.log and the older daemon.log.1 it is rotated
+    /// to at half this size) takes; K, M or G for KiB, MiB, GiB.
+    #[arg(long, value_name = "SIZE", default_value = "16M", value_parser = parse_log_max)]
+    log_max: u64,
     /// Mount options, comma-separated: allow_other, allow_root, ro, rw, exec, noexec, suid,
     /// nosuid, dev, nodev, atime, noatime, sync, async, dirsync.
     #[arg(short = 'o', value_name = "OPTS", action = ArgAction::Append)]
@@ -302,6 +322,26 @@ fn parse_recompress_after(s: &str) -> Result<RecompressAfter, String> {
     }
 }
 
+fn parse_log_max(s: &str) -> Result<u64, String> {
+    let (digits, unit) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&s[..i], c.to_ascii_uppercase()),
+        _ => (s, 'B'),
+    };
+    let shift = match unit {
+        'B' => 0,
+        'K' => 10,
+        'M' => 20,
+        'G' => 30,
+        _ => return Err("the unit must be K, M or G (e.g. 512K, 16M)".into()),
+    };
+    let n: u64 = digits.parse().map_err(|e| format!("{e} (e.g. 512K, 16M)"))?;
+    let bytes = n.checked_shl(shift).filter(|b| b >> shift == n).ok_or("too large")?;
+    if bytes < 16 << 10 {
+        return Err("must be at least 16K".into());
+    }
+    Ok(bytes)
+}
+
 fn parse_block_kib(s: &str) -> Result<u32, String> {
     let n: u32 = s.parse().map_err(|e| format!("{e}"))?;
     if !(4..=1024).contains(&n) || !n.is_power_of_two() {
@@ -310,11 +350,11 @@ fn parse_block_kib(s: &str) -> Result<u32, String> {
     Ok(n)
 }
 
-/// `s2sfs --version`: the version, the built-in model, the kernels the t5 coder runs on
+/// `s2sfs --version`: the version, the default model, the kernels the t5 coder runs on
 /// this CPU and whether the CUDA backend is built in.
 fn version_text() -> String {
     let model = match s2sfs::codec::default_model() {
-        Ok(m) => m.id().hex(),
+        Ok(m) => format!("{} ({})", m.id().hex(), s2sfs::codec::default_model_origin()),
         Err(e) => format!("unavailable: {e}"),
     };
     let kernels = match s2sfs::coder::selected_kernels() {
@@ -323,19 +363,6 @@ fn version_text() -> String {
     };
     let cuda = if cfg!(feature = "cuda") { "built in" } else { "not built in" };
     format!("{}\ndefault model {model}\nkernels {kernels}\ncuda {cuda}", env!("CARGO_PKG_VERSION"))
-}
-
-fn init_logging(verbose: u8) {
-    let level = match verbose {
-        0 => "warn,s2sfs=info",
-        1 => "info",
-        2 => "debug",
-        _ => "trace",
-    };
-    env_logger::Builder::new()
-        .parse_filters(level)
-        .parse_default_env()
-        .init();
 }
 
 fn fsck(args: FsckArgs) -> ExitCode {
@@ -614,6 +641,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 volume,
                 options: m.options,
                 foreground: m.foreground,
+                log_max: m.log_max,
             };
             s2sfs::fs::mount(&req)?;
         }
@@ -625,6 +653,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Train(args) => train(args)?,
         Command::Quantization { model, json, files } => quantization(&model, json, &files)?,
         Command::Codec(cmd) => codec(cmd)?,
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "s2sfs", &mut std::io::stdout().lock());
+        }
+        Command::Manpages { dir } => {
+            std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+            clap_mangen::generate_to(Cli::command(), &dir).map_err(|e| anyhow::anyhow!("writing man pages into {}: {e}", dir.display()))?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -632,7 +667,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
 fn main() -> ExitCode {
     let mut command = Cli::command();
     if std::env::args_os().any(|a| a == "--version") {
-        // Built only when asked for: it loads the built-in model to name it.
+        // Built only when asked for: it loads the default model to name it.
         let text: &'static str = Box::leak(version_text().into_boxed_str());
         command = command.long_version(text);
     }
@@ -640,7 +675,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    init_logging(cli.verbose);
+    s2sfs::logging::init(cli.verbose);
     match run(cli) {
         Ok(code) => code,
         // A reader that went away (`s2sfs stats /data | head`) is not an error to report.

@@ -12,7 +12,7 @@ mod zstd;
 
 pub use self::chooser::{Codecs, MAX_PLAIN_LEN, Target};
 pub use self::frame::{CodecId, FrameHeader, HEADER_LEN};
-pub use self::models::{ModelError, ModelId, ModelRegistry, default_model, load_model};
+pub use self::models::{ModelError, ModelId, ModelRegistry, default_model, default_model_origin, load_model};
 pub use self::spec::{ARCHIVAL_ZSTD_LEVEL, CodecKind, CodecSet, CodecSpec, DEFAULT_RECOMPRESS_AFTER, add_model, learned_target, open_codecs};
 pub use self::raw::Raw;
 pub use self::zstd::{DEFAULT_LEVEL as ZSTD_DEFAULT_LEVEL, Zstd};

@@ -2,7 +2,8 @@
 //! by `ModelId` (the hash of the model's files); a store keeps a copy of every model its
 //! frames name in `STORE/models/<id in hex>/`, so a volume stays readable whatever
 //! happens to the model directory it was first mounted with. The shipped default model
-//! is embedded in the binary, so an installed `s2sfs` needs no model files to exist.
+//! is embedded in the binary (feature `builtin-model`, on by default), or, in the Debian
+//! package, installed in `SYSTEM_MODELS/default`.
 
 use std::fmt;
 use std::fs::File;
@@ -70,6 +71,8 @@ pub enum ModelError {
     Mismatch { dir: PathBuf, want: ModelId, found: ModelId },
     #[error("model {id} is not in the store's models ({dir} is missing)")]
     Missing { id: ModelId, dir: PathBuf },
+    #[error("the default model is not installed ({dir} is missing): reinstall s2sfs, or name a model directory with --model")]
+    NotInstalled { dir: PathBuf },
     #[error("copying model {id} into {dir}: {source}")]
     Copy {
         id: ModelId,
@@ -81,18 +84,43 @@ pub enum ModelError {
 
 /// The model shipped with s2sfs (models/default of the source tree), embedded.
 pub fn default_model() -> Result<Arc<Model>, ModelError> {
-    let name = Path::new("<built-in default model>");
-    Model::from_files(
-        include_bytes!("../../models/default/config.json").to_vec(),
-        include_bytes!("../../models/default/tokenizer.json").to_vec(),
-        include_bytes!("../../models/default/weights.safetensors").to_vec(),
-        name,
-    )
-    .map(Arc::new)
-    .map_err(|source| ModelError::Load { path: name.to_path_buf(), source })
+    #[cfg(feature = "builtin-model")]
+    {
+        let name = Path::new("<built-in default model>");
+        Model::from_files(
+            include_bytes!("../../models/default/config.json").to_vec(),
+            include_bytes!("../../models/default/tokenizer.json").to_vec(),
+            include_bytes!("../../models/default/weights.safetensors").to_vec(),
+            name,
+        )
+        .map(Arc::new)
+        .map_err(|source| ModelError::Load { path: name.to_path_buf(), source })
+    }
+    #[cfg(not(feature = "builtin-model"))]
+    {
+        let dir = Path::new(SYSTEM_MODELS).join("default");
+        if !dir.is_dir() {
+            return Err(ModelError::NotInstalled { dir });
+        }
+        Model::load(&dir).map(Arc::new).map_err(|source| ModelError::Load { path: dir, source })
+    }
 }
 
-/// A model directory given by the user, or the built-in default for `None`.
+/// Where an installed s2sfs keeps its models (the Debian package puts the default model in
+/// `default/`). A binary built without the `builtin-model` feature (the package's) loads
+/// its default model from there; with it (a `cargo build`), the model is in the binary.
+pub const SYSTEM_MODELS: &str = "/usr/share/s2sfs/models";
+
+/// Where `default_model` comes from: "built in", or the installed directory.
+pub fn default_model_origin() -> String {
+    if cfg!(feature = "builtin-model") {
+        "built in".to_string()
+    } else {
+        Path::new(SYSTEM_MODELS).join("default").display().to_string()
+    }
+}
+
+/// A model directory given by the user, or the default model for `None`.
 pub fn load_model(dir: Option<&Path>) -> Result<Arc<Model>, ModelError> {
     match dir {
         None => default_model(),

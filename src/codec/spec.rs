@@ -55,7 +55,8 @@ pub struct CodecSpec {
     /// zstd compression level [default: 3].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..=22))]
     pub zstd_level: Option<i32>,
-    /// The t5 model directory [default: the model built into s2sfs].
+    /// The t5 model directory [default: the default model, built into s2sfs or installed in
+    /// /usr/share/s2sfs/models/default].
     #[arg(long, value_name = "DIR")]
     pub model: Option<PathBuf>,
 }
@@ -98,7 +99,7 @@ pub fn learned_target(model: ModelId) -> Target {
 /// (a volume's `STORE/models`), the writer's model is copied in first and every stored
 /// model is registered for reading; a stored model that cannot be loaded is logged once
 /// and reported in `unavailable`, and the rest of the volume works. Without one (the
-/// codec tool), the built-in model is registered for reading too.
+/// codec tool), the default model is registered for reading too.
 pub fn open_codecs(spec: &CodecSpec, default: CodecKind, registry: Option<&ModelRegistry>) -> Result<CodecSet, ModelError> {
     let kind = spec.kind_or(default);
     let level = spec.zstd_level();
@@ -129,7 +130,7 @@ pub fn open_codecs(spec: &CodecSpec, default: CodecKind, registry: Option<&Model
             }
         }
         None if model.is_none() => {
-            // The tool reads frames of the built-in model whatever it writes.
+            // The tool reads frames of the default model whatever it writes.
             if let Ok(m) = super::models::default_model() {
                 codecs.register(Arc::new(T5Codec::new(m)));
             }

@@ -317,7 +317,7 @@ impl Core {
 
     /// The target of an on-demand recompression: zstd at the volume's level; t5 with the
     /// model in `model_dir` (added to the volume), or with the volume's model (its
-    /// background target's, or the one it was mounted with, or the built-in one). No codec
+    /// background target's, or the one it was mounted with, or the default one). No codec
     /// means t5 with `model_dir` when one is given, else the volume's background target,
     /// else t5 with the volume's model.
     pub fn recompress_target(&self, codec: Option<RecompressCodec>, model_dir: Option<&Path>) -> Result<Target> {

@@ -268,7 +268,7 @@ fn training_repeats_across_thread_counts_and_empty_latents_decode() {
     summary("cli: train (both stages) repeats with 1 and 2 threads; codec eval --latent none decodes: pass");
 }
 
-/// `s2sfs --version` names the version, the built-in model's id, the kernels the t5 coder
+/// `s2sfs --version` names the version, the default model's id and origin, the kernels the t5 coder
 /// runs here and whether CUDA is built in; `-V` stays one line.
 #[test]
 fn version_names_the_model_kernels_and_cuda() {
@@ -277,12 +277,59 @@ fn version_names_the_model_kernels_and_cuda() {
     let lines: Vec<&str> = long.stdout.lines().collect();
     assert_eq!(lines.len(), 4, "{}", long.stdout);
     assert!(lines[0].starts_with("s2sfs "), "{}", lines[0]);
-    let id = lines[1].strip_prefix("default model ").unwrap_or("");
+    let model = lines[1].strip_prefix("default model ").unwrap_or("");
+    let (id, origin) = model.split_once(' ').unwrap_or((model, ""));
     assert!(id.len() == 64 && id.chars().all(|c| c.is_ascii_hexdigit()), "{}", lines[1]);
+    assert_eq!(origin, "(built in)", "a cargo build embeds the default model: {}", lines[1]);
     let kernels = lines[2].strip_prefix("kernels ").unwrap_or("");
     assert!(["avx512", "avx2", "portable"].contains(&kernels), "{}", lines[2]);
     assert!(lines[3].starts_with("cuda "), "{}", lines[3]);
     let short = s2sfs(&["-V"]);
     assert_eq!(short.stdout.lines().count(), 1, "{}", short.stdout);
     summary("cli: --version names the version, the default model, the kernels and cuda: pass");
+}
+
+/// The man pages and completions in packaging/ (what `cargo deb` installs) are what the
+/// command line generates now: a changed option is a changed page. `S2SFS_BLESS=1`
+/// rewrites them (packaging/README.md).
+#[test]
+fn packaged_man_pages_and_completions_match_the_command_line() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let generated = test_dir("manpages");
+    let out = s2sfs(&[OsStr::new("manpages"), generated.path().as_os_str()]);
+    assert!(out.status.success(), "s2sfs manpages: {}", out.describe());
+    let mut want: Vec<(String, Vec<u8>)> = Vec::new();
+    for entry in fs::read_dir(generated.path()).unwrap() {
+        let entry = entry.unwrap();
+        want.push((format!("man/{}", entry.file_name().to_string_lossy()), fs::read(entry.path()).unwrap()));
+    }
+    for (shell, file) in [("bash", "s2sfs.bash"), ("zsh", "_s2sfs"), ("fish", "s2sfs.fish")] {
+        let out = s2sfs(&["completions", shell]);
+        assert!(out.status.success() && !out.stdout.is_empty(), "s2sfs completions {shell}: {}", out.describe());
+        want.push((format!("completions/{file}"), out.stdout.into_bytes()));
+    }
+    assert!(want.iter().any(|(n, _)| n == "man/s2sfs-mount.1"), "no page for s2sfs mount");
+    let packaging = repo.join("packaging");
+    if std::env::var_os("S2SFS_BLESS").is_some() {
+        let _ = fs::remove_dir_all(packaging.join("man"));
+        for dir in ["man", "completions"] {
+            fs::create_dir_all(packaging.join(dir)).unwrap();
+        }
+        for (name, bytes) in &want {
+            fs::write(packaging.join(name), bytes).unwrap();
+        }
+    }
+    let mut stale = Vec::new();
+    for (name, bytes) in &want {
+        if fs::read(packaging.join(name)).ok().as_ref() != Some(bytes) {
+            stale.push(name.clone());
+        }
+    }
+    let pages = fs::read_dir(packaging.join("man")).map(|d| d.count()).unwrap_or(0);
+    let want_pages = want.iter().filter(|(n, _)| n.starts_with("man/")).count();
+    if pages != want_pages {
+        stale.push(format!("packaging/man holds {pages} pages, the command line makes {want_pages}"));
+    }
+    assert!(stale.is_empty(), "out of date in packaging/ (regenerate: S2SFS_BLESS=1 cargo test --test reliability packaged): {stale:?}");
+    summary(&format!("cli: {want_pages} man pages and 3 completion scripts in packaging/ match the command line: pass"));
 }
