@@ -18,8 +18,8 @@ use std::sync::Arc;
 
 use lru::LruCache;
 
-/// A block's content hash, the cache key.
-pub type BlockHash = [u8; 32];
+/// The key: the store's content address of a block.
+use crate::store::BlockHash;
 
 /// Decoded blocks, least recently used evicted first, at most `capacity` bytes of them.
 pub struct BlockCache {

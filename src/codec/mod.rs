@@ -3,6 +3,7 @@
 //! the learned models a store keeps (`models`), and the one codec specification a user
 //! gives (`spec`). The learned `t5` codec (`crate::coder`) plugs in through `Codec`.
 
+mod block_read;
 mod chooser;
 mod frame;
 mod models;
@@ -10,6 +11,7 @@ mod raw;
 mod spec;
 mod zstd;
 
+pub use self::block_read::BlockReadError;
 pub use self::chooser::{Codecs, MAX_PLAIN_LEN, Target};
 pub use self::frame::{CodecId, FrameHeader, HEADER_LEN};
 pub use self::models::{ModelError, ModelId, ModelRegistry, default_model, default_model_origin, load_model};

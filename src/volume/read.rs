@@ -15,8 +15,8 @@ use rayon::prelude::*;
 
 use super::dirty::DirtyBlock;
 use super::{Core, lock};
-use crate::cache::BlockHash;
-use crate::codec::{CodecError, HEADER_LEN};
+use crate::store::BlockHash;
+use crate::codec::{BlockReadError, CodecError};
 use crate::error::{Error, Result};
 use crate::store::StoreError;
 
@@ -194,34 +194,19 @@ impl Core {
     /// at its end or at end of file; bytes the block does not have are zero.
     fn decode_into(&self, ino: u64, block: u64, hash: &BlockHash, dst: &mut [u8]) -> Result<()> {
         FRAME.with_borrow_mut(|frame| {
-            let in_place = self
-                .store
-                .read_frame_into(hash, HEADER_LEN, frame, dst)?
-                .ok_or_else(|| missing_record(ino, block))?;
-            if in_place {
-                if self.codecs().is_raw_frame_of(frame, dst).map_err(|e| corrupt(ino, block, e))? {
-                    return Ok(());
-                }
-                // Another kind of frame that happens to have this length.
-                frame.extend_from_slice(dst);
+            let read = |split: usize, head: &mut Vec<u8>, tail: &mut [u8]| self.store.read_frame_into(hash, split, head, tail);
+            match self.codecs().read_block_into(frame, dst, read) {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(missing_record(ino, block)),
+                Err(BlockReadError::Read(e)) => Err(e.into()),
+                Err(BlockReadError::Decode(e)) => Err(corrupt(ino, block, e)),
             }
-            self.decode_frame_to(ino, block, frame, dst)
         })
     }
 
     /// Decodes a block's whole frame into `dst`, as `decode_into` does.
-    fn decode_frame_to(&self, ino: u64, block: u64, frame: &[u8], dst: &mut [u8]) -> Result<()> {
-        let len = self.codecs().plain_len(frame).map_err(|e| corrupt(ino, block, e))?;
-        if len <= dst.len() {
-            let (plain, beyond) = dst.split_at_mut(len);
-            self.codecs().decode_frame_into(frame, plain).map_err(|e| corrupt(ino, block, e))?;
-            beyond.fill(0);
-        } else {
-            // Contents past end of file, left by a truncation: decode all, keep a part.
-            let plain = self.codecs().decode_frame(frame).map_err(|e| corrupt(ino, block, e))?;
-            dst.copy_from_slice(&plain[..dst.len()]);
-        }
-        Ok(())
+    pub(super) fn decode_frame_to(&self, ino: u64, block: u64, frame: &[u8], dst: &mut [u8]) -> Result<()> {
+        self.codecs().decode_frame_to_block(frame, dst).map_err(|e| corrupt(ino, block, e))
     }
 }
 
