@@ -6,13 +6,14 @@
 //! found the store clean), 4 problems remain, 8 operational error (the store cannot be
 //! opened, e.g. because a daemon has it mounted).
 
-use std::io::{IsTerminal, Write};
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::codec::{CodecKind, CodecSpec, Codecs, ModelRegistry, open_codecs};
-use crate::store::{FrameInfo, FsckOutcome, FsckReport, Problem, Progress, Store, StoreError, StoreOptions, VerifyError};
+use crate::store::{control_socket, FrameInfo, FsckOutcome, FsckReport, Problem, Progress, Store, StoreError, StoreOptions, VerifyError};
 
 pub const EXIT_CLEAN: u8 = 0;
 pub const EXIT_REPAIRED: u8 = 1;
@@ -51,7 +52,7 @@ pub fn run(store_dir: &Path, repair: bool, json: bool) -> Result<u8, FsckError> 
     let report = match check(store_dir, repair, !json && std::io::stderr().is_terminal()) {
         Err(FsckError::InUse(dir)) if !repair => {
             let mut out = std::io::stdout().lock();
-            return match crate::fs::control::fsck_mounted(&dir, json, &mut out)? {
+            return match check_mounted(&dir, json, &mut out)? {
                 Some(code) => Ok(code),
                 None => Err(FsckError::NoAnswer(dir)),
             };
@@ -203,6 +204,26 @@ fn codec_set_of(store: &Store) -> Codecs {
     }
 }
 
+/// Asks the daemon that has `store` open for a read-only check; returns fsck's exit code
+/// with the report written to `out`, or None when no daemon answers.
+fn check_mounted(store: &Path, json: bool, out: &mut dyn Write) -> std::io::Result<Option<u8>> {
+    let Ok(mut stream) = UnixStream::connect(control_socket(store)) else { return Ok(None) };
+    writeln!(stream, "fsck {}", if json { "json" } else { "text" })?;
+    let mut reader = BufReader::new(stream);
+    let mut status = String::new();
+    reader.read_line(&mut status)?;
+    let status = status.trim_end();
+    if let Some(err) = status.strip_prefix("error ") {
+        return Err(std::io::Error::other(format!("the daemon could not check the store: {err}")));
+    }
+    let code = status
+        .strip_prefix("exit ")
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("unexpected reply from the daemon: {status:?}")))?;
+    std::io::copy(&mut reader, out)?;
+    Ok(Some(code))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,4 +267,3 @@ mod tests {
         assert_eq!(json["repaired"], true);
     }
 }
-

@@ -397,7 +397,7 @@ fn recompress(cmd: RecompressCmd) -> Result<ExitCode> {
     bar.finish_and_clear();
     let report = report
         .map_err(|e| anyhow::anyhow!("recompressing {shown}: {e}"))?
-        .ok_or_else(|| anyhow::anyhow!("the daemon of {shown} does not answer on {} (has it exited?)", control::socket_path(&store).display()))?;
+        .ok_or_else(|| anyhow::anyhow!("the daemon of {shown} does not answer on {} (has it exited?)", s2sfs::store::control_socket(&store).display()))?;
     if cmd.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -459,7 +459,7 @@ fn stats(args: StatsArgs, models: bool) -> Result<()> {
                 anyhow::anyhow!(
                     "store {} is in use, but nothing answers on {} (a daemon that hangs, or another s2sfs command?)",
                     store.display(),
-                    control::socket_path(&store).display()
+                    s2sfs::store::control_socket(&store).display()
                 )
             })?
         }

@@ -22,18 +22,13 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use super::adapter::SharedVolume;
+use crate::store::control_socket;
 use crate::volume::{RecompressCodec, RecompressProgress, RecompressReport, RecompressRequest, describe_target};
-
-const SOCKET: &str = "control.sock";
-
-pub fn socket_path(store: &Path) -> PathBuf {
-    store.join(SOCKET)
-}
 
 /// Starts answering requests on the store's control socket (owner-only), in a thread
 /// that lives as long as the volume does.
 pub(super) fn start(store: &Path, volume: Weak<SharedVolume>) -> std::io::Result<()> {
-    let path = socket_path(store);
+    let path = control_socket(store);
     // A socket left by a daemon that was killed: we hold the store lock, so it is stale.
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path)?;
@@ -51,7 +46,7 @@ pub(super) fn start(store: &Path, volume: Weak<SharedVolume>) -> std::io::Result
                 Err(e) => log::warn!("control socket: {e}"),
             }
         }
-        let _ = std::fs::remove_file(socket_path(&store));
+        let _ = std::fs::remove_file(control_socket(&store));
     })?;
     Ok(())
 }
@@ -157,7 +152,7 @@ pub fn recompress_mounted(
     args: &RecompressArgs,
     on_progress: &mut dyn FnMut(&RecompressProgress),
 ) -> std::io::Result<Option<RecompressReport>> {
-    let Ok(mut stream) = UnixStream::connect(socket_path(store)) else { return Ok(None) };
+    let Ok(mut stream) = UnixStream::connect(control_socket(store)) else { return Ok(None) };
     writeln!(stream, "recompress {}", serde_json::to_string(args)?)?;
     let reader = BufReader::new(stream);
     for line in reader.lines() {
@@ -195,27 +190,7 @@ pub fn mounted_store_of(mountpoint: &Path) -> Result<PathBuf, super::CommandErro
 
 /// Removes the socket when the daemon is done with the store.
 pub(super) fn stop(store: &Path) {
-    let _ = std::fs::remove_file(socket_path(store));
-}
-
-/// Asks the daemon that has `store` open for a read-only check; returns fsck's exit code
-/// with the report written to `out`, or None when no daemon answers.
-pub fn fsck_mounted(store: &Path, json: bool, out: &mut dyn Write) -> std::io::Result<Option<u8>> {
-    let Ok(mut stream) = UnixStream::connect(socket_path(store)) else { return Ok(None) };
-    writeln!(stream, "fsck {}", if json { "json" } else { "text" })?;
-    let mut reader = BufReader::new(stream);
-    let mut status = String::new();
-    reader.read_line(&mut status)?;
-    let status = status.trim_end();
-    if let Some(err) = status.strip_prefix("error ") {
-        return Err(std::io::Error::other(format!("the daemon could not check the store: {err}")));
-    }
-    let code = status
-        .strip_prefix("exit ")
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("unexpected reply from the daemon: {status:?}")))?;
-    std::io::copy(&mut reader, out)?;
-    Ok(Some(code))
+    let _ = std::fs::remove_file(control_socket(store));
 }
 
 /// The reply to `stats` or `models`; None for any other request.
@@ -247,7 +222,7 @@ pub fn models_mounted(store: &Path) -> std::io::Result<Option<String>> {
 
 /// Sends `request`, expects `ok` and one line of JSON.
 fn request_json(store: &Path, request: &str) -> std::io::Result<Option<String>> {
-    let Ok(mut stream) = UnixStream::connect(socket_path(store)) else { return Ok(None) };
+    let Ok(mut stream) = UnixStream::connect(control_socket(store)) else { return Ok(None) };
     writeln!(stream, "{request}")?;
     let mut reader = BufReader::new(stream);
     let mut status = String::new();

@@ -90,6 +90,12 @@ fn io_err(path: &Path, source: std::io::Error) -> StoreError {
     StoreError::Io { path: path.to_path_buf(), source }
 }
 
+/// `STORE/control.sock`: where the daemon that has the store open answers requests
+/// (`fs::control`); its clients (`s2sfs fsck`, `stats`, `recompress`) connect there.
+pub fn control_socket(root: &Path) -> PathBuf {
+    root.join("control.sock")
+}
+
 impl Layout {
     pub fn new(root: &Path) -> Layout {
         Layout { root: root.to_path_buf() }

@@ -24,7 +24,7 @@ use std::sync::{Mutex, MutexGuard, RwLock};
 
 pub use compact::CompactStats;
 pub use fsck::{FsckOutcome, FsckReport, PassResult, Problem, Progress, Totals, Verify, VerifyError};
-pub use layout::{CloseState, FORMAT_VERSION, close_state};
+pub use layout::{CloseState, FORMAT_VERSION, close_state, control_socket};
 pub use records::{BlockHash, BlockRecord, EntryRecord, FrameInfo, InodeRecord, Superblock, Timestamp};
 pub use totals::{BlockTotals, FrameGroup};
 pub use txn::Txn;
