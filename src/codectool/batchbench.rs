@@ -1,5 +1,5 @@
 //! `s2sfs codec batch`: the t5 frames of whole files decoded in batches on the batched
-//! network (`coder::batch`): the first GPU when built with the `cuda` feature, else the
+//! network (`coder::batched::lockstep`): the first GPU when built with the `cuda` feature, else the
 //! CPU. Frames are written on the CPU first; every decoded block is compared with its
 //! original. Reports the decode throughput by wall time and the device.
 

@@ -166,7 +166,7 @@ fn frames_of_the_unmixed_model_stay_exact() {
     assert_eq!(got, want, "the unmixed model codes other frames than volumes hold");
 }
 
-/// The golden frames decode on the batched network (`coder::batchnet`) as one batch: the
+/// The golden frames decode on the batched network (`coder::batched::candle_net`) as one batch: the
 /// CPU in CI, the first GPU when built with `--features cuda` on a machine with one.
 #[test]
 fn golden_frames_decode_on_the_batched_network() {

@@ -2,29 +2,25 @@
 //! block into tokens and tokens into bits. Everything here is exact and deterministic,
 //! because a frame must decode on any machine to the bytes that were written.
 
-mod batch;
-mod batchnet;
-mod config;
-mod decoder;
-mod encoder;
+mod batched;
+mod coding;
 mod error;
 #[cfg(test)]
 pub(crate) mod fixtures;
-mod freq;
 mod intnet;
-mod matcher;
+mod matching;
 mod mix;
-mod multiversion;
 pub mod model;
-mod net;
-mod predictor;
-mod range;
-mod relpos;
-mod sse;
-mod t5;
-mod tokenizer;
 
-pub use self::batchnet::batch_device;
+// The coder's files name each other by these flat paths (`crate::coder::freq`, …); the
+// folders group them as CODER.md's sections do.
+use self::batched::candle_net;
+use self::coding::{freq, predictor, range, t5_codec};
+use self::intnet::{decoder, encoder, multiversion, relpos, weights};
+use self::matching::{confidence, matcher};
+use self::model::{config, tokenizer};
+
+pub use self::candle_net::batch_device;
 pub use self::config::{E_A, E_GAIN, E_H, E_S, E_X, FORMAT, H_MAX, MAX_VOCAB, ModelConfig, Q8_MAX};
 pub use self::decoder::START_TOKEN;
 pub use self::error::{CoderError, Result};
@@ -36,5 +32,5 @@ pub use self::matcher::{MATCH_BUCKETS, MATCH_MIN, MatchPrediction, Matcher, matc
 pub use self::model::Model;
 pub use self::range::{RangeDecoder, RangeEncoder};
 pub use self::relpos::{Direction, RelBuckets};
-pub use self::t5::{Latents, T5Codec};
+pub use self::t5_codec::{Latents, T5Codec};
 pub use self::tokenizer::{ByteBpe, MAX_WORD_LEN};

@@ -9,7 +9,7 @@
 //!   options), `daemon` (fork, detach, stop signals, sd_notify).
 //! - `umount`: what `s2sfs umount` does; `mountinfo` finds mounts for both, `storelock`
 //!   tells both whether a daemon still holds a store.
-//! - `readahead`: widens the kernel's read-ahead for a new mount.
+//! - `kernel_readahead`: widens the kernel's read-ahead for a new mount.
 //! - `error`: [`CommandError`], the one-line error of both commands.
 //! - `unsupported`: the operations s2sfs does not implement, each kind logged once.
 //! - `control`: the daemon's control socket (a read-only fsck of a mounted store, its
@@ -22,7 +22,7 @@ mod error;
 mod mount;
 mod mountinfo;
 mod options;
-mod readahead;
+mod kernel_readahead;
 mod preflight;
 mod storelock;
 mod umount;

@@ -196,7 +196,7 @@ fn serve(plan: &Plan, ready: &mut Option<Ready>) -> Result<(), CommandError> {
     )?;
     let guard = spawn_session(session)
         .map_err(|e| CommandError::with_cause("cannot start the FUSE session", &e))?;
-    super::readahead::widen(&plan.mountpoint);
+    super::kernel_readahead::widen(&plan.mountpoint);
     info!(
         "mounted {} (store {})",
         plan.mountpoint.display(),

@@ -8,7 +8,7 @@ mod layout;
 mod meta;
 mod migrate;
 mod packs;
-mod readahead;
+mod prefetch;
 mod recompress;
 mod records;
 mod totals;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use super::StoreError;
-use super::readahead::Readahead;
+use super::prefetch::Readahead;
 use crate::watchdog::watch;
 
 /// Packs grow to about this size before a new one is started; small enough that
@@ -84,7 +84,7 @@ impl Packs {
         }
         let path = self.path(id);
         let file = Arc::new(File::open(&path).map_err(|e| io_err(&path, e))?);
-        // Read-ahead is the readahead thread's job (see readahead.rs).
+        // Read-ahead is the readahead thread's job (see prefetch.rs).
         // SAFETY: posix_fadvise only reads its integer arguments; the fd is open.
         unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_RANDOM) };
         self.readers.write().unwrap_or_else(|p| p.into_inner()).insert(id, file.clone());

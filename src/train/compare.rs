@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 use candle_core::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::batch::{Batch, windows};
+use super::windows::{Batch, windows};
 use super::checkpoint;
 use super::corpus::{TokenBlock, token_lengths};
 use super::error::{Result, TrainError};
 use super::latent::LatentChoice;
-use super::net::{DeviceBatch, Fixed, Net};
+use super::float_net::{DeviceBatch, Fixed, Net};
 use crate::coder::model::{Tensors, WEIGHTS_FILE};
 use crate::coder::{Model, T5Codec};
 

@@ -3,10 +3,9 @@
 //! integer network would hold, so the exported integer model computes what was trained.
 //!
 //! corpus (files → 128 KiB blocks → BPE tokens + match predictions) → windows → batches
-//! → `net` (encoder → latent codes → decoder) → frame bits per byte → Adam → checkpoints
+//! → `float_net` (encoder → latent codes → decoder) → frame bits per byte → Adam → checkpoints
 //! → held-out measurement → integer export through `coder::model::Model`.
 
-mod batch;
 mod checkpoint;
 mod compare;
 mod corpus;
@@ -14,7 +13,7 @@ mod curve;
 mod error;
 mod export;
 mod latent;
-mod net;
+mod float_net;
 mod optim;
 mod params;
 mod policy;
@@ -24,6 +23,7 @@ mod replay;
 mod rng;
 mod summary;
 mod trainer;
+mod windows;
 
 #[cfg(test)]
 mod tests;

@@ -12,10 +12,10 @@
 
 use candle_core::{Device, Tensor};
 
-use super::batch::{Batch, Window, sample};
+use super::windows::{Batch, Window, sample};
 use super::corpus::TokenBlock;
 use super::error::{Result, TrainError};
-use super::net::{DeviceBatch, Fixed, Net, latent_code_bits};
+use super::float_net::{DeviceBatch, Fixed, Net, latent_code_bits};
 use super::optim::Adam;
 use super::params::Params;
 use super::policy::{Slots, log_probs};

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-use super::batch::Window;
+use super::windows::Window;
 use super::rng::Rng;
 
 /// One window's samples: for each of the window's segments, several latents drawn by the

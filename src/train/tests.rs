@@ -182,10 +182,10 @@ fn tiny_model_learns_exports_and_resumes() {
 fn integer_model_codes_what_the_float_model_predicts() {
     use std::sync::Arc;
 
-    use super::batch::{Batch, windows};
+    use super::windows::{Batch, windows};
     use super::corpus::{TokenBlock, token_lengths};
     use super::latent::LatentChoice;
-    use super::net::{DeviceBatch, Fixed, Net};
+    use super::float_net::{DeviceBatch, Fixed, Net};
     use super::params::Params;
     use crate::codec::Codec;
     use crate::coder::{ByteBpe, Model, T5Codec};

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use candle_core::{Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::batch::{Batch, Window, sample, windows};
+use super::windows::{Batch, Window, sample, windows};
 use super::checkpoint::{self, State};
 use super::corpus::{
     CorpusFiles, TokenBlock, read_blocks, token_lengths, tokenize, train_tokenizer,
@@ -15,7 +15,7 @@ use super::corpus::{
 use super::error::{Result, TrainError};
 use super::export::export;
 use super::latent::LatentChoice;
-use super::net::{DeviceBatch, Fixed, Net};
+use super::float_net::{DeviceBatch, Fixed, Net};
 use super::optim::Adam;
 use super::params::Params;
 use super::curve::{RlProgress, smoothed};

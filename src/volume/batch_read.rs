@@ -1,4 +1,4 @@
-//! Whole-block reads decode their t5 frames as one batch on a GPU (`coder::batch`), when
+//! Whole-block reads decode their t5 frames as one batch on a GPU (`coder::batched::lockstep`), when
 //! built with the `cuda` feature and one is present; every other block, and every read
 //! on a machine without one, goes the way of `read.rs`. A frame the batch does not decode
 //! is decoded again on the CPU, so a read returns the same bytes, or the same error,

@@ -38,7 +38,7 @@ struct BlockRead<'a> {
 }
 
 /// How far ahead of a whole-block read its frames are prefetched: past the kernel's own
-/// read-ahead of the mount (4 MiB, see fs/readahead.rs).
+/// read-ahead of the mount (4 MiB, see fs/kernel_readahead.rs).
 const PREFETCH_AHEAD: u64 = 8 << 20;
 
 thread_local! {

@@ -5,16 +5,21 @@
 
 mod arith;
 mod attention;
+pub(crate) mod decoder;
+pub(crate) mod encoder;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 mod ffn;
 mod kernels;
 mod kv;
 mod linear;
+pub(crate) mod multiversion;
 mod norm;
 mod packed;
+pub(crate) mod relpos;
 #[cfg(target_arch = "x86_64")]
 mod vnni;
+pub(crate) mod weights;
 
 pub use self::arith::{EXP, EXP_LEVELS, clamp8, div_round};
 pub use self::attention::{AttnScratch, KeyRun, MAX_KEYS, ZERO_BIAS, attend};

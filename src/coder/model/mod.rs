@@ -3,9 +3,11 @@
 //! their bytes. `save` is the only writer of the format: tests, benchmarks and the
 //! trainer's export all go through it.
 
+pub(crate) mod config;
 mod layout;
 mod random;
 mod tensors;
+pub(crate) mod tokenizer;
 
 use std::path::Path;
 
@@ -13,7 +15,7 @@ use crate::codec::ModelId;
 
 use super::error::{CoderError, Result};
 use super::intnet::MAX_KEYS;
-use super::net::Net;
+use super::weights::Net;
 use super::{ByteBpe, ModelConfig};
 
 pub use self::layout::{Dtype, Kind, MAX_BIAS, MAX_EXP, MIN_EXP, TensorSpec, layout};

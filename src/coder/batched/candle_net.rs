@@ -12,11 +12,11 @@
 
 use candle_core::{D, DType, Device, Tensor};
 
-use super::decoder::latent_memory;
-use super::intnet::{EXP, EXP_LEVELS, Linear};
-use super::model::Model;
-use super::net::{DecoderLayer, Net};
-use super::{E_A, E_H, E_S, E_X, H_MAX, Q8_MAX};
+use crate::coder::decoder::latent_memory;
+use crate::coder::intnet::{EXP, EXP_LEVELS, Linear};
+use crate::coder::model::Model;
+use crate::coder::weights::{DecoderLayer, Net};
+use crate::coder::{E_A, E_H, E_S, E_X, H_MAX, Q8_MAX};
 
 type CResult<T> = candle_core::Result<T>;
 
@@ -288,7 +288,7 @@ fn clamp8(x: &Tensor) -> CResult<Tensor> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::coder::*;
     use crate::coder::decoder::{Decoder, START_TOKEN};
     use crate::coder::fixtures;
 

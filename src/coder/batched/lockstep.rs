@@ -6,11 +6,11 @@
 
 use candle_core::Device;
 
-use super::batchnet::BatchNet;
-use super::decoder::START_TOKEN;
-use super::predictor::Predictor;
-use super::range::RangeDecoder;
-use super::t5::{T5Codec, token_count};
+use crate::coder::candle_net::BatchNet;
+use crate::coder::decoder::START_TOKEN;
+use crate::coder::predictor::Predictor;
+use crate::coder::range::RangeDecoder;
+use crate::coder::t5_codec::{T5Codec, token_count};
 use crate::codec::CodecError;
 
 /// One block being decoded.
@@ -80,7 +80,7 @@ impl T5Codec {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::coder::*;
     use crate::codec::Codec;
     use crate::coder::fixtures;
 

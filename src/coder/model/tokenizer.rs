@@ -19,7 +19,7 @@ use std::path::Path;
 use tokenizers::models::bpe::{BPE, BpeTrainer};
 use tokenizers::{Model, Tokenizer, Trainer};
 
-use super::error::{CoderError, Result};
+use crate::coder::error::{CoderError, Result};
 
 /// Longest word the splitter emits. Longer runs are cut: short words keep the model's
 /// per-word work bounded and its word cache effective.
@@ -317,7 +317,7 @@ fn words(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::coder::*;
     use proptest::prelude::*;
     use std::sync::OnceLock;
 

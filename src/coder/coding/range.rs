@@ -249,7 +249,7 @@ impl<'a> RangeDecoder<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::coder::*;
     use proptest::prelude::*;
 
     #[test]

@@ -9,8 +9,8 @@
 //! costs nothing to store and adapts within a few hundred predictions. Integers only:
 //! the coder and the decoder make the same updates in the same order.
 
-use super::freq::{FREQ_TOTAL, FREQ_TOTAL_BITS, FreqTable};
-use super::matcher::MATCH_BUCKETS;
+use crate::coder::freq::{FREQ_TOTAL, FREQ_TOTAL_BITS, FreqTable};
+use crate::coder::matcher::MATCH_BUCKETS;
 
 /// Network-confidence levels: the integer log2-odds of the predicted token, offset by
 /// `LEVEL_OFFSET` and clamped to `0..LEVELS`.
@@ -82,7 +82,7 @@ fn level(f: u32) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::coder::*;
 
     fn table(weights: &[u32]) -> FreqTable {
         FreqTable::from_weights(weights).unwrap()

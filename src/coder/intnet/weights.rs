@@ -4,12 +4,12 @@
 
 use std::path::Path;
 
-use super::error::{CoderError, Result};
-use super::intnet::{AttnScratch, Ffn, FfnScratch, Linear, LinearScratch};
-use super::matcher::MATCH_BUCKETS;
-use super::model::Tensors;
-use super::relpos::{Direction, RelBuckets};
-use super::{E_H, E_X, ModelConfig};
+use crate::coder::error::{CoderError, Result};
+use crate::coder::intnet::{AttnScratch, Ffn, FfnScratch, Linear, LinearScratch};
+use crate::coder::matcher::MATCH_BUCKETS;
+use crate::coder::model::Tensors;
+use crate::coder::relpos::{Direction, RelBuckets};
+use crate::coder::{E_H, E_X, ModelConfig};
 
 #[derive(Debug, Clone)]
 pub struct SelfAttention {
@@ -160,7 +160,7 @@ impl Reader<'_> {
         values
             .first()
             .copied()
-            .ok_or_else(|| super::model::tensor_error(self.path, name, "is empty".into()))
+            .ok_or_else(|| crate::coder::model::tensor_error(self.path, name, "is empty".into()))
     }
 
     fn self_attention(
@@ -178,7 +178,7 @@ impl Reader<'_> {
             for &r in rels {
                 let index = buckets.bucket(r) * heads + head;
                 bias.push(rel.get(index).copied().ok_or_else(|| {
-                    super::model::tensor_error(
+                    crate::coder::model::tensor_error(
                         self.path,
                         &format!("{prefix}self.rel"),
                         "is too small".into(),

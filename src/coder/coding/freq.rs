@@ -5,9 +5,9 @@
 //! construction must give bit-identical results on every machine: integers only, and no
 //! step whose outcome depends on an algorithm's tie-breaking.
 
-use super::error::{CoderError, Result};
-use super::multiversion::multiversion;
-use super::range::{CodeSink, RangeDecoder};
+use crate::coder::error::{CoderError, Result};
+use crate::coder::multiversion::multiversion;
+use crate::coder::range::{CodeSink, RangeDecoder};
 
 pub const FREQ_TOTAL_BITS: u32 = 16;
 /// What every table's frequencies sum to: the largest total the range coder accepts.
@@ -313,7 +313,7 @@ multiversion! {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::coder::*;
     use crate::coder::range::RangeEncoder;
     use proptest::prelude::*;
 

@@ -3,7 +3,7 @@
 
 use candle_core::{D, Device, Tensor};
 
-use super::batch::Batch;
+use super::windows::Batch;
 use super::latent::{Latent, LatentChoice};
 use super::params::Quantized;
 use super::quant::{Grid, fake_quant};

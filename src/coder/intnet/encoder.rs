@@ -2,10 +2,10 @@
 //! step 2). Its arithmetic need not match across machines, because the codes it picks
 //! are stored in the frame; it uses the decoder's integer kernels anyway.
 
-use super::E_A;
-use super::intnet::{KeyRun, KvCache, attend, clamp8, div_round, rmsnorm};
-use super::model::Model;
-use super::net::{Activations, Net};
+use crate::coder::E_A;
+use crate::coder::intnet::{KeyRun, KvCache, attend, clamp8, div_round, rmsnorm};
+use crate::coder::model::Model;
+use crate::coder::weights::{Activations, Net};
 
 pub struct Encoder<'m> {
     net: &'m Net,

@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use crate::codec::{Codec, CodecError, CodecId, ModelId};
 
-use super::encoder::Encoder;
-use super::model::Model;
-use super::mix::Encode;
-use super::predictor::Predictor;
-use super::range::{BitTally, CodeSink, RangeDecoder, RangeEncoder};
+use crate::coder::encoder::Encoder;
+use crate::coder::model::Model;
+use crate::coder::mix::Encode;
+use crate::coder::predictor::Predictor;
+use crate::coder::range::{BitTally, CodeSink, RangeDecoder, RangeEncoder};
 
 /// Positions per decoder call when compressing: large enough to run the matrices as
 /// matrix products, small enough to keep the ring buffers and logits in cache.
@@ -85,7 +85,7 @@ impl T5Codec {
     }
 
     /// Codes a block's latents and tokens into `out`, as CODER.md lays out the stream.
-    fn code_tokens(&self, tokens: &[u32], out: &mut impl CodeSink) -> super::Result<()> {
+    fn code_tokens(&self, tokens: &[u32], out: &mut impl CodeSink) -> crate::coder::Result<()> {
         let config = self.model.config();
         let mut encoder = Encoder::new(&self.model);
         let mut predictor = Predictor::new(&self.model, COMPRESS_BATCH)?;
@@ -109,7 +109,7 @@ impl T5Codec {
     }
 
     /// The bytes of decoded tokens, which must not exceed `plain_len`.
-    pub(super) fn plain_from_tokens(&self, tokens: &[u32], plain_len: usize) -> Result<Vec<u8>, CodecError> {
+    pub(in crate::coder) fn plain_from_tokens(&self, tokens: &[u32], plain_len: usize) -> Result<Vec<u8>, CodecError> {
         let tokenizer = self.model.tokenizer();
         let mut plain = Vec::with_capacity(plain_len);
         for &t in tokens {
@@ -129,7 +129,7 @@ impl T5Codec {
 
     fn decompress_tokens(&self, stream: &[u8], count: usize) -> Result<Vec<u32>, CodecError> {
         let config = self.model.config();
-        let fail = |e: super::CoderError| CodecError::Decompress(e.to_string());
+        let fail = |e: crate::coder::CoderError| CodecError::Decompress(e.to_string());
         let mut predictor = Predictor::new(&self.model, 1).map_err(fail)?;
         let mut input = RangeDecoder::new(stream);
         let mut tokens = Vec::with_capacity(count);
@@ -167,7 +167,7 @@ impl Codec for T5Codec {
         self.plain_from_tokens(&tokens, plain_len)
     }
 
-    /// The batched decoder of `coder::batch` (the network on `device`).
+    /// The batched decoder of `coder::batched::lockstep` (the network on `device`).
     fn decompress_batch(
         &self,
         items: &[(&[u8], usize)],
@@ -180,7 +180,7 @@ impl Codec for T5Codec {
 /// A payload's token count and the range-coded stream after it. Every token is at least
 /// one byte: a count above `plain_len` is corrupt, and refusing it bounds the token
 /// buffer by `plain_len`.
-pub(super) fn token_count(payload: &[u8], plain_len: usize) -> Result<(usize, &[u8]), CodecError> {
+pub(in crate::coder) fn token_count(payload: &[u8], plain_len: usize) -> Result<(usize, &[u8]), CodecError> {
     let (count, stream) = read_leb128(payload).ok_or(CodecError::Truncated("t5 token count"))?;
     let count = usize::try_from(count)
         .ok()
@@ -219,7 +219,7 @@ fn read_leb128(bytes: &[u8]) -> Option<(u64, &[u8])> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::coder::*;
     use crate::codec::{Codecs, FrameHeader, Target};
     use crate::coder::fixtures::{random_bytes, text, tiny_bpe, tiny_config, tiny_model};
     use proptest::prelude::*;

@@ -5,10 +5,10 @@
 //! (compression); each position's result is the same as when it runs alone (decoding),
 //! since every position runs the same integer computation over the same keys.
 
-use super::intnet::{KeyRun, KvCache, LinearScratch, ZERO_BIAS, attend, clamp8, rmsnorm};
-use super::model::Model;
-use super::net::{Activations, DecoderLayer, Net};
-use super::{E_A, E_S, E_X};
+use crate::coder::intnet::{KeyRun, KvCache, LinearScratch, ZERO_BIAS, attend, clamp8, rmsnorm};
+use crate::coder::model::Model;
+use crate::coder::weights::{Activations, DecoderLayer, Net};
+use crate::coder::{E_A, E_S, E_X};
 
 /// The input at position 0, before any token: T5's decoder start, token id 0.
 pub const START_TOKEN: u32 = 0;

@@ -125,7 +125,7 @@ pub fn match_predictions(tokens: &[u32]) -> Vec<Option<MatchPrediction>> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::coder::*;
 
     #[test]
     fn hash_is_the_specified_one() {

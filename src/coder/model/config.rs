@@ -5,8 +5,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::error::{CoderError, Result};
-use super::relpos::{Direction, RelBuckets};
+use crate::coder::error::{CoderError, Result};
+use crate::coder::relpos::{Direction, RelBuckets};
 
 pub const FORMAT: &str = "s2sfs-t5 1";
 /// Largest vocabulary the format allows.
@@ -174,7 +174,7 @@ impl ModelConfig {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::coder::*;
 
     #[test]
     fn default_round_trips_and_checks() {

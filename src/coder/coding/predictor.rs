@@ -3,16 +3,16 @@
 //! compressor and the decompressor both get their tables from here, in the same order of
 //! operations, which is what makes a frame decodable.
 
-use super::decoder::{Decoder, START_TOKEN};
-use super::config::ModelConfig;
-use super::error::Result;
-use super::freq::FreqTable;
-use super::intnet::{EXP, EXP_LEVELS};
-use super::matcher::{MatchPrediction, Matcher};
-use super::mix::{Io, LatentModel, MATCH_INPUTS, TokenMixer};
-use super::model::Model;
-use super::multiversion::multiversion;
-use super::sse::MatchSse;
+use crate::coder::decoder::{Decoder, START_TOKEN};
+use crate::coder::config::ModelConfig;
+use crate::coder::error::Result;
+use crate::coder::freq::FreqTable;
+use crate::coder::intnet::{EXP, EXP_LEVELS};
+use crate::coder::matcher::{MatchPrediction, Matcher};
+use crate::coder::mix::{Io, LatentModel, MATCH_INPUTS, TokenMixer};
+use crate::coder::model::Model;
+use crate::coder::multiversion::multiversion;
+use crate::coder::confidence::MatchSse;
 
 pub struct Predictor<'m> {
     decoder: Decoder<'m>,
@@ -120,7 +120,7 @@ impl<'m> Predictor<'m> {
             let row = p - start;
             self.fill_table(row, &tokens[..p])?;
             if tokens[p] as usize >= self.vocab {
-                return Err(super::CoderError::SymbolOutOfRange { symbol: tokens[p] as usize, len: self.vocab });
+                return Err(crate::coder::CoderError::SymbolOutOfRange { symbol: tokens[p] as usize, len: self.vocab });
             }
             self.code_token(tokens[p], io)?;
             self.push(&tokens[..=p]);
