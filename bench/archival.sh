@@ -19,25 +19,19 @@
 # Environment: BENCH_DIR (default /var/tmp/s2sfs-bench; not tmpfs), S2SFS (binary, default
 # REPO/target/release/s2sfs), SEQ_MB. Needs root (drop_caches), zstd, brotli, xz, python3.
 set -euo pipefail
+# shellcheck source=bench/common.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/common.sh"
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BENCH_DIR=${BENCH_DIR:-/var/tmp/s2sfs-bench}
-S2SFS=${S2SFS:-$REPO/target/release/s2sfs}
+S2SFS=${S2SFS:-$S2SFS_RELEASE}
 SEQ_MB=${SEQ_MB:-256}
 BLOCK=131072
-case ${1:-} in -h|--help) sed -n '2,/^set -euo/p' "$0" | sed 's/^# \{0,1\}//;$d'; exit 0 ;; esac
-CORPUS=$(cd "${1:-$REPO/../shared/corpus/bench}" && pwd)
+case ${1:-} in -h|--help) usage ;; esac
+CORPUS=$(cd "${1:-$CORPUS_DEFAULT}" && pwd)
 
-log() { echo "[archival $(date +%T)] $*" >&2; }
-die() { echo "archival.sh: $*" >&2; exit 1; }
 for c in zstd brotli xz python3 split fusermount3 flock; do command -v $c >/dev/null || die "missing $c"; done
-[ -x "$S2SFS" ] || die "no s2sfs binary at $S2SFS: run 'cargo build --release'"
-mkdir -p "$BENCH_DIR"
-[ "$(stat -f -c %T "$BENCH_DIR")" = tmpfs ] && die "BENCH_DIR $BENCH_DIR is on tmpfs"
-W=$BENCH_DIR/archival
-# One run at a time per work dir: a second run would wipe this one's volumes.
-exec 9>"$BENCH_DIR/.archival.lock"
-flock -n 9 || die "another archival run is using $W; wait for it or set BENCH_DIR"
+need_s2sfs
+work_dir
+lock_work_dir
 MNT=$W/mnt
 cleanup() { mountpoint -q "$MNT" 2>/dev/null && { "$S2SFS" umount "$MNT" >/dev/null 2>&1 || fusermount3 -uz "$MNT"; }; true; }
 trap cleanup EXIT

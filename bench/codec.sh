@@ -9,12 +9,13 @@
 # its block; speeds are one core's CPU time); the peers' from their Debian CLIs on the same
 # blocks. Prints a table per file and the totals; ratio = bytes / compressed bytes.
 set -euo pipefail
+# shellcheck source=bench/common.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/common.sh"
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-S2SFS=${S2SFS:-$REPO/target/release/s2sfs}
+S2SFS=${S2SFS:-$S2SFS_RELEASE}
 MODEL=()
 if [ "${1:-}" = "--model" ]; then MODEL=(--model "$2"); shift 2; fi
-CORPUS=${1:-$REPO/../shared/corpus/bench}
+CORPUS=${1:-$CORPUS_DEFAULT}
 FILES=(alice29.txt asyoulik.txt lcet10.txt plrabn12.txt cp.html fields.c grammar.lsp xargs.1 bible.txt world192.txt html urls.10K)
 for t in zstd xz brotli jq; do command -v $t >/dev/null || { echo "bench/codec.sh: $t is missing (apt-get install $t)" >&2; exit 1; }; done
 [ -x "$S2SFS" ] || { echo "bench/codec.sh: $S2SFS missing (cargo build --release)" >&2; exit 1; }

@@ -21,10 +21,10 @@
 #              S2SFS_OPTS (extra options for `s2sfs mount`, e.g. "--codec raw"; default none).
 # Results table on stdout (or one JSON object with --json); progress on stderr.
 set -euo pipefail
+# shellcheck source=bench/common.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/common.sh"
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BENCH_DIR=${BENCH_DIR:-/var/tmp/s2sfs-bench}
-S2SFS=${S2SFS:-$REPO/target/release/s2sfs}
+S2SFS=${S2SFS:-$S2SFS_RELEASE}
 S2SFS_OPTS=${S2SFS_OPTS:-}
 BLOCK=131072
 JSON=0
@@ -32,23 +32,17 @@ CORPUS=""
 for arg in "$@"; do
     case $arg in
         --json) JSON=1 ;;
-        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed 's/^# \{0,1\}//;$d'; exit 0 ;;
+        -h|--help) usage ;;
         -*) echo "unknown option $arg" >&2; exit 2 ;;
         *) CORPUS=$arg ;;
     esac
 done
-CORPUS=${CORPUS:-$REPO/../shared/corpus/bench}
+CORPUS=${CORPUS:-$CORPUS_DEFAULT}
 CORPUS=$(cd "$CORPUS" && pwd)
 
-log() { echo "[footprint $(date +%T)] $*" >&2; }
-die() { echo "footprint.sh: $*" >&2; exit 1; }
-LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-others() { pgrep -c -x 'rustc|cargo|cc1|cc1plus|ld|ld.lld|mold|build-script-b' 2>/dev/null || true; }
+LOAD_START=$(load3)
 OTHERS_START=$(others)
 
-need() { # need COMMAND DEBIAN_PACKAGE
-    command -v "$1" >/dev/null 2>&1 || die "missing '$1': apt-get install -y $2"
-}
 need zstd zstd
 need xz xz-utils
 need brotli brotli
@@ -58,16 +52,12 @@ need awk gawk
 need flock util-linux
 need fusermount3 fuse3
 need xargs findutils
-[ -x "$S2SFS" ] || die "no s2sfs binary at $S2SFS: run 'cargo build --release' in $REPO"
+need_s2sfs
 [ -e /dev/fuse ] || die "/dev/fuse missing (modprobe fuse; apt-get install -y fuse3)"
 
 fstype=$(stat -f -c %T "$(dirname "$BENCH_DIR")" 2>/dev/null || echo unknown)
-mkdir -p "$BENCH_DIR"
-[ "$(stat -f -c %T "$BENCH_DIR")" = tmpfs ] && die "BENCH_DIR $BENCH_DIR is on tmpfs; use a disk directory"
-W=$BENCH_DIR/footprint
-# One run at a time per work dir: a second run would wipe this one's volumes.
-exec 9>"$BENCH_DIR/.footprint.lock"
-flock -n 9 || die "another footprint run is using $W (lock $BENCH_DIR/.footprint.lock); wait for it or set BENCH_DIR"
+work_dir
+lock_work_dir
 MNT=$W/mnt
 STORE=$W/store
 REF=$W/ref
@@ -75,7 +65,7 @@ REF=$W/ref
 MOUNTED=0
 cleanup() {
     if [ "$MOUNTED" = 1 ] || mountpoint -q "$MNT" 2>/dev/null; then
-        "$S2SFS" umount "$MNT" >/dev/null 2>&1 || fusermount3 -uz "$MNT" 2>/dev/null || true
+        s2_unmount_quietly "$MNT"
     fi
     rm -rf "$REF"
 }

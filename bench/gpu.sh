@@ -12,9 +12,10 @@
 # (`s2sfs codec batch --json`) into OUT_DIR (default $OUT, else /tmp/s2sfs-gpu) and a
 # summary on stdout. BATCHES overrides the batch sizes (default "64 256 1024").
 set -euo pipefail
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-S2SFS=${S2SFS:-$REPO/target/release/s2sfs}
-CORPUS=${1:-$REPO/../shared/corpus/bench}
+# shellcheck source=bench/common.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/common.sh"
+S2SFS=${S2SFS:-$S2SFS_RELEASE}
+CORPUS=${1:-$CORPUS_DEFAULT}
 OUT_DIR=${2:-${OUT:-/tmp/s2sfs-gpu}}
 BATCHES=${BATCHES:-64 256 1024}
 lib=$(find / -name libcublas.so.13 2>/dev/null | head -1 || true)

@@ -13,9 +13,10 @@
 # "saved" is what the learned latent saves against the empty one, as a share of the
 # empty-latent frames' payload (frame bytes less the 60-byte frame headers).
 set -euo pipefail
+# shellcheck source=bench/common.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/common.sh"
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-S2SFS=${S2SFS:-$REPO/target/release/s2sfs}
+S2SFS=${S2SFS:-$S2SFS_RELEASE}
 MODEL=(); SUPERVISED=""; TRAIN=""
 while [ $# -gt 0 ]; do
     case $1 in
@@ -25,7 +26,7 @@ while [ $# -gt 0 ]; do
         *) break ;;
     esac
 done
-CORPUS=${1:-$REPO/../shared/corpus/bench}
+CORPUS=${1:-$CORPUS_DEFAULT}
 TEXT=(alice29.txt asyoulik.txt lcet10.txt plrabn12.txt cp.html fields.c grammar.lsp xargs.1 bible.txt world192.txt html urls.10K)
 command -v jq >/dev/null || { echo "bench/latent.sh: jq is missing (apt-get install jq)" >&2; exit 1; }
 [ -x "$S2SFS" ] || { echo "bench/latent.sh: $S2SFS missing (cargo build --release)" >&2; exit 1; }

@@ -29,9 +29,9 @@
 # Must run as root (mounts). Table on stdout (JSON with --json); progress on stderr.
 # Exit status: non-zero when a run fails, hangs or leaves fsck unclean.
 set -euo pipefail
+# shellcheck source=bench/common.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/common.sh"
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BENCH_DIR=${BENCH_DIR:-/var/tmp/s2sfs-bench}
 JSON=0 RUNS=3 CHURN_OPS=250000 THREADS=4 TREE_FILES=20000
 while [ $# -gt 0 ]; do
     case $1 in
@@ -40,29 +40,20 @@ while [ $# -gt 0 ]; do
         --churn-ops) CHURN_OPS=$2; shift ;;
         --threads) THREADS=$2; shift ;;
         --tree-files) TREE_FILES=$2; shift ;;
-        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed 's/^# \{0,1\}//;$d'; exit 0 ;;
+        -h|--help) usage ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
     shift
 done
 
-log() { echo "[metadata $(date +%T)] $*" >&2; }
-die() { echo "metadata.sh: $*" >&2; exit 1; }
-for tool in bindfs:bindfs git:git jq:jq fusermount3:fuse3; do
-    command -v "${tool%%:*}" >/dev/null 2>&1 || die "missing '${tool%%:*}': apt-get install -y ${tool#*:}"
-done
+need bindfs bindfs
+need git git
+need jq jq
+need fusermount3 fuse3
 [ "$(id -u)" = 0 ] || die "run as root (mounts)"
 
-if [ -z "${S2SFS:-}" ]; then
-    S2SFS=$REPO/target/release/s2sfs
-    log "building s2sfs (release)"
-    (cd "$REPO" && nice cargo build --release --locked --bin s2sfs >&2)
-fi
-if [ -z "${STRESS_BIN:-}" ]; then
-    log "building the tests/stress.rs test binary (release)"
-    STRESS_BIN=$(cd "$REPO" && nice cargo test --release --locked --test stress --no-run --message-format=json 2>/dev/null |
-        jq -r 'select(.reason == "compiler-artifact" and .target.name == "stress" and .profile.test == true) | .executable' | tail -1)
-fi
+build_s2sfs_unless_set
+build_stress_bin_unless_set
 [ -x "$S2SFS" ] || die "no s2sfs binary at $S2SFS"
 [ -x "$STRESS_BIN" ] || die "no stress test binary (STRESS_BIN=$STRESS_BIN)"
 FSES=(bindfs s2sfs)
@@ -71,9 +62,7 @@ if [ -n "${S2SFS_BEFORE:-}" ]; then
     FSES+=(before)
 fi
 
-mkdir -p "$BENCH_DIR"
-[ "$(stat -f -c %T "$BENCH_DIR")" = tmpfs ] && die "BENCH_DIR $BENCH_DIR is on tmpfs; use a disk directory"
-W=$BENCH_DIR/metadata
+work_dir
 OUT=$W/out
 bin_of() { case $1 in s2sfs) echo "$S2SFS" ;; before) echo "$S2SFS_BEFORE" ;; esac; }
 mnt_of() { echo "$W/$1-mnt"; }

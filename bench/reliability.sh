@@ -30,9 +30,9 @@
 # Must run as root (mounts). Table on stdout (JSON with --json); progress on stderr.
 # Exit status: non-zero when a run fails its model check, fsck or fio verify.
 set -euo pipefail
+# shellcheck source=bench/common.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/common.sh"
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BENCH_DIR=${BENCH_DIR:-/var/tmp/s2sfs-bench}
 JSON=0
 RUNS=3
 SECS=26
@@ -45,15 +45,12 @@ while [ $# -gt 0 ]; do
         --secs) SECS=$2; shift ;;
         --fio-mb) FIO_MB=$2; shift ;;
         --skip-fio) DO_FIO=0 ;;
-        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed 's/^# \{0,1\}//;$d'; exit 0 ;;
+        -h|--help) usage ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
     shift
 done
 
-log() { echo "[reliability $(date +%T)] $*" >&2; }
-die() { echo "reliability.sh: $*" >&2; exit 1; }
-need() { command -v "$1" >/dev/null 2>&1 || die "missing '$1': apt-get install -y $2"; }
 need bindfs bindfs
 need fio fio
 need jq jq
@@ -62,22 +59,12 @@ need awk gawk
 [ "$(id -u)" = 0 ] || die "run as root (mounts)"
 [ -e /dev/fuse ] || die "/dev/fuse missing"
 
-if [ -z "${S2SFS:-}" ]; then
-    S2SFS=$REPO/target/release/s2sfs
-    log "building s2sfs (release)"
-    (cd "$REPO" && nice cargo build --release --locked --bin s2sfs >&2)
-fi
+build_s2sfs_unless_set
 [ -x "$S2SFS" ] || die "no s2sfs binary at $S2SFS"
-if [ -z "${STRESS_BIN:-}" ]; then
-    log "building the tests/stress.rs test binary (release)"
-    STRESS_BIN=$(cd "$REPO" && nice cargo test --release --locked --test stress --no-run --message-format=json 2>/dev/null |
-        jq -r 'select(.reason == "compiler-artifact" and .target.name == "stress" and .profile.test == true) | .executable' | tail -1)
-fi
+build_stress_bin_unless_set
 [ -x "$STRESS_BIN" ] || die "no stress test binary (STRESS_BIN=$STRESS_BIN)"
 
-mkdir -p "$BENCH_DIR"
-[ "$(stat -f -c %T "$BENCH_DIR")" = tmpfs ] && die "BENCH_DIR $BENCH_DIR is on tmpfs; use a disk directory"
-W=$BENCH_DIR/reliability
+work_dir
 S_MNT=$W/s2sfs-mnt
 S_STORE=$W/s2sfs-store
 B_BACK=$W/bindfs-backing
@@ -88,7 +75,7 @@ S_UP=0
 B_UP=0
 cleanup() {
     if [ "$S_UP" = 1 ] || mountpoint -q "$S_MNT" 2>/dev/null; then
-        "$S2SFS" umount "$S_MNT" >/dev/null 2>&1 || fusermount3 -uz "$S_MNT" 2>/dev/null || true
+        s2_unmount_quietly "$S_MNT"
     fi
     if [ "$B_UP" = 1 ] || mountpoint -q "$B_MNT" 2>/dev/null; then
         fusermount3 -u "$B_MNT" 2>/dev/null || fusermount3 -uz "$B_MNT" 2>/dev/null || umount -l "$B_MNT" 2>/dev/null || true
@@ -110,8 +97,6 @@ fresh() { # fresh FS: an empty volume mounted
 unmount_fs() { case $1 in s2sfs) s_umount ;; bindfs) b_umount ;; esac; }
 mount_fs() { case $1 in s2sfs) s_mount ;; bindfs) b_mount ;; esac; }
 dir_of() { case $1 in s2sfs) echo "$S_MNT" ;; bindfs) echo "$B_MNT" ;; esac; }
-load3() { cut -d' ' -f1-3 /proc/loadavg; }
-others() { pgrep -c -x 'rustc|cargo|cc1|cc1plus|ld|ld.lld|mold|build-script-b' 2>/dev/null || true; }
 # FUSE daemons and fio runs that are not ours (other engineers' tests and benches)
 foreign() {
     local n=0 p
@@ -119,13 +104,6 @@ foreign() {
         grep -qa -- "$W/" "/proc/$p/cmdline" 2>/dev/null || n=$((n + 1))
     done
     echo $n
-}
-# CPU busy % over 2 s (the load average of this VM counts FUSE waits and never drops to 0)
-busy() {
-    local u n sy i w q sq st u2 n2 sy2 i2 w2 q2 sq2 st2
-    read -r _ u n sy i w q sq st _ < /proc/stat; sleep 2
-    read -r _ u2 n2 sy2 i2 w2 q2 sq2 st2 _ < /proc/stat
-    awk -v b=$(( (u2+n2+sy2+q2+sq2+st2) - (u+n+sy+q+sq+st) )) -v i=$(( (i2+w2) - (i+w) )) 'BEGIN {printf "%.0f", 100 * b / (b + i)}'
 }
 FAILED=""
 fail() { FAILED="$FAILED $*"; log "FAILURE: $*"; }

@@ -15,10 +15,10 @@
 #              S2SFS_OPTS (extra options for `s2sfs mount`, e.g. "--codec raw"; default none).
 # Table on stdout (JSON with --json); progress on stderr.
 set -euo pipefail
+# shellcheck source=bench/common.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/common.sh"
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BENCH_DIR=${BENCH_DIR:-/var/tmp/s2sfs-bench}
-S2SFS=${S2SFS:-$REPO/target/release/s2sfs}
+S2SFS=${S2SFS:-$S2SFS_RELEASE}
 S2SFS_OPTS=${S2SFS_OPTS:-}
 JSON=0
 CACHE_MB=""
@@ -27,34 +27,26 @@ while [ $# -gt 0 ]; do
     case $1 in
         --json) JSON=1 ;;
         --cache-mb) CACHE_MB=$2; shift ;;
-        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed 's/^# \{0,1\}//;$d'; exit 0 ;;
+        -h|--help) usage ;;
         -*) echo "unknown option $1" >&2; exit 2 ;;
         *) CORPUS=$1 ;;
     esac
     shift
 done
-CORPUS=${CORPUS:-$REPO/../shared/corpus/bench}
+CORPUS=${CORPUS:-$CORPUS_DEFAULT}
 CORPUS=$(cd "$CORPUS" && pwd)
 
-log() { echo "[rss $(date +%T)] $*" >&2; }
-die() { echo "rss.sh: $*" >&2; exit 1; }
-LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-others() { pgrep -c -x 'rustc|cargo|cc1|cc1plus|ld|ld.lld|mold|build-script-b' 2>/dev/null || true; }
+LOAD_START=$(load3)
 OTHERS_START=$(others)
-need() { command -v "$1" >/dev/null 2>&1 || die "missing '$1': apt-get install -y $2"; }
 need fusermount3 fuse3
 need cmp diffutils
 need pgrep procps
 need awk gawk
 need flock util-linux
-[ -x "$S2SFS" ] || die "no s2sfs binary at $S2SFS: run 'cargo build --release' in $REPO"
+need_s2sfs
 
-mkdir -p "$BENCH_DIR"
-[ "$(stat -f -c %T "$BENCH_DIR")" = tmpfs ] && die "BENCH_DIR $BENCH_DIR is on tmpfs; use a disk directory"
-W=$BENCH_DIR/rss
-# One run at a time per work dir: a second run would wipe this one's volumes.
-exec 9>"$BENCH_DIR/.rss.lock"
-flock -n 9 || die "another rss run is using $W (lock $BENCH_DIR/.rss.lock); wait for it or set BENCH_DIR"
+work_dir
+lock_work_dir
 DATA=$BENCH_DIR/data
 MNT=$W/mnt
 STORE=$W/store
@@ -75,7 +67,7 @@ SAMPLER=""
 cleanup() {
     [ -n "$SAMPLER" ] && kill "$SAMPLER" 2>/dev/null || true
     if [ "$UP" = 1 ] || mountpoint -q "$MNT" 2>/dev/null; then
-        "$S2SFS" umount "$MNT" >/dev/null 2>&1 || fusermount3 -uz "$MNT" 2>/dev/null || true
+        s2_unmount_quietly "$MNT"
     fi
 }
 trap cleanup EXIT

@@ -38,10 +38,10 @@
 #              S2SFS_OPTS (extra options for `s2sfs mount`, e.g. "--codec raw"; default none).
 # Must run as root (drop_caches). Table on stdout (JSON with --json); progress on stderr.
 set -euo pipefail
+# shellcheck source=bench/common.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/common.sh"
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BENCH_DIR=${BENCH_DIR:-/var/tmp/s2sfs-bench}
-S2SFS=${S2SFS:-$REPO/target/release/s2sfs}
+S2SFS=${S2SFS:-$S2SFS_RELEASE}
 S2SFS_OPTS=${S2SFS_OPTS:-}
 JSON=0
 RUNS=5
@@ -58,19 +58,16 @@ while [ $# -gt 0 ]; do
         --rw-mib) RW_MIB=$2; shift ;;
         --tests) TESTS=$2; shift ;;
         --disk-mbps) DISK_MBPS=$2; TESTS=seqread; shift ;;
-        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed 's/^# \{0,1\}//;$d'; exit 0 ;;
+        -h|--help) usage ;;
         -*) echo "unknown option $1" >&2; exit 2 ;;
         *) CORPUS=$1 ;;
     esac
     shift
 done
-CORPUS=${CORPUS:-$REPO/../shared/corpus/bench}
+CORPUS=${CORPUS:-$CORPUS_DEFAULT}
 [ -z "$DISK_MBPS" ] || [[ "$DISK_MBPS" =~ ^[1-9][0-9]*$ ]] || { echo "--disk-mbps wants a whole number of MB/s, got '$DISK_MBPS'" >&2; exit 2; }
 CORPUS=$(cd "$CORPUS" && pwd)
 
-log() { echo "[throughput $(date +%T)] $*" >&2; }
-die() { echo "throughput.sh: $*" >&2; exit 1; }
-need() { command -v "$1" >/dev/null 2>&1 || die "missing '$1': apt-get install -y $2"; }
 need bindfs bindfs
 need fio fio
 need jq jq
@@ -81,15 +78,11 @@ need awk gawk
 need flock util-linux
 need pgrep procps
 [ "$(id -u)" = 0 ] || die "run as root (drop_caches, mounts)"
-[ -x "$S2SFS" ] || die "no s2sfs binary at $S2SFS: run 'cargo build --release' in $REPO"
+need_s2sfs
 [ -e /dev/fuse ] || die "/dev/fuse missing"
 
-mkdir -p "$BENCH_DIR"
-[ "$(stat -f -c %T "$BENCH_DIR")" = tmpfs ] && die "BENCH_DIR $BENCH_DIR is on tmpfs; use a disk directory"
-W=$BENCH_DIR/throughput
-# One run at a time per work dir: a second run would wipe this one's volumes.
-exec 9>"$BENCH_DIR/.throughput.lock"
-flock -n 9 || die "another throughput run is using $W (lock $BENCH_DIR/.throughput.lock); wait for it or set BENCH_DIR"
+work_dir
+lock_work_dir
 DATA=$BENCH_DIR/data
 SRC=$DATA/mixed-1g-a.bin
 S_MNT=$W/s2sfs-mnt
@@ -153,7 +146,6 @@ throttle_end() { # moves this script out; removes the cgroup once its daemons ar
 }
 
 s2_mount() { "$S2SFS" mount "$1" --store "$2" $S2SFS_OPTS "${@:3}" 9>&-; } # MNT STORE [OPTION...]
-s2_unmount_quietly() { "$S2SFS" umount "$1" >/dev/null 2>&1 || fusermount3 -uz "$1" 2>/dev/null || true; }
 s_mount() { s2_mount "$S_MNT" "$S_STORE"; S_UP=1; }
 s_umount() { "$S2SFS" umount "$S_MNT"; S_UP=0; }
 r_mount() { s2_mount "$R_MNT" "$R_STORE" --codec raw; }
@@ -222,12 +214,10 @@ b_mount
 FSES=(plain bindfs s2sfs)
 # seqread also reads through s2sfs --codec raw (mounted only for that test)
 READ_FSES=(plain bindfs s2sfs raw)
-LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-# How busy the machine is before we start: CPU busy % over 2 s (the load average of this VM
-# never drops below ~1: a virtio-balloon kworker sits in D state).
-read -r _ u n sy i w q sq st _ < /proc/stat; sleep 2
-read -r _ u2 n2 sy2 i2 w2 q2 sq2 st2 _ < /proc/stat
-IDLE_BUSY=$(awk -v b=$(((u2 + n2 + sy2 + q2 + sq2 + st2) - (u + n + sy + q + sq + st))) -v i=$(((i2 + w2) - (i + w))) 'BEGIN {printf "%.0f", 100 * b / (b + i)}')
+LOAD_START=$(load3)
+# How busy the machine is before we start (the load average of this VM never drops below ~1:
+# a virtio-balloon kworker sits in D state).
+IDLE_BUSY=$(busy)
 log "machine before the run: CPU ${IDLE_BUSY}% busy, load $LOAD_START"
 
 # Per test and filesystem, space-separated lists, one entry per run:
