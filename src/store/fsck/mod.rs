@@ -2,10 +2,11 @@
 //! its block id, and repairs what can be repaired without guessing.
 //!
 //! Three steps, each in its own file: `scan` reads the whole tree with streaming scans and
-//! decodes every frame; `check` turns what was read into problems and a plan of repairs;
-//! `repair` applies the plan as one atomic change. After a repair the store is checked
-//! again (frames are not decoded twice: repairs never touch pack files) and the result of
-//! that second pass is reported too.
+//! decodes every frame; `check` turns what was read into problems and a plan of repairs
+//! (with `namespace`, `blocks` and `lost_found`, one file per concern); `repair` applies
+//! the plan as one atomic change. After a repair the store is checked again (frames are
+//! not decoded twice: repairs never touch pack files) and the result of that second pass
+//! is reported too.
 //!
 //! Problem kinds (stable names, used in `--json` output):
 //!
@@ -47,7 +48,10 @@
 //! its content hash: reads of it fail, the file can still be deleted or overwritten, and
 //! writing the same content again stores a fresh, good frame instead of sharing the bad one.
 
+mod blocks;
 mod check;
+mod lost_found;
+mod namespace;
 mod repair;
 mod scan;
 #[cfg(test)]

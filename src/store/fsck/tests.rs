@@ -566,7 +566,7 @@ fn missing_block_record_and_missing_root() {
 
 #[test]
 fn byte_ranges_merge_and_clip() {
-    use super::check::byte_ranges;
+    use super::blocks::byte_ranges;
     assert_eq!(byte_ranges(&[1, 4], 131_072, 10 << 20), "131072-262143,524288-655359");
     assert_eq!(byte_ranges(&[0, 1, 2, 5], 4096, 5 * 4096 + 10), "0-12287,20480-20489");
 }
