@@ -72,15 +72,12 @@ fn files_crossing_block_boundaries() {
     }
     drop(f);
 
-    for name in ["text", "random", "pieces"] {
-        let data = if name == "random" { &random } else { &text };
-        check_boundaries(&m, name, data);
-    }
-    m.remount();
-    for name in ["text", "random", "pieces"] {
-        let data = if name == "random" { &random } else { &text };
-        check_boundaries(&m, name, data);
-    }
+    m.check_across_remount(|m, _| {
+        for name in ["text", "random", "pieces"] {
+            let data = if name == "random" { &random } else { &text };
+            check_boundaries(m, name, data);
+        }
+    });
     m.finish();
 }
 
@@ -103,11 +100,8 @@ fn overwrite_in_the_middle_of_a_compressed_block() {
     data[12345] = b'#';
     assert_file_eq(&p, &data); // before close: dirty data visible
     drop(f);
-    assert_file_eq(&p, &data);
     assert_eq!(fs::metadata(&p).unwrap().len(), data.len() as u64);
-
-    m.remount();
-    assert_file_eq(&p, &data);
+    m.assert_file_eq_across_remount(&p, &data);
 
     // After the remount: a patch straddling blocks 1 and 2.
     let f = OpenOptions::new().read(true).write(true).open(&p).unwrap();
@@ -116,9 +110,7 @@ fn overwrite_in_the_middle_of_a_compressed_block() {
     data[2 * BLOCK - 500..2 * BLOCK + 500].copy_from_slice(&patch);
     assert_bytes_eq(&pread(&f, 0, data.len() + 10).unwrap(), &data, "read through the writing fd");
     drop(f);
-    assert_file_eq(&p, &data);
-    m.remount();
-    assert_file_eq(&p, &data);
+    m.assert_file_eq_across_remount(&p, &data);
     m.finish();
 }
 
@@ -143,17 +135,16 @@ fn data_survives_unmount_and_remount() {
         files.iter().map(|(n, d)| (n.to_string(), d.len() as u64, hash(d))).collect();
 
     m.remount_with(&["--cache-mb", "1"]);
-    for (name, len, h) in &want {
-        let p = m.path(name);
-        assert_eq!(fs::metadata(&p).unwrap().len(), *len, "{name}: size after remount");
-        assert_eq!(&hash_file(&p), h, "{name}: contents after remount");
+    for (name, len, _) in &want {
+        assert_eq!(fs::metadata(m.path(name)).unwrap().len(), *len, "{name}: size after remount");
     }
     assert_eq!(names(&m.mnt), sorted(&["dir", "empty", "exact-block", "five-mib", "one", "text-100k"]));
-    // And once more, from a cold cache again.
-    m.remount();
-    for (name, _, h) in &want {
-        assert_eq!(&hash_file(&m.path(name)), h, "{name}: contents after second remount");
-    }
+    // Read back from this mount's cold cache, then once more from a cold cache again.
+    m.check_across_remount(|m, when| {
+        for (name, _, h) in &want {
+            assert_eq!(&hash_file(&m.path(name)), h, "{name}: contents {when}");
+        }
+    });
     m.finish();
 }
 
@@ -172,9 +163,7 @@ fn truncate_shrink_then_extend_reads_zeros() {
     cvt(unsafe { libc::truncate(c.as_ptr(), (300 * KIB) as i64) }).unwrap();
     let mut want = data[..BLOCK + 1000].to_vec();
     want.resize(300 * KIB, 0);
-    assert_file_eq(&p, &want);
-    m.remount();
-    assert_file_eq(&p, &want);
+    m.assert_file_eq_across_remount(&p, &want);
 
     // Shrink into the middle of block 0 (committed, compressed), then extend by writing.
     let f = OpenOptions::new().read(true).write(true).open(&p).unwrap();
@@ -185,9 +174,7 @@ fn truncate_shrink_then_extend_reads_zeros() {
     want2.extend_from_slice(b"END");
     assert_bytes_eq(&pread(&f, 0, 60_000).unwrap(), &want2, "after shrink to 100 + write at 50000");
     drop(f);
-    assert_file_eq(&p, &want2);
-    m.remount();
-    assert_file_eq(&p, &want2);
+    m.assert_file_eq_across_remount(&p, &want2);
 
     // Shrink to zero, extend: all zeros.
     let c = cpath(&p);
@@ -216,9 +203,7 @@ fn ftruncate_on_dirty_open_file() {
     f.read_to_end(&mut got).unwrap();
     assert_bytes_eq(&got, &want, "read back through the fd");
     drop(f);
-    assert_file_eq(&p, &want);
-    m.remount();
-    assert_file_eq(&p, &want);
+    m.assert_file_eq_across_remount(&p, &want);
     m.finish();
 }
 
@@ -242,9 +227,7 @@ fn holes_from_seeking_past_eof_read_as_zeros() {
     want[2 * MIB + 10] = b'a';
     want[2 * MIB + 100] = b'b';
     assert_eq!(fs::metadata(&p).unwrap().len(), want.len() as u64);
-    assert_file_eq(&p, &want);
-    m.remount();
-    assert_file_eq(&p, &want);
+    m.assert_file_eq_across_remount(&p, &want);
     m.finish();
 }
 
@@ -256,12 +239,12 @@ fn sparse_file_larger_than_4_gib() {
     let f = File::create(&p).unwrap();
     f.write_all_at(b"Z", FIVE_GIB).unwrap();
     drop(f);
-    for round in 0..2 {
+    m.check_across_remount(|_, when| {
         let md = fs::metadata(&p).unwrap();
-        assert_eq!(md.len(), FIVE_GIB + 1, "size (round {round})");
+        assert_eq!(md.len(), FIVE_GIB + 1, "size ({when})");
         assert!(
             md.blocks() * 512 <= 1 << 20,
-            "a 5 GiB file holding one byte uses st_blocks={} ({} bytes) (round {round})",
+            "a 5 GiB file holding one byte uses st_blocks={} ({} bytes) ({when})",
             md.blocks(),
             md.blocks() * 512
         );
@@ -271,11 +254,7 @@ fn sparse_file_larger_than_4_gib() {
         assert_bytes_eq(&pread(&f, FIVE_GIB - 10, 100).unwrap(), &want, "the byte at 5 GiB");
         assert_bytes_eq(&pread(&f, 4 << 30, 64 * KIB).unwrap(), &vec![0u8; 64 * KIB], "zeros at 4 GiB");
         assert_bytes_eq(&pread(&f, 0, 4096).unwrap(), &vec![0u8; 4096], "zeros at 0");
-        drop(f);
-        if round == 0 {
-            m.remount();
-        }
-    }
+    });
     m.finish();
 }
 
@@ -298,9 +277,7 @@ fn o_append_from_two_fds_interleaved() {
     drop(a);
     drop(b);
     assert_eq!(fs::metadata(&p).unwrap().len(), want.len() as u64);
-    assert_file_eq(&p, &want);
-    m.remount();
-    assert_file_eq(&p, &want);
+    m.assert_file_eq_across_remount(&p, &want);
     m.finish();
 }
 
@@ -434,9 +411,7 @@ fn shared_writable_mmap_persists() {
     assert_eq!(unsafe { libc::msync(ptr as *mut libc::c_void, len, libc::MS_SYNC) }, 0, "msync");
     assert_eq!(unsafe { libc::munmap(ptr as *mut libc::c_void, len) }, 0, "munmap");
     drop(f);
-    assert_file_eq(&p, &data);
-    m.remount();
-    assert_file_eq(&p, &data);
+    m.assert_file_eq_across_remount(&p, &data);
     assert_eq!(fs::metadata(&p).unwrap().len(), len as u64);
     m.finish();
 }
@@ -497,9 +472,7 @@ fn random_io_matches_an_in_memory_copy() {
         }
     }
     drop(f);
-    assert_file_eq(&p, &want);
-    m.remount();
-    assert_file_eq(&p, &want);
+    m.assert_file_eq_across_remount(&p, &want);
     m.finish();
 }
 
@@ -543,16 +516,13 @@ fn concurrent_writers_share_blocks_without_losing_data() {
             want_shared.extend(stripe_data(t, r));
         }
     }
-    let check = |m: &Mounted| {
+    m.check_across_remount(|m, _| {
         assert_file_eq(&m.path("shared"), &want_shared);
         for t in 0..THREADS {
             let want: Vec<u8> = (0..ROUNDS).flat_map(|r| stripe_data(t, r)).collect();
             assert_file_eq(&m.path(&format!("own-{t}")), &want);
         }
-    };
-    check(&m);
-    m.remount();
-    check(&m);
+    });
     m.finish();
 }
 

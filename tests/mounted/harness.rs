@@ -227,6 +227,24 @@ impl Mounted {
         self.mount();
     }
 
+    /// Runs `check` on this mount, remounts and runs it again: the first time the data may
+    /// still come from the daemon's memory or the kernel's page cache, the second time only
+    /// from the store. `check` gets "before the remount" or "after the remount" for its
+    /// messages, since both runs fail on the same line.
+    pub fn check_across_remount(&mut self, check: impl Fn(&Mounted, &str)) {
+        check(self, "before the remount");
+        self.remount();
+        check(self, "after the remount");
+    }
+
+    /// [`Mounted::check_across_remount`] for one file's whole contents.
+    pub fn assert_file_eq_across_remount(&mut self, path: &Path, want: &[u8]) {
+        self.check_across_remount(|_, when| {
+            let got = fs::read(path).unwrap_or_else(|e| panic!("read {} {when}: {e}", path.display()));
+            assert_bytes_eq(&got, want, &format!("{} {when}", path.display()));
+        });
+    }
+
     /// Mount (it is unmounted) with different extra arguments from now on.
     pub fn mount_with(&mut self, extra: &[&str]) {
         self.args = extra.iter().map(OsString::from).collect();
