@@ -288,7 +288,7 @@ fn clamp8(x: &Tensor) -> CResult<Tensor> {
 
 #[cfg(test)]
 mod tests {
-    use crate::coder::*;
+    use super::*;
     use crate::coder::decoder::{Decoder, START_TOKEN};
     use crate::coder::fixtures;
 

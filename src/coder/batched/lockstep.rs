@@ -80,7 +80,7 @@ impl T5Codec {
 
 #[cfg(test)]
 mod tests {
-    use crate::coder::*;
+    use super::*;
     use crate::codec::Codec;
     use crate::coder::fixtures;
 

@@ -313,7 +313,7 @@ multiversion! {
 
 #[cfg(test)]
 mod tests {
-    use crate::coder::*;
+    use super::*;
     use crate::coder::range::RangeEncoder;
     use proptest::prelude::*;
 

@@ -249,7 +249,7 @@ impl<'a> RangeDecoder<'a> {
 
 #[cfg(test)]
 mod tests {
-    use crate::coder::*;
+    use super::*;
     use proptest::prelude::*;
 
     #[test]

@@ -219,7 +219,7 @@ fn read_leb128(bytes: &[u8]) -> Option<(u64, &[u8])> {
 
 #[cfg(test)]
 mod tests {
-    use crate::coder::*;
+    use super::*;
     use crate::codec::{Codecs, FrameHeader, Target};
     use crate::coder::fixtures::{random_bytes, text, tiny_bpe, tiny_config, tiny_model};
     use proptest::prelude::*;

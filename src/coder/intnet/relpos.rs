@@ -92,7 +92,7 @@ fn log_steps(d: usize, max_exact: usize, max_distance: usize, steps: usize) -> O
 
 #[cfg(test)]
 mod tests {
-    use crate::coder::*;
+    use super::*;
 
     /// T5's formula in f64, away from the exact whole-number points.
     fn t5_float(rel: i64, bidirectional: bool, buckets: usize, max_distance: usize) -> usize {

@@ -82,7 +82,7 @@ fn level(f: u32) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use crate::coder::*;
+    use super::*;
 
     fn table(weights: &[u32]) -> FreqTable {
         FreqTable::from_weights(weights).unwrap()

@@ -125,7 +125,7 @@ pub fn match_predictions(tokens: &[u32]) -> Vec<Option<MatchPrediction>> {
 
 #[cfg(test)]
 mod tests {
-    use crate::coder::*;
+    use super::*;
 
     #[test]
     fn hash_is_the_specified_one() {

@@ -174,7 +174,7 @@ impl ModelConfig {
 
 #[cfg(test)]
 mod tests {
-    use crate::coder::*;
+    use super::*;
 
     #[test]
     fn default_round_trips_and_checks() {

@@ -317,7 +317,7 @@ fn words(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 #[cfg(test)]
 mod tests {
-    use crate::coder::*;
+    use super::*;
     use proptest::prelude::*;
     use std::sync::OnceLock;
 
