@@ -29,5 +29,7 @@ mod crash;
 mod enospc;
 #[path = "reliability/faults.rs"]
 mod faults;
+#[path = "reliability/fsck.rs"]
+mod fsck;
 #[path = "reliability/logs.rs"]
 mod logs;

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock};
 
 pub use compact::CompactStats;
-pub use fsck::{FsckOutcome, FsckReport, PassResult, Problem, Progress, Totals, Verify, VerifyError};
+pub use fsck::{FsckOutcome, FsckReport, NO_PACK, PassResult, Problem, Progress, Totals, Verify, VerifyError};
 pub use layout::{CloseState, FORMAT_VERSION, close_state, control_socket};
 pub use records::{BlockHash, BlockRecord, EntryRecord, FrameInfo, InodeRecord, Superblock, Timestamp};
 pub use totals::{BlockTotals, FrameGroup};
@@ -296,9 +296,11 @@ impl Store {
         }
     }
 
-    /// The record of a block. Callers that go on into its pack hold `gc` for reading, so
-    /// that compaction cannot move the frame and delete the pack in between.
-    fn block_record(&self, hash: &BlockHash) -> Result<Option<BlockRecord>, StoreError> {
+    /// The record of a block: where its frame lies, how many block-map entries use it, and
+    /// what the frame is; None: no such block. For tools and tests that look at the store
+    /// as it is; readers inside the store that go on into the record's pack hold `gc` for
+    /// reading, so that compaction cannot move the frame and delete the pack in between.
+    pub fn block_record(&self, hash: &BlockHash) -> Result<Option<BlockRecord>, StoreError> {
         self.get(&key_block(hash))?.map(|v| BlockRecord::decode(&v)).transpose()
     }
 
@@ -504,6 +506,12 @@ impl Store {
     pub fn has_block(&self, hash: &BlockHash) -> Result<bool, StoreError> {
         self.meta.contains(&key_block(hash))
     }
+
+    /// The file of pack `id` (`STORE/packs/`), whether or not it exists: for tools and
+    /// tests that examine pack files, or damage them on purpose.
+    pub fn pack_path(&self, id: u32) -> PathBuf {
+        self.packs.path(id)
+    }
 }
 
 /// Raw access for tests that damage a store on purpose.
@@ -522,8 +530,5 @@ impl Store {
     }
     pub(crate) fn raw_get(&self, key: &[u8]) -> Option<Vec<u8>> {
         self.meta.get(key).unwrap()
-    }
-    pub(crate) fn pack_path(&self, id: u32) -> PathBuf {
-        self.packs.path(id)
     }
 }

@@ -7,7 +7,8 @@
 //! it is quarantined, so it keeps failing while its file can still be deleted and its
 //! content written afresh.
 
-use super::check::{At, Checker, NO_PACK, fix, full_hex, kind_name, lossy};
+use super::NO_PACK;
+use super::check::{At, Checker, fix, full_hex, kind_name, lossy};
 use super::scan::{BAD_RANGES_XATTR, BadBlock, HashState};
 use crate::store::records::*;
 use crate::store::txn::hex;

@@ -21,8 +21,6 @@ use crate::store::txn::hex;
 use crate::store::{Store, StoreError};
 
 pub(super) const ROOT: u64 = 1;
-/// Pack id of quarantine records that point at no frame (pack ids start at 1).
-pub(super) const NO_PACK: u32 = 0;
 
 /// Everything a repair writes, applied as one change (deletes first, then writes).
 #[derive(Default)]

@@ -61,6 +61,11 @@ use serde::Serialize;
 
 use super::{FrameInfo, Store, StoreError};
 
+/// The pack id of a block record that points at no frame (pack ids start at 1): fsck
+/// quarantines a block this way when its frame is missing, lies outside its pack, cannot
+/// be read, or decodes to other data. Reads of such a block fail.
+pub const NO_PACK: u32 = 0;
+
 /// Decodes and checks one frame, returning its plaintext (`Codecs::decode_frame`) and what
 /// its header says the frame is (the store does not parse frames).
 pub type Verify<'a> = &'a (dyn Fn(&[u8]) -> Result<(Vec<u8>, FrameInfo), VerifyError> + Sync);

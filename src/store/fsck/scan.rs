@@ -6,8 +6,7 @@ use std::ops::{Bound, ControlFlow};
 
 use rayon::prelude::*;
 
-use super::check::NO_PACK;
-use super::{Progress, Totals, Verify, VerifyError};
+use super::{NO_PACK, Progress, Totals, Verify, VerifyError};
 use crate::store::packs::{PACK_HEADER_LEN, Packs};
 use crate::store::records::*;
 use crate::store::txn::hex;
