@@ -6,13 +6,12 @@
 
 pub mod cache;
 pub mod codec;
-pub mod codectool;
-pub mod coder;
+pub mod commands;
 pub mod error;
 pub mod fs;
-pub mod fsck;
 pub mod logging;
 pub mod store;
+pub mod t5;
 pub mod train;
 pub mod volume;
 pub mod watchdog;

@@ -357,7 +357,7 @@ fn version_text() -> String {
         Ok(m) => format!("{} ({})", m.id().hex(), s2sfs::codec::default_model_origin()),
         Err(e) => format!("unavailable: {e}"),
     };
-    let kernels = match s2sfs::coder::selected_kernels() {
+    let kernels = match s2sfs::t5::selected_kernels() {
         Ok(k) => k.to_string(),
         Err(e) => e.to_string(),
     };
@@ -366,11 +366,11 @@ fn version_text() -> String {
 }
 
 fn fsck(args: FsckArgs) -> ExitCode {
-    match s2sfs::fsck::run(&args.store, args.repair, args.json) {
+    match s2sfs::commands::fsck::run(&args.store, args.repair, args.json) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("s2sfs fsck: {e}");
-            ExitCode::from(s2sfs::fsck::EXIT_ERROR)
+            ExitCode::from(s2sfs::commands::fsck::EXIT_ERROR)
         }
     }
 }
@@ -553,16 +553,16 @@ fn codec(cmd: CodecCommand) -> Result<()> {
     codec_run(cmd).map_err(|e| anyhow::anyhow!(s2sfs::error::error_chain(&e)))
 }
 
-fn codec_run(cmd: CodecCommand) -> Result<(), s2sfs::codectool::ToolError> {
-    use s2sfs::codectool as tool;
+fn codec_run(cmd: CodecCommand) -> Result<(), s2sfs::commands::codec::ToolError> {
+    use s2sfs::commands::codec as tool;
     let with = match &cmd {
         CodecCommand::Compress(f) | CodecCommand::Decompress(f) => &f.with,
         CodecCommand::Eval(t) | CodecCommand::Latents(t) => &t.with,
         CodecCommand::Batch { with, .. } => with,
     };
     let latents = match with.latent {
-        LatentArg::Learned => s2sfs::coder::Latents::Learned,
-        LatentArg::None => s2sfs::coder::Latents::Empty,
+        LatentArg::Learned => s2sfs::t5::Latents::Learned,
+        LatentArg::None => s2sfs::t5::Latents::Empty,
     };
     let set = tool::codecs(&with.spec, latents)?;
     let name = set.kind.name();
@@ -589,12 +589,12 @@ fn codec_run(cmd: CodecCommand) -> Result<(), s2sfs::codectool::ToolError> {
             print_report(json, &rows, |out| tool::render_eval(out, &rows, name))?;
         }
         CodecCommand::Latents(FilesTable { files, json, .. }) => {
-            let codec = set.model.map(s2sfs::coder::T5Codec::new).ok_or(tool::ToolError::NoModel)?;
+            let codec = set.model.map(s2sfs::t5::T5Codec::new).ok_or(tool::ToolError::NoModel)?;
             let rows = tool::latent_files(&codec, block, &files)?;
             print_report(json, &rows, |out| tool::render_latents(out, &rows))?;
         }
         CodecCommand::Batch { files, batch, json, .. } => {
-            let codec = set.model.map(s2sfs::coder::T5Codec::new).ok_or(tool::ToolError::NoModel)?;
+            let codec = set.model.map(s2sfs::t5::T5Codec::new).ok_or(tool::ToolError::NoModel)?;
             let bar = byte_bar(files.iter().map(|f| file_len(f)).sum(), "decoding in batches");
             let report = tool::batch_decode(&codecs, &codec, block, &files, batch as usize, &|n| bar.set_position(n))?;
             bar.finish_and_clear();
@@ -615,14 +615,14 @@ fn print_report<T: serde::Serialize>(
     json: bool,
     report: &T,
     render: impl FnOnce(&mut std::io::Stdout) -> std::io::Result<()>,
-) -> Result<(), s2sfs::codectool::ToolError> {
+) -> Result<(), s2sfs::commands::codec::ToolError> {
     let mut out = std::io::stdout();
     let written = if json {
         serde_json::to_string_pretty(report).map_err(std::io::Error::from).and_then(|text| writeln!(out, "{text}"))
     } else {
         render(&mut out)
     };
-    written.map_err(|source| s2sfs::codectool::ToolError::Io { path: "stdout".into(), source })
+    written.map_err(|source| s2sfs::commands::codec::ToolError::Io { path: "stdout".into(), source })
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {

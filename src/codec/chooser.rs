@@ -747,7 +747,7 @@ mod tests {
     }
 
     /// The t5 codec, recording the size of each batch it is given.
-    struct CountingT5(crate::coder::T5Codec, std::sync::Mutex<Vec<usize>>);
+    struct CountingT5(crate::t5::T5Codec, std::sync::Mutex<Vec<usize>>);
 
     impl Codec for CountingT5 {
         fn id(&self) -> CodecId {
@@ -774,7 +774,7 @@ mod tests {
 
     #[test]
     fn batched_decoding_gives_what_decode_frame_gives() {
-        use crate::coder::{Model, T5Codec, fixtures};
+        use crate::t5::{Model, T5Codec, fixtures};
         let counting = |model: Arc<Model>| Arc::new(CountingT5(T5Codec::new(model), Default::default()));
         let tiny = counting(fixtures::tiny_model());
         let other = counting(Arc::new(Model::random(fixtures::tiny_config(), fixtures::tiny_bpe(), 8).unwrap()));

@@ -1,7 +1,7 @@
 //! Frames and codecs: the self-describing frame format every stored block uses, the
 //! `Codec` trait, the classic codecs (raw, zstd), the chooser that picks one per block,
 //! the learned models a store keeps (`models`), and the one codec specification a user
-//! gives (`spec`). The learned `t5` codec (`crate::coder`) plugs in through `Codec`.
+//! gives (`spec`). The learned `t5` codec (`crate::t5`) plugs in through `Codec`.
 
 mod block_read;
 mod chooser;

@@ -10,7 +10,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::coder::{CoderError, Model};
+use crate::t5::{CoderError, Model};
 
 /// Content hash of a learned model's files; all zero for classic codecs.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
@@ -160,7 +160,7 @@ impl ModelRegistry {
         let tmp = self.dir.join(format!(".tmp-{}", id.hex()));
         let _ = std::fs::remove_dir_all(&tmp);
         model.save(&tmp).map_err(|e| copy(std::io::Error::other(e.to_string())))?;
-        for name in [crate::coder::model::CONFIG_FILE, crate::coder::model::TOKENIZER_FILE, crate::coder::model::WEIGHTS_FILE] {
+        for name in [crate::t5::model::CONFIG_FILE, crate::t5::model::TOKENIZER_FILE, crate::t5::model::WEIGHTS_FILE] {
             File::open(tmp.join(name)).and_then(|f| f.sync_all()).map_err(copy)?;
         }
         sync_dir(&tmp).map_err(copy)?;
@@ -219,7 +219,7 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::coder::fixtures::tiny_model;
+    use crate::t5::fixtures::tiny_model;
 
     #[test]
     fn hex_round_trips_and_tag_is_the_prefix() {
@@ -248,7 +248,7 @@ mod tests {
         assert_eq!(reg.load(&model.id()).unwrap().id(), model.id());
         assert!(reg.bytes(&model.id()) > 0);
         // Replaced weights: refused, naming the mismatch (or the load error).
-        let weights = reg.model_dir(&model.id()).join(crate::coder::model::WEIGHTS_FILE);
+        let weights = reg.model_dir(&model.id()).join(crate::t5::model::WEIGHTS_FILE);
         let mut bytes = std::fs::read(&weights).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 1;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::chooser::{Codecs, Target};
 use super::models::{ModelError, ModelId, ModelRegistry, load_model};
 use super::zstd::DEFAULT_LEVEL;
-use crate::coder::{Model, T5Codec};
+use crate::t5::{Model, T5Codec};
 
 /// How new blocks are coded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
@@ -195,7 +195,7 @@ mod tests {
     fn a_damaged_stored_model_is_reported_not_fatal() {
         let dir = tempfile::tempdir().unwrap();
         let reg = ModelRegistry::new(&dir.path().join("models"));
-        let model = crate::coder::fixtures::tiny_model();
+        let model = crate::t5::fixtures::tiny_model();
         reg.ensure(&model).unwrap();
         std::fs::remove_file(reg.model_dir(&model.id()).join("config.json")).unwrap();
         let set = open_codecs(&CodecSpec::default(), CodecKind::Zstd, Some(&reg)).unwrap();

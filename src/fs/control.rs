@@ -76,8 +76,8 @@ fn answer(stream: UnixStream, store: &Path, shared: &Arc<SharedVolume>) -> std::
     let mut out = Vec::new();
     match shared.volume().check(&mut |_| {}) {
         Ok(report) => {
-            writeln!(out, "exit {}", crate::fsck::exit_code(report.outcome))?;
-            crate::fsck::render(&mut out, store, &report, json)?;
+            writeln!(out, "exit {}", crate::commands::fsck::exit_code(report.outcome))?;
+            crate::commands::fsck::render(&mut out, store, &report, json)?;
         }
         Err(e) => writeln!(out, "error {e}")?,
     }

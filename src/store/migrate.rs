@@ -102,7 +102,7 @@ mod tests {
     use std::ops::Bound;
     use std::ops::ControlFlow;
 
-    use super::super::fsck::tests::{fixture, fsck, open};
+    use super::super::check::tests::{fixture, fsck, open};
     use super::super::meta::Records;
     use super::super::records::{TAG_INODE, TAG_SUPER};
     use super::*;

@@ -3,7 +3,7 @@
 //! leaves this module.
 
 mod compact;
-mod fsck;
+mod check;
 mod layout;
 mod meta;
 mod migrate;
@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock};
 
 pub use compact::CompactStats;
-pub use fsck::{FsckOutcome, FsckReport, NO_PACK, PassResult, Problem, Progress, Totals, Verify, VerifyError};
+pub use check::{FsckOutcome, FsckReport, NO_PACK, PassResult, Problem, Progress, Totals, Verify, VerifyError};
 pub use layout::{CloseState, FORMAT_VERSION, close_state, control_socket};
 pub use records::{BlockHash, BlockRecord, EntryRecord, FrameInfo, InodeRecord, Superblock, Timestamp};
 pub use totals::{BlockTotals, FrameGroup};

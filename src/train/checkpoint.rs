@@ -12,7 +12,7 @@ use super::error::{Result, TrainError};
 use super::optim::Adam;
 use super::params::Params;
 use super::replay::ReplayBuffer;
-use crate::coder::ModelConfig;
+use crate::t5::ModelConfig;
 
 const DIR: &str = "checkpoint";
 const WEIGHTS: &str = "weights.safetensors";

@@ -15,8 +15,8 @@ use super::corpus::{TokenBlock, token_lengths};
 use super::error::{Result, TrainError};
 use super::latent::LatentChoice;
 use super::float_net::{DeviceBatch, Fixed, Net};
-use crate::coder::model::{Tensors, WEIGHTS_FILE};
-use crate::coder::{Model, T5Codec};
+use crate::t5::model::{Tensors, WEIGHTS_FILE};
+use crate::t5::{Model, T5Codec};
 
 /// Bytes per block before it is split further to fit one window.
 const BLOCK_BYTES: usize = 512;

@@ -7,7 +7,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 
 use super::error::{Result, TrainError};
-use crate::coder::{ByteBpe, match_predictions};
+use crate::t5::{ByteBpe, match_predictions};
 
 /// Blocks are cut as the filesystem's default block size cuts files: the model learns
 /// what it will see, and the match model's history ends where a block ends.

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::coder::CoderError;
+use crate::t5::CoderError;
 
 pub type Result<T, E = TrainError> = std::result::Result<T, E>;
 

@@ -1,6 +1,6 @@
 //! The trained float parameters as the integer model of CODER.md: every value is the
 //! integer the fake quantization used in training, so the exported network computes
-//! what was trained. The model directory is written by `coder::model::Model`, the one
+//! what was trained. The model directory is written by `t5::model::Model`, the one
 //! writer of the format.
 
 use std::path::Path;
@@ -8,8 +8,8 @@ use std::path::Path;
 use super::error::Result;
 use super::params::{Holding, Params};
 use super::quant::Grid;
-use crate::coder::model::{Kind, MAX_BIAS, Model, Tensor, TensorData, Tensors, layout};
-use crate::coder::{ByteBpe, E_S};
+use crate::t5::model::{Kind, MAX_BIAS, Model, Tensor, TensorData, Tensors, layout};
+use crate::t5::{ByteBpe, E_S};
 
 /// The integer tensors of the current parameters.
 pub fn integer_tensors(params: &Params) -> Result<Tensors> {

@@ -7,7 +7,7 @@ use super::windows::Batch;
 use super::latent::{Latent, LatentChoice};
 use super::params::Quantized;
 use super::quant::{Grid, fake_quant};
-use crate::coder::{Direction, E_A, E_H, E_S, E_X, H_MAX, ModelConfig};
+use crate::t5::{Direction, E_A, E_H, E_S, E_X, H_MAX, ModelConfig};
 
 type CResult<T> = candle_core::Result<T>;
 

@@ -4,7 +4,7 @@
 //!
 //! corpus (files → 128 KiB blocks → BPE tokens + match predictions) → windows → batches
 //! → `float_net` (encoder → latent codes → decoder) → frame bits per byte → Adam → checkpoints
-//! → held-out measurement → integer export through `coder::model::Model`.
+//! → held-out measurement → integer export through `t5::model::Model`.
 
 mod checkpoint;
 mod compare;

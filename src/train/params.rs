@@ -1,5 +1,5 @@
 //! The float parameters being trained: one per tensor of the integer format
-//! (`coder::model::layout`), named as there, and their fake-quantized view for a step.
+//! (`t5::model::layout`), named as there, and their fake-quantized view for a step.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -9,8 +9,8 @@ use candle_core::{DType, Device, Tensor, Var};
 use super::error::{Result, TrainError};
 use super::quant::{Grid, fake_quant, weight_exponent};
 use super::rng::Rng;
-use crate::coder::model::{Kind, MAX_EXP, MIN_EXP, TensorSpec, layout};
-use crate::coder::{E_GAIN, E_S, E_X, ModelConfig};
+use crate::t5::model::{Kind, MAX_EXP, MIN_EXP, TensorSpec, layout};
+use crate::t5::{E_GAIN, E_S, E_X, ModelConfig};
 
 /// How the integer network holds a tensor: a matrix on its own power-of-two grid, q8 at
 /// a fixed exponent, or an i32 bias at E_S.

@@ -10,7 +10,7 @@
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Shape, Tensor, bail};
 
-use crate::coder::Q8_MAX;
+use crate::t5::Q8_MAX;
 
 /// Where a fake-quantized value lives: exponent `e` and the integer range.
 #[derive(Debug, Clone, Copy)]

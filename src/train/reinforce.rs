@@ -21,7 +21,7 @@ use super::params::Params;
 use super::policy::{Slots, log_probs};
 use super::replay::{Group, ReplayBuffer, importance_weight};
 use super::rng::Rng;
-use crate::coder::ModelConfig;
+use crate::t5::ModelConfig;
 
 /// Latents sampled per segment: the baseline of each is the mean of the others.
 pub const SAMPLES: usize = 4;

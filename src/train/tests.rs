@@ -8,7 +8,7 @@ use safetensors::SafeTensors;
 use safetensors::tensor::Dtype;
 
 use super::{TrainOptions, train};
-use crate::coder::{ModelConfig, fixtures};
+use crate::t5::{ModelConfig, fixtures};
 
 fn tiny_config() -> ModelConfig {
     // The coder's tiny test model, with a window of whole segments.
@@ -188,7 +188,7 @@ fn integer_model_codes_what_the_float_model_predicts() {
     use super::float_net::{DeviceBatch, Fixed, Net};
     use super::params::Params;
     use crate::codec::Codec;
-    use crate::coder::{ByteBpe, Model, T5Codec};
+    use crate::t5::{ByteBpe, Model, T5Codec};
     use candle_core::Device;
 
     let config = ModelConfig {
@@ -276,8 +276,8 @@ fn source_text(rng: &mut super::rng::Rng, len: usize) -> Vec<u8> {
 }
 
 /// The bits the exported model in `model_dir` codes `texts` in, with `latents`.
-fn coded_bits(model_dir: &Path, texts: &[Vec<u8>], latents: crate::coder::Latents) -> f64 {
-    use crate::coder::{Model, T5Codec};
+fn coded_bits(model_dir: &Path, texts: &[Vec<u8>], latents: crate::t5::Latents) -> f64 {
+    use crate::t5::{Model, T5Codec};
     let model = std::sync::Arc::new(Model::load(model_dir).expect("exported model"));
     let codec = T5Codec::new(model).with_latents(latents);
     texts
@@ -293,7 +293,7 @@ fn coded_bits(model_dir: &Path, texts: &[Vec<u8>], latents: crate::coder::Latent
 #[test]
 fn rl_stage_makes_the_latent_pay_where_it_can() {
     use super::rng::Rng;
-    use crate::coder::Latents;
+    use crate::t5::Latents;
 
     let corpus = tempfile::tempdir().expect("temp dir");
     let mut rng = Rng::derive(11, 0, 0);

@@ -23,8 +23,8 @@ use super::reinforce;
 use super::replay::ReplayBuffer;
 use super::rng::Rng;
 use super::summary::{Eval, TrainSummary};
-use crate::coder::model::TOKENIZER_FILE;
-use crate::coder::{ByteBpe, ModelConfig};
+use crate::t5::model::TOKENIZER_FILE;
+use crate::t5::{ByteBpe, ModelConfig};
 
 /// Gradients are clipped to this global norm (of the bits-per-byte objective).
 const CLIP: f64 = 1.0;

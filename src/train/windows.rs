@@ -2,12 +2,12 @@
 //!
 //! The decoder at position p reads the token before p (`START_TOKEN` at the block's
 //! start) and predicts token p, attending to the latent of p's segment, as the coder
-//! runs it (`coder::Predictor`). A window is `window` positions starting at a segment
+//! runs it (`t5::Predictor`). A window is `window` positions starting at a segment
 //! boundary.
 
 use super::corpus::TokenBlock;
 use super::rng::Rng;
-use crate::coder::{ModelConfig, START_TOKEN};
+use crate::t5::{ModelConfig, START_TOKEN};
 
 /// A window: block index and the position of its first predicted token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

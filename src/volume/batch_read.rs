@@ -1,4 +1,4 @@
-//! Whole-block reads decode their t5 frames as one batch on a GPU (`coder::batched::lockstep`), when
+//! Whole-block reads decode their t5 frames as one batch on a GPU (`t5::batched::lockstep`), when
 //! built with the `cuda` feature and one is present; every other block, and every read
 //! on a machine without one, goes the way of `read.rs`. A frame the batch does not decode
 //! is decoded again on the CPU, so a read returns the same bytes, or the same error,
@@ -23,7 +23,7 @@ pub(super) fn gpu() -> Option<&'static Device> {
     }
     static GPU: OnceLock<Option<Device>> = OnceLock::new();
     GPU.get_or_init(|| {
-        let device = crate::coder::batch_device();
+        let device = crate::t5::batch_device();
         if device.is_cuda() {
             log::info!("reads of several whole blocks decode their t5 frames in batches on {device:?}");
             Some(device)
@@ -122,7 +122,7 @@ mod tests {
 
     use super::*;
     use crate::codec::{CodecError, Target};
-    use crate::coder::fixtures;
+    use crate::t5::fixtures;
     use crate::error::Error;
     use crate::volume::{Caller, ROOT_INO, Volume, VolumeOptions};
 

@@ -255,7 +255,7 @@ impl Core {
     /// store): writers wait while the metadata is read, then frames are verified.
     pub fn check(&self, progress: &mut dyn FnMut(crate::store::Progress)) -> Result<crate::store::FsckReport> {
         let codecs = self.codecs();
-        let verify = |frame: &[u8]| crate::fsck::verify_frame(&codecs, frame);
+        let verify = |frame: &[u8]| crate::commands::fsck::verify_frame(&codecs, frame);
         Ok(self.store.fsck(&verify, false, progress)?)
     }
 }

@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use super::commit::frame_info;
 use super::{Core, lock};
 use crate::codec::{CodecId, Codecs, FrameHeader, ModelId, Target, add_model, learned_target, load_model};
-use crate::coder::Model;
+use crate::t5::Model;
 use crate::error::{Error, Result};
 use crate::store::{BlockHash, BlockRecord, FrameInfo};
 

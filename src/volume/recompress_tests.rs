@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::super::*;
 use super::*;
 use crate::codec::{CodecKind, CodecSpec};
-use crate::coder::fixtures;
+use crate::t5::fixtures;
 
 const ME: Caller = Caller { uid: 0, gid: 0 };
 const BS: usize = 4096;
@@ -411,7 +411,7 @@ fn on_demand_codec_or_model_retargets_t5_and_auto_volumes_for_the_mount() {
     drop(v);
     // An auto volume keeps writing zstd and recompresses to the model asked for.
     let v = Volume::open(&dir.path().join("auto"), VolumeOptions { codec: spec(CodecKind::Auto), ..opts() }).unwrap();
-    let other = Arc::new(crate::coder::Model::random(fixtures::tiny_config(), fixtures::tiny_bpe(), 99).unwrap());
+    let other = Arc::new(crate::t5::Model::random(fixtures::tiny_config(), fixtures::tiny_bpe(), 99).unwrap());
     let other_target = v.add_model(other).unwrap();
     v.retarget(other_target).unwrap();
     assert_eq!((v.codecs().writer(), v.recompress_to()), (Target::Zstd { level: 3 }, Some(other_target)));

@@ -26,7 +26,7 @@ fn text(len: usize, seed: u64) -> Vec<u8> {
 }
 
 // Incompressible bytes: stored raw.
-use crate::coder::fixtures::random_bytes as noise;
+use crate::t5::fixtures::random_bytes as noise;
 
 /// Creates `name` in the root with `data` at `offset`, committed; returns its inode.
 fn write_file(v: &Volume, name: &str, offset: u64, data: &[u8]) -> u64 {
@@ -192,7 +192,7 @@ fn models_are_ok_damaged_or_missing_and_t5_frames_are_counted() {
     let dir = tempfile::tempdir().unwrap();
     let v = Volume::open(dir.path(), opts()).unwrap();
     // A model the store keeps, and one whose directory is damaged.
-    let model = crate::coder::fixtures::tiny_model();
+    let model = crate::t5::fixtures::tiny_model();
     v.registry.ensure(&model).unwrap();
     let damaged = ModelId([0xab; 32]);
     std::fs::create_dir_all(v.registry.model_dir(&damaged)).unwrap();

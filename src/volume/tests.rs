@@ -223,7 +223,7 @@ fn a_held_file_entry_is_never_replaced() {
     assert!(v.existing_entry(ino).is_none());
 }
 
-use crate::coder::fixtures::random_bytes as noise;
+use crate::t5::fixtures::random_bytes as noise;
 
 /// A file with a compressed block, a raw one, a hole, another raw one and a short tail,
 /// committed; returns the volume reopened (empty cache), the inode and the contents.

@@ -203,7 +203,7 @@ fn training_repeats_across_thread_counts_and_empty_latents_decode() {
     for f in 0..12u64 {
         fs::write(corpus.join(format!("part{f}.txt")), text_bytes(f, 3000)).unwrap();
     }
-    let config = s2sfs::coder::ModelConfig {
+    let config = s2sfs::t5::ModelConfig {
         vocab: 300,
         d_model: 32,
         n_heads: 2,

@@ -3,7 +3,7 @@
 //! the repair left. A repair is only as good as what the volume can do afterwards, so
 //! these tests use the library's public API the way a user's tools do; damage that only
 //! the store's own raw accessors make, with nothing to read back through a volume, is
-//! tested inside the store (src/store/fsck/tests.rs).
+//! tested inside the store (src/store/check/tests.rs).
 
 use std::ffi::OsStr;
 use std::os::unix::fs::FileExt;
@@ -84,7 +84,7 @@ fn open(dir: &Path) -> Store {
 
 fn fsck(store: &Store, repair: bool) -> FsckReport {
     let codecs = Codecs::new(3);
-    let verify = |f: &[u8]| s2sfs::fsck::verify_frame(&codecs, f);
+    let verify = |f: &[u8]| s2sfs::commands::fsck::verify_frame(&codecs, f);
     store.fsck(&verify, repair, &mut |_| {}).unwrap()
 }
 
@@ -165,7 +165,7 @@ fn clean_volume_has_no_problems() {
     let store = open(fx.dir.path());
     let mut calls = Vec::new();
     let codecs = Codecs::new(3);
-    let verify = |f: &[u8]| s2sfs::fsck::verify_frame(&codecs, f);
+    let verify = |f: &[u8]| s2sfs::commands::fsck::verify_frame(&codecs, f);
     let report = store.fsck(&verify, false, &mut |p| calls.push(p)).unwrap();
     assert!(report.problems.is_empty(), "{:#?}", report.problems);
     assert!(report.notes.is_empty(), "{:#?}", report.notes);
@@ -541,7 +541,7 @@ fn frames_whose_model_is_missing_are_reported_and_left_alone() {
         assert_eq!(p.repaired, p.kind == "unreadable_block", "{p:#?}");
     }
     assert_eq!(report.outcome, FsckOutcome::ProblemsRemain);
-    assert_eq!(s2sfs::fsck::exit_code(report.outcome), s2sfs::fsck::EXIT_PROBLEMS);
+    assert_eq!(s2sfs::commands::fsck::exit_code(report.outcome), s2sfs::commands::fsck::EXIT_PROBLEMS);
     let second = report.after_repair.as_ref().unwrap();
     assert_eq!(kinds(&second.problems), ["unavailable_block"]);
     assert_eq!(second.problems.len(), 2);
