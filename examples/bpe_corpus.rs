@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use s2sfs::coder::ByteBpe;
+use s2sfs::t5::ByteBpe;
 
 const BLOCK: usize = 128 * 1024;
 const HELD_OUT_EVERY: usize = 5;

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use s2sfs::codec::Codec;
-use s2sfs::coder::{ByteBpe, Model, ModelConfig, T5Codec};
+use s2sfs::t5::{ByteBpe, Model, ModelConfig, T5Codec};
 
 const BLOCK: usize = 128 * 1024;
 const TRAIN_BYTES: usize = 4 << 20;
