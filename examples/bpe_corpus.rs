@@ -28,16 +28,12 @@ fn kinds(corpus: &Path) -> Result<Vec<Kind>> {
     for dir in sorted_entries(corpus, Path::is_dir)? {
         let mut blocks = Vec::new();
         for file in sorted_entries(&dir, Path::is_file)? {
-            let data =
-                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let data = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             blocks.extend(data.chunks(BLOCK).map(<[u8]>::to_vec));
         }
         let held_out = blocks.split_off(blocks.len() - blocks.len() / HELD_OUT_EVERY);
         kinds.push(Kind {
-            name: dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            name: dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
             train: blocks,
             held_out,
         });
@@ -77,38 +73,22 @@ fn main() -> Result<()> {
         bail!("usage: bpe_corpus CORPUS_DIR [TRAIN_MB] [VOCABS] [SAVE_DIR]");
     };
     let train_mb: usize = args.get(1).map_or(Ok(20), |s| s.parse())?;
-    let vocabs: Vec<usize> = args
-        .get(2)
-        .map_or("1024,2048,4096", String::as_str)
-        .split(',')
-        .map(str::parse)
-        .collect::<Result<_, _>>()?;
+    let vocabs: Vec<usize> =
+        args.get(2).map_or("1024,2048,4096", String::as_str).split(',').map(str::parse).collect::<Result<_, _>>()?;
     let save_dir = args.get(3).map(PathBuf::from);
 
     let kinds = kinds(Path::new(corpus))?;
     let per_kind = train_mb * 1_000_000 / kinds.len();
-    let train: Vec<Vec<u8>> = kinds
-        .iter()
-        .flat_map(|k| take(&k.train, per_kind))
-        .collect();
-    let eval: Vec<(&str, Vec<Vec<u8>>)> = kinds
-        .iter()
-        .map(|k| (k.name.as_str(), take(&k.held_out, 2_000_000)))
-        .collect();
+    let train: Vec<Vec<u8>> = kinds.iter().flat_map(|k| take(&k.train, per_kind)).collect();
+    let eval: Vec<(&str, Vec<Vec<u8>>)> =
+        kinds.iter().map(|k| (k.name.as_str(), take(&k.held_out, 2_000_000))).collect();
     let train_bytes: usize = train.iter().map(Vec::len).sum();
-    println!(
-        "training on {:.1} MB in {} blocks",
-        train_bytes as f64 / 1e6,
-        train.len()
-    );
+    println!("training on {:.1} MB in {} blocks", train_bytes as f64 / 1e6, train.len());
 
     for vocab in vocabs {
         let start = Instant::now();
         let bpe = ByteBpe::train(train.iter().cloned(), vocab)?;
-        println!(
-            "\nvocab {vocab}: trained in {:.1}s",
-            start.elapsed().as_secs_f64()
-        );
+        println!("\nvocab {vocab}: trained in {:.1}s", start.elapsed().as_secs_f64());
         if let Some(dir) = &save_dir {
             bpe.save(&dir.join(format!("bpe-{vocab}.json")))?;
         }
@@ -125,11 +105,7 @@ fn main() -> Result<()> {
                 }
             }
             seconds += start.elapsed().as_secs_f64();
-            println!(
-                "  {name:<8} {:>6.2} bytes/token on {:.1} MB",
-                bytes as f64 / tokens as f64,
-                bytes as f64 / 1e6
-            );
+            println!("  {name:<8} {:>6.2} bytes/token on {:.1} MB", bytes as f64 / tokens as f64, bytes as f64 / 1e6);
             all_bytes += bytes;
             all_tokens += tokens;
         }

@@ -21,10 +21,7 @@ const TRAIN_BYTES: usize = 4 << 20;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let corpus = PathBuf::from(
-        args.first()
-            .context("usage: t5_speed CORPUS_DIR [KIB] [MODEL_DIR]")?,
-    );
+    let corpus = PathBuf::from(args.first().context("usage: t5_speed CORPUS_DIR [KIB] [MODEL_DIR]")?);
     let kib: usize = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(128);
     let (train, sample) = split_corpus(&corpus, kib * 1024)?;
     let model = match args.get(2) {
@@ -33,24 +30,14 @@ fn main() -> Result<()> {
             let config = ModelConfig::default();
             let started = Instant::now();
             let bpe = ByteBpe::train(train.chunks(64 * 1024).map(<[u8]>::to_vec), config.vocab)?;
-            eprintln!(
-                "BPE of {} trained in {:.1?}",
-                config.vocab,
-                started.elapsed()
-            );
+            eprintln!("BPE of {} trained in {:.1?}", config.vocab, started.elapsed());
             Model::random(config, bpe, 1)?
         }
     };
     let codec = T5Codec::new(Arc::new(model));
-    let tokens: usize = sample
-        .chunks(BLOCK)
-        .map(|b| codec.model().tokenizer().encode(b).len())
-        .sum();
+    let tokens: usize = sample.chunks(BLOCK).map(|b| codec.model().tokenizer().encode(b).len()).sum();
     let started = cpu_seconds();
-    let payloads = sample
-        .chunks(BLOCK)
-        .map(|b| codec.compress(b))
-        .collect::<Result<Vec<_>, _>>()?;
+    let payloads = sample.chunks(BLOCK).map(|b| codec.compress(b)).collect::<Result<Vec<_>, _>>()?;
     let compress = cpu_seconds() - started;
     let started = cpu_seconds();
     for (payload, block) in payloads.iter().zip(sample.chunks(BLOCK)) {
@@ -66,22 +53,14 @@ fn main() -> Result<()> {
         sample.len() as f64 / tokens as f64
     );
     for (what, secs) in [("compress", compress), ("decompress", decompress)] {
-        println!(
-            "{what:>10}: {:.2} s of CPU, {:.0} tokens/s, {:.1} KB/s",
-            secs,
-            tokens as f64 / secs,
-            kb / secs
-        );
+        println!("{what:>10}: {:.2} s of CPU, {:.0} tokens/s, {:.1} KB/s", secs, tokens as f64 / secs, kb / secs);
     }
     Ok(())
 }
 
 /// CPU time of this thread: the machine is shared, so wall time would measure the others.
 fn cpu_seconds() -> f64 {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime writes one timespec into the valid pointer given.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
     t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
@@ -96,9 +75,7 @@ fn split_corpus(corpus: &Path, sample_len: usize) -> Result<(Vec<u8>, Vec<u8>)> 
     for kind in &kinds {
         let mut data = Vec::new();
         for file in sorted(kind)? {
-            data.extend(
-                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?,
-            );
+            data.extend(std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?);
         }
         let cut = data.len().saturating_sub(per_kind);
         sample.extend_from_slice(&data[cut..]);

@@ -32,7 +32,9 @@ pub fn init(verbose: u8) {
     let mut builder = env_logger::Builder::new();
     builder.parse_filters(level).parse_default_env();
     if stderr_is_journal() {
-        builder.format(|f, record| writeln!(f, "<{}>{}: {}", syslog_priority(record.level()), record.target(), record.args()));
+        builder.format(|f, record| {
+            writeln!(f, "<{}>{}: {}", syslog_priority(record.level()), record.target(), record.args())
+        });
     }
     builder.target(env_logger::Target::Pipe(Box::new(Stderr))).init();
 }
@@ -85,9 +87,8 @@ impl Rotation {
         if size < self.rotate_above {
             return;
         }
-        let fresh = std::fs::rename(&self.path, rotated_path(&self.path)).and_then(|()| {
-            OpenOptions::new().append(true).create(true).mode(0o600).open(&self.path)
-        });
+        let fresh = std::fs::rename(&self.path, rotated_path(&self.path))
+            .and_then(|()| OpenOptions::new().append(true).create(true).mode(0o600).open(&self.path));
         match fresh {
             Ok(file) => point_stderr_at(&file),
             // No room for a new file (a full disk): start the old one again rather than

@@ -10,11 +10,7 @@ use s2sfs::VolumeOptions;
 use s2sfs::codec::CodecSpec;
 
 #[derive(Parser)]
-#[command(
-    name = "s2sfs",
-    version,
-    about = "A FUSE filesystem that compresses file data block by block"
-)]
+#[command(name = "s2sfs", version, about = "A FUSE filesystem that compresses file data block by block")]
 struct Cli {
     /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides it.
     #[arg(short, long, action = ArgAction::Count, global = true)]
@@ -318,7 +314,9 @@ struct RecompressAfter(Option<std::time::Duration>);
 fn parse_recompress_after(s: &str) -> Result<RecompressAfter, String> {
     match s {
         "off" | "0" => Ok(RecompressAfter(None)),
-        _ => humantime::parse_duration(s).map(|d| RecompressAfter(Some(d))).map_err(|e| format!("{e} (e.g. 30s, 10m, 2h, or off)")),
+        _ => humantime::parse_duration(s)
+            .map(|d| RecompressAfter(Some(d)))
+            .map_err(|e| format!("{e} (e.g. 30s, 10m, 2h, or off)")),
     }
 }
 
@@ -395,9 +393,12 @@ fn recompress(cmd: RecompressCmd) -> Result<ExitCode> {
         bar.set_position(p.blocks_done);
     });
     bar.finish_and_clear();
-    let report = report
-        .map_err(|e| anyhow::anyhow!("recompressing {shown}: {e}"))?
-        .ok_or_else(|| anyhow::anyhow!("the daemon of {shown} does not answer on {} (has it exited?)", s2sfs::store::control_socket(&store).display()))?;
+    let report = report.map_err(|e| anyhow::anyhow!("recompressing {shown}: {e}"))?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "the daemon of {shown} does not answer on {} (has it exited?)",
+            s2sfs::store::control_socket(&store).display()
+        )
+    })?;
     if cmd.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -408,15 +409,29 @@ fn recompress(cmd: RecompressCmd) -> Result<ExitCode> {
             report.blocks_recompressed, report.blocks_examined, report.target, report.seconds
         );
         println!("  logical bytes  {:>14} ({})", report.logical_bytes, HumanBytes(report.logical_bytes));
-        println!("  stored before  {:>14} ({}, {:.2}x)", report.stored_before, HumanBytes(report.stored_before), ratio(report.stored_before));
-        println!("  stored after   {:>14} ({}, {:.2}x)", report.stored_after, HumanBytes(report.stored_after), ratio(report.stored_after));
+        println!(
+            "  stored before  {:>14} ({}, {:.2}x)",
+            report.stored_before,
+            HumanBytes(report.stored_before),
+            ratio(report.stored_before)
+        );
+        println!(
+            "  stored after   {:>14} ({}, {:.2}x)",
+            report.stored_after,
+            HumanBytes(report.stored_after),
+            ratio(report.stored_after)
+        );
         println!(
             "  {} kept (no gain), {} skipped (changed meanwhile), {} paused for requests",
             report.blocks_kept, report.blocks_skipped, report.pauses
         );
     }
     if report.blocks_damaged > 0 {
-        eprintln!("s2sfs: {} blocks do not decode; `s2sfs fsck --store {}` reports them", report.blocks_damaged, store.display());
+        eprintln!(
+            "s2sfs: {} blocks do not decode; `s2sfs fsck --store {}` reports them",
+            report.blocks_damaged,
+            store.display()
+        );
         return Ok(ExitCode::FAILURE);
     }
     if report.stopped {
@@ -521,14 +536,29 @@ fn quantization(model: &std::path::Path, json: bool, files: &[PathBuf]) -> Resul
     println!("{:<28} {:>10} {:>7} {:>10} {:>10} {:>8}", "file", "bytes", "blocks", "float bpb", "int bpb", "int/flt");
     let (mut bytes, mut float, mut int) = (0u64, 0.0, 0.0);
     for r in &rows {
-        let name = r.file.file_name().map_or_else(|| r.file.display().to_string(), |n| n.to_string_lossy().into_owned());
-        println!("{name:<28} {:>10} {:>7} {:>10.4} {:>10.4} {:>+7.2}%", r.bytes, r.blocks, r.float_bits_per_byte, r.integer_bits_per_byte, 100.0 * r.excess());
+        let name =
+            r.file.file_name().map_or_else(|| r.file.display().to_string(), |n| n.to_string_lossy().into_owned());
+        println!(
+            "{name:<28} {:>10} {:>7} {:>10.4} {:>10.4} {:>+7.2}%",
+            r.bytes,
+            r.blocks,
+            r.float_bits_per_byte,
+            r.integer_bits_per_byte,
+            100.0 * r.excess()
+        );
         bytes += r.bytes;
         float += r.float_bits_per_byte * r.bytes as f64;
         int += r.integer_bits_per_byte * r.bytes as f64;
     }
     let n = bytes.max(1) as f64;
-    println!("{:<28} {bytes:>10} {:>7} {:>10.4} {:>10.4} {:>+7.2}%", "TOTAL", "", float / n, int / n, 100.0 * (int / float - 1.0));
+    println!(
+        "{:<28} {bytes:>10} {:>7} {:>10.4} {:>10.4} {:>+7.2}%",
+        "TOTAL",
+        "",
+        float / n,
+        int / n,
+        100.0 * (int / float - 1.0)
+    );
     Ok(())
 }
 
@@ -574,7 +604,11 @@ fn codec_run(cmd: CodecCommand) -> Result<(), s2sfs::commands::codec::ToolError>
             let written = tool::compress_file(&codecs, block, &input, &output, &|n| bar.set_position(n))?;
             bar.finish_and_clear();
             let n = file_len(&input);
-            eprintln!("{}: {n} bytes -> {written} bytes ({:.3}x, {name})", input.display(), n as f64 / written.max(1) as f64);
+            eprintln!(
+                "{}: {n} bytes -> {written} bytes ({:.3}x, {name})",
+                input.display(),
+                n as f64 / written.max(1) as f64
+            );
         }
         CodecCommand::Decompress(FileToFile { input, output, .. }) => {
             let bar = byte_bar(0, "decompressing");
@@ -602,7 +636,13 @@ fn codec_run(cmd: CodecCommand) -> Result<(), s2sfs::commands::codec::ToolError>
                 writeln!(
                     out,
                     "{} t5 frames ({} bytes; {} other frames not decoded here) in batches of {} on {}: {:.2} s, {:.1} KB/s",
-                    report.frames, report.bytes, report.other_frames, report.batch, report.device, report.decode_wall_s, report.decode_kb_s
+                    report.frames,
+                    report.bytes,
+                    report.other_frames,
+                    report.batch,
+                    report.device,
+                    report.decode_wall_s,
+                    report.decode_kb_s
                 )
             })?;
         }
@@ -658,7 +698,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Manpages { dir } => {
             std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
-            clap_mangen::generate_to(Cli::command(), &dir).map_err(|e| anyhow::anyhow!("writing man pages into {}: {e}", dir.display()))?;
+            clap_mangen::generate_to(Cli::command(), &dir)
+                .map_err(|e| anyhow::anyhow!("writing man pages into {}: {e}", dir.display()))?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -679,7 +720,11 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         // A reader that went away (`s2sfs stats /data | head`) is not an error to report.
-        Err(e) if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) => {
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -94,10 +94,12 @@ fn global() -> &'static Watchdog {
                 std::thread::sleep(CHECK_EVERY);
                 for report in global().check() {
                     match report {
-                        Report::Slow { op, thread, secs } => log::warn!(
-                            "{op} has been running for {secs} s on thread {thread}: the daemon may be stuck"
-                        ),
-                        Report::Ended { op, thread, secs } => log::warn!("{op} on thread {thread} ended after {secs} s"),
+                        Report::Slow { op, thread, secs } => {
+                            log::warn!("{op} has been running for {secs} s on thread {thread}: the daemon may be stuck")
+                        }
+                        Report::Ended { op, thread, secs } => {
+                            log::warn!("{op} on thread {thread} ended after {secs} s")
+                        }
                     }
                 }
             }

@@ -91,22 +91,22 @@ fn pinned_rename_and_link_errors() {
         Op::Mkdir { path: p("a/b") },
         Op::Create { path: p("a/b/c"), via_create: false },
         Op::Create { path: p("b"), via_create: true },
-        Op::Rename { from: p("b"), to: p("a"), mode: RenameMode::Plain },          // EISDIR
-        Op::Rename { from: p("a"), to: p("b"), mode: RenameMode::Plain },          // ENOTDIR
+        Op::Rename { from: p("b"), to: p("a"), mode: RenameMode::Plain }, // EISDIR
+        Op::Rename { from: p("a"), to: p("b"), mode: RenameMode::Plain }, // ENOTDIR
         Op::Mkdir { path: p("c") },
-        Op::Rename { from: p("c"), to: p("a"), mode: RenameMode::Plain },          // ENOTEMPTY
-        Op::Rename { from: p("b"), to: p("c"), mode: RenameMode::NoReplace },      // EEXIST
-        Op::Rename { from: p("b"), to: p("a/c"), mode: RenameMode::Exchange },     // ENOENT
-        Op::Rmdir { path: p("a") },                                                // ENOTEMPTY
-        Op::Rmdir { path: p("b") },                                                // ENOTDIR
-        Op::Unlink { path: p("c") },                                               // EISDIR
-        Op::Link { from: p("b"), to: p("a/b/c") },                                 // EEXIST
+        Op::Rename { from: p("c"), to: p("a"), mode: RenameMode::Plain }, // ENOTEMPTY
+        Op::Rename { from: p("b"), to: p("c"), mode: RenameMode::NoReplace }, // EEXIST
+        Op::Rename { from: p("b"), to: p("a/c"), mode: RenameMode::Exchange }, // ENOENT
+        Op::Rmdir { path: p("a") },                                       // ENOTEMPTY
+        Op::Rmdir { path: p("b") },                                       // ENOTDIR
+        Op::Unlink { path: p("c") },                                      // EISDIR
+        Op::Link { from: p("b"), to: p("a/b/c") },                        // EEXIST
         Op::Link { from: p("b"), to: p("a/b/a") },
-        Op::Link { from: p("b/a"), to: p("a/a") },                                 // ENOTDIR
-        Op::Rename { from: p("a/b/a"), to: p("b"), mode: RenameMode::Plain },      // same inode: skipped
+        Op::Link { from: p("b/a"), to: p("a/a") }, // ENOTDIR
+        Op::Rename { from: p("a/b/a"), to: p("b"), mode: RenameMode::Plain }, // same inode: skipped
         Op::Write { path: p("b"), offset: 0, len: 100, fill: Fill::Text(2), keep_dirty: false },
         Op::Unlink { path: p("b") },
-        Op::Rename { from: p("a/b/a"), to: p("a/b/c"), mode: RenameMode::Plain },  // over a file
+        Op::Rename { from: p("a/b/a"), to: p("a/b/c"), mode: RenameMode::Plain }, // over a file
         Op::Remount,
     ]);
 }

@@ -50,13 +50,7 @@ pub struct CacheCounters {
 impl BlockCache {
     /// A cache holding at most `capacity_bytes` bytes of block data. Zero caches nothing.
     pub fn new(capacity_bytes: usize) -> Self {
-        BlockCache {
-            map: LruCache::unbounded(),
-            bytes: 0,
-            capacity: capacity_bytes,
-            hits: 0,
-            misses: 0,
-        }
+        BlockCache { map: LruCache::unbounded(), bytes: 0, capacity: capacity_bytes, hits: 0, misses: 0 }
     }
 
     /// The block with this hash, marking it most recently used; counted as a hit or a miss.
@@ -215,9 +209,7 @@ mod tests {
         for i in 0..=255u8 {
             c.insert(key(i), block((i as usize * 37) % 3000 + 1, i));
             assert!(c.bytes() <= 10_000);
-            let sum: usize = (0..=255u8)
-                .filter_map(|k| c.map.peek(&key(k)).map(|b| b.len()))
-                .sum();
+            let sum: usize = (0..=255u8).filter_map(|k| c.map.peek(&key(k)).map(|b| b.len())).sum();
             assert_eq!(sum, c.bytes());
         }
     }

@@ -43,13 +43,20 @@ const PROBE_ABOVE_ZSTD_LEVEL: i32 = 3;
 pub enum Target {
     Raw,
     /// zstd at this level, when it saves at least 1/8 of the block; raw otherwise.
-    Zstd { level: i32 },
+    Zstd {
+        level: i32,
+    },
     /// The learned codec with `model`, when it saves at least 1/8; raw otherwise. What
     /// `s2sfs codec` measures: the learned coder alone.
-    Learned { model: ModelId },
+    Learned {
+        model: ModelId,
+    },
     /// The smallest valid frame of: the learned codec with `model`, zstd at `zstd_level`,
     /// raw. A block never grows because of the learned coder. What volumes write.
-    Smallest { model: ModelId, zstd_level: i32 },
+    Smallest {
+        model: ModelId,
+        zstd_level: i32,
+    },
 }
 
 impl Target {
@@ -103,7 +110,9 @@ impl Codecs {
     /// Whether `encode_as` can write `target`.
     pub fn check_target(&self, target: Target) -> Result<(), CodecError> {
         match target {
-            Target::Smallest { model, .. } | Target::Learned { model } if !self.has_model(model) => Err(CodecError::UnknownModel(model)),
+            Target::Smallest { model, .. } | Target::Learned { model } if !self.has_model(model) => {
+                Err(CodecError::UnknownModel(model))
+            }
             _ => Ok(()),
         }
     }
@@ -231,7 +240,11 @@ impl Codecs {
     /// of a codec that batches (t5) are decoded together, one call per codec and model,
     /// the batchable work on `device`; the others one by one. A damaged frame is an error
     /// for that frame only.
-    pub fn decode_frames_batched(&self, frames: &[&[u8]], device: &candle_core::Device) -> Vec<Result<Vec<u8>, CodecError>> {
+    pub fn decode_frames_batched(
+        &self,
+        frames: &[&[u8]],
+        device: &candle_core::Device,
+    ) -> Vec<Result<Vec<u8>, CodecError>> {
         let mut results: Vec<Option<Result<Vec<u8>, CodecError>>> = frames.iter().map(|_| None).collect();
         // Frames that open, by codec: (codec, [(index, header, payload)]).
         type Member<'f> = (usize, FrameHeader, &'f [u8]);
@@ -306,9 +319,7 @@ impl Codecs {
     }
 
     fn position(&self, id: CodecId, model_id: ModelId) -> Option<usize> {
-        self.codecs
-            .iter()
-            .position(|c| c.id() == id && c.model_id() == model_id)
+        self.codecs.iter().position(|c| c.id() == id && c.model_id() == model_id)
     }
 }
 
@@ -316,14 +327,7 @@ impl fmt::Debug for Codecs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Codecs")
             .field("writer", &self.writer)
-            .field(
-                "readers",
-                &self
-                    .codecs
-                    .iter()
-                    .map(|c| format!("{}/{:?}", c.id(), c.model_id()))
-                    .collect::<Vec<_>>(),
-            )
+            .field("readers", &self.codecs.iter().map(|c| format!("{}/{:?}", c.id(), c.model_id())).collect::<Vec<_>>())
             .finish()
     }
 }
@@ -398,14 +402,7 @@ mod tests {
     }
 
     fn text(n: usize) -> Vec<u8> {
-        let words = [
-            "alpha ",
-            "beta ",
-            "gamma\n",
-            "delta ",
-            "epsilon, ",
-            "zeta. ",
-        ];
+        let words = ["alpha ", "beta ", "gamma\n", "delta ", "epsilon, ", "zeta. "];
         let r = random(n, 42);
         let mut out = Vec::with_capacity(n + 16);
         let mut i = 0;
@@ -422,14 +419,7 @@ mod tests {
     }
 
     fn samples() -> Vec<Vec<u8>> {
-        vec![
-            Vec::new(),
-            b"x".to_vec(),
-            text(300),
-            text(BLOCK),
-            random(BLOCK, 1),
-            vec![0xab; BLOCK],
-        ]
+        vec![Vec::new(), b"x".to_vec(), text(300), text(BLOCK), random(BLOCK, 1), vec![0xab; BLOCK]]
     }
 
     #[test]
@@ -469,10 +459,7 @@ mod tests {
             }
             // Tiny and empty blocks gain nothing from zstd's own framing.
             assert_eq!(codec_of(&codecs.encode_block(b"").unwrap()), CodecId::Raw);
-            assert_eq!(
-                codec_of(&codecs.encode_block(b"abc").unwrap()),
-                CodecId::Raw
-            );
+            assert_eq!(codec_of(&codecs.encode_block(b"abc").unwrap()), CodecId::Raw);
         }
     }
 
@@ -486,18 +473,12 @@ mod tests {
         // head); the threshold then stores it raw. Wasted work, never a wrong choice.
         let mut mixed = text(8 * 1024);
         mixed.extend(random(BLOCK - mixed.len(), 4));
-        assert_eq!(
-            codec_of(&codecs.encode_block(&mixed).unwrap()),
-            CodecId::Raw
-        );
+        assert_eq!(codec_of(&codecs.encode_block(&mixed).unwrap()), CodecId::Raw);
         // Half text, half random saves well over 1/8 and must not be aborted.
         let mut half = text(BLOCK / 2);
         half.extend(random(BLOCK / 2, 5));
         assert!(!looks_incompressible(&half));
-        assert_eq!(
-            codec_of(&codecs.encode_block(&half).unwrap()),
-            CodecId::Zstd
-        );
+        assert_eq!(codec_of(&codecs.encode_block(&half).unwrap()), CodecId::Zstd);
     }
 
     /// A stand-in learned codec whose payload size the test controls: it drops trailing
@@ -517,9 +498,7 @@ mod tests {
         }
         fn decompress(&self, payload: &[u8], plain_len: usize) -> Result<Vec<u8>, CodecError> {
             if payload.len() > plain_len {
-                return Err(CodecError::Decompress(
-                    "payload longer than plaintext".into(),
-                ));
+                return Err(CodecError::Decompress("payload longer than plaintext".into()));
             }
             let mut v = payload.to_vec();
             v.resize(plain_len, 0);
@@ -599,15 +578,10 @@ mod tests {
         assert_eq!(codec_of(&frame), CodecId::T5);
 
         let plain = writing(Target::Raw);
-        assert!(
-            matches!(plain.decode_frame(&frame), Err(CodecError::UnknownModel(m)) if m == model)
-        );
+        assert!(matches!(plain.decode_frame(&frame), Err(CodecError::UnknownModel(m)) if m == model));
         // Another model of the same codec is not good enough either.
         let other = with_trim(ModelId([8; 32]));
-        assert!(matches!(
-            other.decode_frame(&frame),
-            Err(CodecError::UnknownModel(_))
-        ));
+        assert!(matches!(other.decode_frame(&frame), Err(CodecError::UnknownModel(_))));
         // Registering the right one makes it readable, whatever the writer.
         let mut reader = writing(Target::Raw);
         reader.register(Arc::new(TrimZeros(model)));
@@ -618,29 +592,18 @@ mod tests {
     #[test]
     fn t5_frames_need_their_model() {
         let model = ModelId([1; 32]);
-        let frame = FrameHeader::new(CodecId::T5, model, b"abc", b"zz")
-            .unwrap()
-            .encode(b"zz");
+        let frame = FrameHeader::new(CodecId::T5, model, b"abc", b"zz").unwrap().encode(b"zz");
         let codecs = Codecs::new(3);
-        assert!(
-            matches!(codecs.decode_frame(&frame), Err(CodecError::UnknownModel(m)) if m == model)
-        );
+        assert!(matches!(codecs.decode_frame(&frame), Err(CodecError::UnknownModel(m)) if m == model));
     }
 
     #[test]
     fn decode_ignores_the_configured_codec() {
         let data = text(BLOCK);
-        let zstd_frame = Codecs::new(3)
-            .encode_block(&data)
-            .unwrap();
+        let zstd_frame = Codecs::new(3).encode_block(&data).unwrap();
         assert_eq!(codec_of(&zstd_frame), CodecId::Zstd);
-        let raw_frame = writing(Target::Raw)
-            .encode_block(&data)
-            .unwrap();
-        for reader in [
-            writing(Target::Raw),
-            Codecs::new(19),
-        ] {
+        let raw_frame = writing(Target::Raw).encode_block(&data).unwrap();
+        for reader in [writing(Target::Raw), Codecs::new(19)] {
             assert_eq!(reader.decode_frame(&zstd_frame).unwrap(), data);
             assert_eq!(reader.decode_frame(&raw_frame).unwrap(), data);
         }
@@ -666,11 +629,7 @@ mod tests {
         let codecs = Codecs::new(3);
         for frame in small_frames() {
             let original = codecs.decode_frame(&frame).unwrap();
-            let strict_bits = if codec_of(&frame) == CodecId::Raw {
-                frame.len() * 8
-            } else {
-                HEADER_LEN * 8
-            };
+            let strict_bits = if codec_of(&frame) == CodecId::Raw { frame.len() * 8 } else { HEADER_LEN * 8 };
             let mut harmless = 0;
             for bit in 0..frame.len() * 8 {
                 let mut bad = frame.clone();
@@ -693,17 +652,11 @@ mod tests {
         let codecs = Codecs::new(3);
         for frame in small_frames() {
             for n in 0..frame.len() {
-                assert!(
-                    codecs.decode_frame(&frame[..n]).is_err(),
-                    "prefix {n} accepted"
-                );
+                assert!(codecs.decode_frame(&frame[..n]).is_err(), "prefix {n} accepted");
             }
             let mut padded = frame.clone();
             padded.push(0);
-            assert!(matches!(
-                codecs.decode_frame(&padded),
-                Err(CodecError::TrailingBytes(1))
-            ));
+            assert!(matches!(codecs.decode_frame(&padded), Err(CodecError::TrailingBytes(1))));
         }
     }
 
@@ -712,25 +665,16 @@ mod tests {
         let codecs = Codecs::new(3);
         let mut h = FrameHeader::new(CodecId::Zstd, ModelId::NONE, b"", b"").unwrap();
         h.plain_len = u32::MAX;
-        assert!(matches!(
-            codecs.decode_frame(&h.encode(b"")),
-            Err(CodecError::TooLarge(_))
-        ));
+        assert!(matches!(codecs.decode_frame(&h.encode(b"")), Err(CodecError::TooLarge(_))));
         h.plain_len = (MAX_PLAIN_LEN + 1) as u32;
-        assert!(matches!(
-            codecs.decode_frame(&h.encode(b"")),
-            Err(CodecError::TooLarge(_))
-        ));
+        assert!(matches!(codecs.decode_frame(&h.encode(b"")), Err(CodecError::TooLarge(_))));
         // A zstd payload that claims more than plain_len is refused by the capacity bound.
         let big = vec![7u8; 1 << 20];
         let payload = Zstd::new(3).compress(&big).unwrap();
         let mut h = FrameHeader::new(CodecId::Zstd, ModelId::NONE, &big, &payload).unwrap();
         h.plain_len = 1000;
         assert!(codecs.decode_frame(&h.encode(&payload)).is_err());
-        assert!(matches!(
-            codecs.encode_block(&vec![1u8; MAX_PLAIN_LEN + 1]),
-            Err(CodecError::TooLarge(_))
-        ));
+        assert!(matches!(codecs.encode_block(&vec![1u8; MAX_PLAIN_LEN + 1]), Err(CodecError::TooLarge(_))));
     }
 
     #[test]
@@ -740,10 +684,7 @@ mod tests {
         let payload = Zstd::new(3).compress(&data).unwrap();
         let mut h = FrameHeader::new(CodecId::Zstd, ModelId::NONE, &data, &payload).unwrap();
         h.checksum ^= 1;
-        assert!(matches!(
-            codecs.decode_frame(&h.encode(&payload)),
-            Err(CodecError::Checksum)
-        ));
+        assert!(matches!(codecs.decode_frame(&h.encode(&payload)), Err(CodecError::Checksum)));
     }
 
     /// The t5 codec, recording the size of each batch it is given.

@@ -95,23 +95,10 @@ impl FrameHeader {
     /// Builds the header for `plain` encoded as `payload` by `codec`.
     ///
     /// Fails only when a length does not fit the header's u32 fields.
-    pub fn new(
-        codec: CodecId,
-        model_id: ModelId,
-        plain: &[u8],
-        payload: &[u8],
-    ) -> Result<FrameHeader, CodecError> {
-        let plain_len =
-            u32::try_from(plain.len()).map_err(|_| CodecError::TooLarge(plain.len()))?;
-        let payload_len =
-            u32::try_from(payload.len()).map_err(|_| CodecError::TooLarge(payload.len()))?;
-        Ok(FrameHeader {
-            codec,
-            model_id,
-            plain_len,
-            payload_len,
-            checksum: xxh3_64(plain),
-        })
+    pub fn new(codec: CodecId, model_id: ModelId, plain: &[u8], payload: &[u8]) -> Result<FrameHeader, CodecError> {
+        let plain_len = u32::try_from(plain.len()).map_err(|_| CodecError::TooLarge(plain.len()))?;
+        let payload_len = u32::try_from(payload.len()).map_err(|_| CodecError::TooLarge(payload.len()))?;
+        Ok(FrameHeader { codec, model_id, plain_len, payload_len, checksum: xxh3_64(plain) })
     }
 
     /// Parses and verifies the header at the start of `bytes` (which may hold more: the
@@ -171,11 +158,7 @@ impl FrameHeader {
     /// `payload.len()` must equal `self.payload_len`; a mismatch is a caller bug, and the
     /// resulting frame would be rejected on read (wrong length), never misread.
     pub fn encode(&self, payload: &[u8]) -> Vec<u8> {
-        debug_assert_eq!(
-            payload.len(),
-            self.payload_len as usize,
-            "payload_len mismatch"
-        );
+        debug_assert_eq!(payload.len(), self.payload_len as usize, "payload_len mismatch");
         let mut frame = Vec::with_capacity(HEADER_LEN + payload.len());
         frame.extend_from_slice(&self.to_bytes());
         frame.extend_from_slice(payload);
@@ -213,14 +196,8 @@ mod tests {
         assert_eq!(&h[8..40], &[7; 32]);
         assert_eq!(u32::from_le_bytes(h[40..44].try_into().unwrap()), 11);
         assert_eq!(u32::from_le_bytes(h[44..48].try_into().unwrap()), 7);
-        assert_eq!(
-            u64::from_le_bytes(h[48..56].try_into().unwrap()),
-            xxh3_64(b"hello world")
-        );
-        assert_eq!(
-            u32::from_le_bytes(h[56..60].try_into().unwrap()),
-            xxh3_64(&h[..56]) as u32
-        );
+        assert_eq!(u64::from_le_bytes(h[48..56].try_into().unwrap()), xxh3_64(b"hello world"));
+        assert_eq!(u32::from_le_bytes(h[56..60].try_into().unwrap()), xxh3_64(&h[..56]) as u32);
     }
 
     #[test]
@@ -247,10 +224,7 @@ mod tests {
     fn short_input_is_truncated() {
         let h = sample().to_bytes();
         for n in 0..HEADER_LEN {
-            assert!(matches!(
-                FrameHeader::parse(&h[..n]),
-                Err(CodecError::Truncated(_))
-            ));
+            assert!(matches!(FrameHeader::parse(&h[..n]), Err(CodecError::Truncated(_))));
         }
     }
 
@@ -272,26 +246,17 @@ mod tests {
         let mut h = sample().to_bytes();
         h[OFF_CODEC] = 9;
         reseal(&mut h);
-        assert!(matches!(
-            FrameHeader::parse(&h),
-            Err(CodecError::UnknownCodec(9))
-        ));
+        assert!(matches!(FrameHeader::parse(&h), Err(CodecError::UnknownCodec(9))));
 
         let mut h = sample().to_bytes();
         h[OFF_FLAGS] = 1;
         reseal(&mut h);
-        assert!(matches!(
-            FrameHeader::parse(&h),
-            Err(CodecError::Unsupported(_))
-        ));
+        assert!(matches!(FrameHeader::parse(&h), Err(CodecError::Unsupported(_))));
 
         let mut h = sample().to_bytes();
         h[OFF_RESERVED + 1] = 1;
         reseal(&mut h);
-        assert!(matches!(
-            FrameHeader::parse(&h),
-            Err(CodecError::Unsupported(_))
-        ));
+        assert!(matches!(FrameHeader::parse(&h), Err(CodecError::Unsupported(_))));
     }
 
     #[test]

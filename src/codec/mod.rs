@@ -15,8 +15,11 @@ pub use self::block_read::BlockReadError;
 pub use self::chooser::{Codecs, MAX_PLAIN_LEN, Target};
 pub use self::frame::{CodecId, FrameHeader, HEADER_LEN};
 pub use self::models::{ModelError, ModelId, ModelRegistry, default_model, default_model_origin, load_model};
-pub use self::spec::{ARCHIVAL_ZSTD_LEVEL, CodecKind, CodecSet, CodecSpec, DEFAULT_RECOMPRESS_AFTER, add_model, learned_target, open_codecs};
 pub use self::raw::Raw;
+pub use self::spec::{
+    ARCHIVAL_ZSTD_LEVEL, CodecKind, CodecSet, CodecSpec, DEFAULT_RECOMPRESS_AFTER, add_model, learned_target,
+    open_codecs,
+};
 pub use self::zstd::{DEFAULT_LEVEL as ZSTD_DEFAULT_LEVEL, Zstd};
 
 /// One way of turning a block's plaintext into a frame payload and back.

@@ -71,7 +71,9 @@ pub enum ModelError {
     Mismatch { dir: PathBuf, want: ModelId, found: ModelId },
     #[error("model {id} is not in the store's models ({dir} is missing)")]
     Missing { id: ModelId, dir: PathBuf },
-    #[error("the default model is not installed ({dir} is missing): reinstall s2sfs, or name a model directory with --model")]
+    #[error(
+        "the default model is not installed ({dir} is missing): reinstall s2sfs, or name a model directory with --model"
+    )]
     NotInstalled { dir: PathBuf },
     #[error("copying model {id} into {dir}: {source}")]
     Copy {

@@ -20,10 +20,7 @@ impl Codec for Raw {
 
     fn decompress(&self, payload: &[u8], plain_len: usize) -> Result<Vec<u8>, CodecError> {
         if payload.len() != plain_len {
-            return Err(CodecError::Length {
-                expected: plain_len,
-                got: payload.len(),
-            });
+            return Err(CodecError::Length { expected: plain_len, got: payload.len() });
         }
         Ok(payload.to_vec())
     }
@@ -52,13 +49,7 @@ mod tests {
 
     #[test]
     fn length_mismatch_is_an_error() {
-        assert!(matches!(
-            Raw.decompress(b"abc", 4),
-            Err(CodecError::Length {
-                expected: 4,
-                got: 3
-            })
-        ));
+        assert!(matches!(Raw.decompress(b"abc", 4), Err(CodecError::Length { expected: 4, got: 3 })));
         assert!(Raw.decompress(b"abc", 2).is_err());
     }
 }

@@ -100,10 +100,15 @@ pub fn learned_target(model: ModelId) -> Target {
 /// model is registered for reading; a stored model that cannot be loaded is logged once
 /// and reported in `unavailable`, and the rest of the volume works. Without one (the
 /// codec tool), the default model is registered for reading too.
-pub fn open_codecs(spec: &CodecSpec, default: CodecKind, registry: Option<&ModelRegistry>) -> Result<CodecSet, ModelError> {
+pub fn open_codecs(
+    spec: &CodecSpec,
+    default: CodecKind,
+    registry: Option<&ModelRegistry>,
+) -> Result<CodecSet, ModelError> {
     let kind = spec.kind_or(default);
     let level = spec.zstd_level();
-    let model = if kind.needs_model() || spec.model.is_some() { Some(load_model(spec.model.as_deref())?) } else { None };
+    let model =
+        if kind.needs_model() || spec.model.is_some() { Some(load_model(spec.model.as_deref())?) } else { None };
     let mut codecs = Codecs::new(level);
     let mut unavailable = Vec::new();
     if let Some(m) = &model {

@@ -26,9 +26,7 @@ impl Zstd {
     /// default, as in zstd itself).
     pub fn new(level: i32) -> Zstd {
         let range = ::zstd::compression_level_range();
-        Zstd {
-            level: level.clamp(*range.start(), *range.end()),
-        }
+        Zstd { level: level.clamp(*range.start(), *range.end()) }
     }
 
     /// The level in use after clamping.
@@ -55,20 +53,16 @@ impl Codec for Zstd {
     fn decompress(&self, payload: &[u8], plain_len: usize) -> Result<Vec<u8>, CodecError> {
         // `plain_len` is the capacity: zstd refuses to produce more, so a corrupt frame
         // cannot make us allocate beyond what the (checked) header promised.
-        let out = with_dctx(|d| d.decompress(payload, plain_len))
-            .map_err(|e| CodecError::Decompress(e.to_string()))?;
+        let out = with_dctx(|d| d.decompress(payload, plain_len)).map_err(|e| CodecError::Decompress(e.to_string()))?;
         if out.len() != plain_len {
-            return Err(CodecError::Length {
-                expected: plain_len,
-                got: out.len(),
-            });
+            return Err(CodecError::Length { expected: plain_len, got: out.len() });
         }
         Ok(out)
     }
 
     fn decompress_into(&self, payload: &[u8], out: &mut [u8]) -> Result<(), CodecError> {
-        let got = with_dctx(|d| d.decompress_to_buffer(payload, out))
-            .map_err(|e| CodecError::Decompress(e.to_string()))?;
+        let got =
+            with_dctx(|d| d.decompress_to_buffer(payload, out)).map_err(|e| CodecError::Decompress(e.to_string()))?;
         if got != out.len() {
             return Err(CodecError::Length { expected: out.len(), got });
         }
@@ -90,10 +84,7 @@ thread_local! {
 /// Runs `f` on this thread's compressor, set to `level`. The context is taken out of the
 /// thread-local for the duration and put back afterwards, so there is no borrow to
 /// conflict with, and a thread being torn down just gets a fresh context.
-fn with_cctx<T>(
-    level: i32,
-    f: impl FnOnce(&mut Compressor<'static>) -> io::Result<T>,
-) -> io::Result<T> {
+fn with_cctx<T>(level: i32, f: impl FnOnce(&mut Compressor<'static>) -> io::Result<T>) -> io::Result<T> {
     let mut cctx = match CCTX.try_with(Cell::take).ok().flatten() {
         Some((l, c)) if l == level => c,
         Some((_, mut c)) => {
@@ -123,12 +114,7 @@ mod tests {
     use super::*;
 
     fn text(n: usize) -> Vec<u8> {
-        b"the quick brown fox jumps over the lazy dog; "
-            .iter()
-            .copied()
-            .cycle()
-            .take(n)
-            .collect()
+        b"the quick brown fox jumps over the lazy dog; ".iter().copied().cycle().take(n).collect()
     }
 
     #[test]
@@ -148,14 +134,8 @@ mod tests {
 
     #[test]
     fn levels_are_clamped() {
-        assert_eq!(
-            Zstd::new(1000).level(),
-            *::zstd::compression_level_range().end()
-        );
-        assert_eq!(
-            Zstd::new(i32::MIN).level(),
-            *::zstd::compression_level_range().start()
-        );
+        assert_eq!(Zstd::new(1000).level(), *::zstd::compression_level_range().end());
+        assert_eq!(Zstd::new(i32::MIN).level(), *::zstd::compression_level_range().start());
         assert_eq!(Zstd::new(7).level(), 7);
     }
 
@@ -176,10 +156,7 @@ mod tests {
         assert!(Zstd::default().decompress(&p, 9_999).is_err());
         assert!(matches!(
             Zstd::default().decompress(&p, 10_001),
-            Err(CodecError::Length {
-                expected: 10_001,
-                got: 10_000
-            })
+            Err(CodecError::Length { expected: 10_001, got: 10_000 })
         ));
         assert!(Zstd::default().decompress(b"not zstd at all", 100).is_err());
     }

@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::codec::{CodecKind, CodecSpec, Codecs, ModelRegistry, open_codecs};
-use crate::store::{control_socket, FrameInfo, FsckOutcome, FsckReport, Problem, Progress, Store, StoreError, StoreOptions, VerifyError};
+use crate::store::{
+    FrameInfo, FsckOutcome, FsckReport, Problem, Progress, Store, StoreError, StoreOptions, VerifyError, control_socket,
+};
 
 pub const EXIT_CLEAN: u8 = 0;
 pub const EXIT_REPAIRED: u8 = 1;
@@ -90,7 +92,10 @@ pub fn check(store_dir: &Path, repair: bool, show_progress: bool) -> Result<Fsck
     // cannot be is logged, and its frames reported as unavailable, not damaged).
     let codecs = codec_set_of(&store);
     let verify = |frame: &[u8]| verify_frame(&codecs, frame);
-    let bar = ProgressBar::with_draw_target(None, if show_progress { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
+    let bar = ProgressBar::with_draw_target(
+        None,
+        if show_progress { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() },
+    );
     bar.set_style(
         ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} ({eta})")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
@@ -147,7 +152,12 @@ pub fn write_report(out: &mut dyn Write, store_dir: &Path, r: &FsckReport) -> st
     write_list(out, "notes", &r.notes, r.changes_written)?;
     match &r.after_repair {
         None if r.problems.is_empty() => writeln!(out, "clean")?,
-        None => writeln!(out, "{} found{}", count(r.problems.len(), "problem"), if r.changes_written { "" } else { "; nothing was changed" })?,
+        None => writeln!(
+            out,
+            "{} found{}",
+            count(r.problems.len(), "problem"),
+            if r.changes_written { "" } else { "; nothing was changed" }
+        )?,
         Some(second) if second.problems.is_empty() => {
             let fixed = r.problems.iter().filter(|p| p.repaired).count();
             writeln!(out, "repaired {fixed} of {}; checked again: clean", count(r.problems.len(), "problem"))?;

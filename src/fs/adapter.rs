@@ -11,11 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
-    INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags, PollEvents, PollFlags,
-    PollNotifier, ReplyAttr, ReplyBmap, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty,
-    ReplyEntry, ReplyIoctl, ReplyLock, ReplyLseek, ReplyOpen, ReplyPoll, ReplyStatfs, ReplyWrite,
-    ReplyXattr, Request, TimeOrNow, WriteFlags,
+    CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    IoctlFlags, KernelConfig, LockOwner, OpenFlags, PollEvents, PollFlags, PollNotifier, ReplyAttr, ReplyBmap,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLock, ReplyLseek, ReplyOpen,
+    ReplyPoll, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use log::{debug, error, info, warn};
 
@@ -52,10 +51,7 @@ pub(crate) struct SharedVolume {
 
 impl SharedVolume {
     pub(crate) fn new(vol: Volume) -> Arc<SharedVolume> {
-        Arc::new(SharedVolume {
-            vol,
-            shutdown: Mutex::new(None),
-        })
+        Arc::new(SharedVolume { vol, shutdown: Mutex::new(None) })
     }
 
     pub(crate) fn volume(&self) -> &Volume {
@@ -101,10 +97,7 @@ pub(crate) struct S2sFs {
 
 impl S2sFs {
     pub(crate) fn new(shared: Arc<SharedVolume>) -> S2sFs {
-        S2sFs {
-            shared,
-            unsupported: Unsupported::default(),
-        }
+        S2sFs { shared, unsupported: Unsupported::default() }
     }
 
     fn unsupported(&self, op: Op) -> Errno {
@@ -112,12 +105,7 @@ impl S2sFs {
     }
 
     /// Runs one volume call; a volume error or a panic becomes the errno to reply with.
-    fn call<T>(
-        &self,
-        op: &'static str,
-        ino: u64,
-        f: impl FnOnce(&Volume) -> crate::Result<T>,
-    ) -> Result<T, Errno> {
+    fn call<T>(&self, op: &'static str, ino: u64, f: impl FnOnce(&Volume) -> crate::Result<T>) -> Result<T, Errno> {
         // A request that never ends is logged by name (with the store operation it waits in).
         let _watch = crate::watchdog::watch(op);
         // Background recompression waits while requests are in flight.
@@ -142,10 +130,7 @@ impl S2sFs {
 }
 
 fn caller(req: &Request) -> Caller {
-    Caller {
-        uid: req.uid(),
-        gid: req.gid(),
-    }
+    Caller { uid: req.uid(), gid: req.gid() }
 }
 
 fn file_type(kind: FileKind) -> FileType {
@@ -204,10 +189,7 @@ fn xattr_flags(flags: i32) -> Result<volume::XattrFlags, Errno> {
     if flags & !(libc::XATTR_CREATE | libc::XATTR_REPLACE) != 0 {
         return Err(Errno::EINVAL);
     }
-    Ok(volume::XattrFlags {
-        create: flags & libc::XATTR_CREATE != 0,
-        replace: flags & libc::XATTR_REPLACE != 0,
-    })
+    Ok(volume::XattrFlags { create: flags & libc::XATTR_CREATE != 0, replace: flags & libc::XATTR_REPLACE != 0 })
 }
 
 /// The getxattr/listxattr size protocol: size 0 asks for the length, a buffer too small
@@ -315,69 +297,33 @@ impl Filesystem for S2sFs {
         }
     }
 
-    fn mknod(
-        &self,
-        req: &Request,
-        parent: INodeNo,
-        name: &OsStr,
-        mode: u32,
-        umask: u32,
-        rdev: u32,
-        reply: ReplyEntry,
-    ) {
+    fn mknod(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, rdev: u32, reply: ReplyEntry) {
         let c = caller(req);
-        match self.call("mknod", parent.0, |v| {
-            v.mknod(c, parent.0, name, mode, umask, rdev)
-        }) {
+        match self.call("mknod", parent.0, |v| v.mknod(c, parent.0, name, mode, umask, rdev)) {
             Ok(a) => reply.entry(&TTL, &file_attr(&a), GENERATION),
             Err(e) => reply.error(e),
         }
     }
 
-    fn mkdir(
-        &self,
-        req: &Request,
-        parent: INodeNo,
-        name: &OsStr,
-        mode: u32,
-        umask: u32,
-        reply: ReplyEntry,
-    ) {
+    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
         let c = caller(req);
-        match self.call("mkdir", parent.0, |v| {
-            v.mkdir(c, parent.0, name, mode, umask)
-        }) {
+        match self.call("mkdir", parent.0, |v| v.mkdir(c, parent.0, name, mode, umask)) {
             Ok(a) => reply.entry(&TTL, &file_attr(&a), GENERATION),
             Err(e) => reply.error(e),
         }
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        reply_empty(
-            reply,
-            self.call("unlink", parent.0, |v| v.unlink(parent.0, name)),
-        )
+        reply_empty(reply, self.call("unlink", parent.0, |v| v.unlink(parent.0, name)))
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        reply_empty(
-            reply,
-            self.call("rmdir", parent.0, |v| v.rmdir(parent.0, name)),
-        )
+        reply_empty(reply, self.call("rmdir", parent.0, |v| v.rmdir(parent.0, name)))
     }
 
-    fn symlink(
-        &self,
-        req: &Request,
-        parent: INodeNo,
-        link_name: &OsStr,
-        target: &Path,
-        reply: ReplyEntry,
-    ) {
+    fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
         let c = caller(req);
-        match self.call("symlink", parent.0, |v| {
-            v.symlink(c, parent.0, link_name, target)
-        }) {
+        match self.call("symlink", parent.0, |v| v.symlink(c, parent.0, link_name, target)) {
             Ok(a) => reply.entry(&TTL, &file_attr(&a), GENERATION),
             Err(e) => reply.error(e),
         }
@@ -397,22 +343,10 @@ impl Filesystem for S2sFs {
             Ok(f) => f,
             Err(e) => return reply.error(e),
         };
-        reply_empty(
-            reply,
-            self.call("rename", parent.0, |v| {
-                v.rename(parent.0, name, newparent.0, newname, flags)
-            }),
-        )
+        reply_empty(reply, self.call("rename", parent.0, |v| v.rename(parent.0, name, newparent.0, newname, flags)))
     }
 
-    fn link(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
-        newparent: INodeNo,
-        newname: &OsStr,
-        reply: ReplyEntry,
-    ) {
+    fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
         match self.call("link", ino.0, |v| v.link(ino.0, newparent.0, newname)) {
             Ok(a) => reply.entry(&TTL, &file_attr(&a), GENERATION),
             Err(e) => reply.error(e),
@@ -461,14 +395,7 @@ impl Filesystem for S2sFs {
         }
     }
 
-    fn flush(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
-        _fh: FileHandle,
-        _lock_owner: LockOwner,
-        reply: ReplyEmpty,
-    ) {
+    fn flush(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
         reply_empty(reply, self.call("flush", ino.0, |v| v.flush(ino.0)))
     }
 
@@ -482,24 +409,11 @@ impl Filesystem for S2sFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        reply_empty(
-            reply,
-            self.call("release", ino.0, |v| v.release(ino.0, fh.0)),
-        )
+        reply_empty(reply, self.call("release", ino.0, |v| v.release(ino.0, fh.0)))
     }
 
-    fn fsync(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
-        _fh: FileHandle,
-        datasync: bool,
-        reply: ReplyEmpty,
-    ) {
-        reply_empty(
-            reply,
-            self.call("fsync", ino.0, |v| v.fsync(ino.0, datasync)),
-        )
+    fn fsync(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
+        reply_empty(reply, self.call("fsync", ino.0, |v| v.fsync(ino.0, datasync)))
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -509,28 +423,11 @@ impl Filesystem for S2sFs {
         }
     }
 
-    fn releasedir(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
-        fh: FileHandle,
-        _flags: OpenFlags,
-        reply: ReplyEmpty,
-    ) {
-        reply_empty(
-            reply,
-            self.call("releasedir", ino.0, |v| v.release_dir(ino.0, fh.0)),
-        )
+    fn releasedir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+        reply_empty(reply, self.call("releasedir", ino.0, |v| v.release_dir(ino.0, fh.0)))
     }
 
-    fn readdir(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
-        _fh: FileHandle,
-        offset: u64,
-        mut reply: ReplyDirectory,
-    ) {
+    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
         // The kernel hands back the cookie of the last entry it took; the volume's cookies
         // are i64 and never negative.
         let mut cookie = match i64::try_from(offset) {
@@ -538,9 +435,7 @@ impl Filesystem for S2sFs {
             Err(_) => return reply.error(Errno::EINVAL),
         };
         loop {
-            let entries = match self.call("readdir", ino.0, |v| {
-                v.readdir(ino.0, cookie, READDIR_BATCH)
-            }) {
+            let entries = match self.call("readdir", ino.0, |v| v.readdir(ino.0, cookie, READDIR_BATCH)) {
                 Ok(e) => e,
                 Err(e) => return reply.error(e),
             };
@@ -559,19 +454,9 @@ impl Filesystem for S2sFs {
         }
     }
 
-    fn fsyncdir(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
-        _fh: FileHandle,
-        datasync: bool,
-        reply: ReplyEmpty,
-    ) {
+    fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
         // The volume's fsync makes the inode's state durable, directories included.
-        reply_empty(
-            reply,
-            self.call("fsyncdir", ino.0, |v| v.fsync(ino.0, datasync)),
-        )
+        reply_empty(reply, self.call("fsyncdir", ino.0, |v| v.fsync(ino.0, datasync)))
     }
 
     fn ioctl(
@@ -614,15 +499,7 @@ impl Filesystem for S2sFs {
         reply.error(self.unsupported(Op::Fallocate));
     }
 
-    fn lseek(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _offset: i64,
-        _whence: i32,
-        reply: ReplyLseek,
-    ) {
+    fn lseek(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _offset: i64, _whence: i32, reply: ReplyLseek) {
         reply.error(self.unsupported(Op::Lseek));
     }
 
@@ -679,9 +556,7 @@ impl Filesystem for S2sFs {
 
     fn statfs(&self, _req: &Request, ino: INodeNo, reply: ReplyStatfs) {
         match self.call("statfs", ino.0, |v| v.statfs()) {
-            Ok(s) => reply.statfs(
-                s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize,
-            ),
+            Ok(s) => reply.statfs(s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize),
             Err(e) => reply.error(e),
         }
     }
@@ -704,10 +579,7 @@ impl Filesystem for S2sFs {
             Ok(f) => f,
             Err(e) => return reply.error(e),
         };
-        reply_empty(
-            reply,
-            self.call("setxattr", ino.0, |v| v.setxattr(ino.0, name, value, flags)),
-        )
+        reply_empty(reply, self.call("setxattr", ino.0, |v| v.setxattr(ino.0, name, value, flags)))
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
@@ -733,10 +605,7 @@ impl Filesystem for S2sFs {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        reply_empty(
-            reply,
-            self.call("removexattr", ino.0, |v| v.removexattr(ino.0, name)),
-        )
+        reply_empty(reply, self.call("removexattr", ino.0, |v| v.removexattr(ino.0, name)))
     }
 
     fn create(
@@ -750,16 +619,8 @@ impl Filesystem for S2sFs {
         reply: ReplyCreate,
     ) {
         let c = caller(req);
-        match self.call("create", parent.0, |v| {
-            v.create(c, parent.0, name, mode, umask, flags)
-        }) {
-            Ok((a, fh)) => reply.created(
-                &TTL,
-                &file_attr(&a),
-                GENERATION,
-                FileHandle(fh),
-                OPEN_FLAGS,
-            ),
+        match self.call("create", parent.0, |v| v.create(c, parent.0, name, mode, umask, flags)) {
+            Ok((a, fh)) => reply.created(&TTL, &file_attr(&a), GENERATION, FileHandle(fh), OPEN_FLAGS),
             Err(e) => reply.error(e),
         }
     }
@@ -775,10 +636,7 @@ mod tests {
         assert!(f.noreplace && !f.exchange);
         let f = rename_flags(fuser::RenameFlags::RENAME_EXCHANGE).unwrap();
         assert!(!f.noreplace && f.exchange);
-        assert_eq!(
-            rename_flags(fuser::RenameFlags::empty()).unwrap(),
-            volume::RenameFlags::default()
-        );
+        assert_eq!(rename_flags(fuser::RenameFlags::empty()).unwrap(), volume::RenameFlags::default());
         assert!(rename_flags(fuser::RenameFlags::RENAME_WHITEOUT).is_err());
     }
 

@@ -230,7 +230,9 @@ fn request_json(store: &Path, request: &str) -> std::io::Result<Option<String>> 
     match status.trim_end() {
         "ok" => {}
         s if s.starts_with("error unknown request") => {
-            return Err(std::io::Error::other(format!("the daemon does not answer `{request}` (an older s2sfs? remount to update it)")));
+            return Err(std::io::Error::other(format!(
+                "the daemon does not answer `{request}` (an older s2sfs? remount to update it)"
+            )));
         }
         s => {
             let why = s.strip_prefix("error ").map_or_else(|| format!("unexpected reply {s:?}"), str::to_string);

@@ -50,10 +50,7 @@ pub(crate) fn fork() -> Result<Forked, CommandError> {
     let mut fds = [0; 2];
     // SAFETY: `fds` has room for the two descriptors pipe2 writes.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(CommandError::with_cause(
-            "cannot create a pipe",
-            &io::Error::last_os_error(),
-        ));
+        return Err(CommandError::with_cause("cannot create a pipe", &io::Error::last_os_error()));
     }
     // SAFETY: pipe2 just returned these two descriptors, owned by nobody else.
     let (read, write) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
@@ -62,10 +59,7 @@ pub(crate) fn fork() -> Result<Forked, CommandError> {
     // SAFETY: the process has a single thread (checked above), so the child may go on
     // running ordinary Rust code.
     match unsafe { libc::fork() } {
-        -1 => Err(CommandError::with_cause(
-            "cannot fork the daemon",
-            &io::Error::last_os_error(),
-        )),
+        -1 => Err(CommandError::with_cause("cannot fork the daemon", &io::Error::last_os_error())),
         0 => {
             drop(read);
             Ok(Forked::Child(Ready { write }))
@@ -114,9 +108,7 @@ impl Ready {
     }
 
     pub(crate) fn failed(mut self, err: &CommandError) {
-        let _ = self
-            .write
-            .write_all(format!("error {}\n", err.message()).as_bytes());
+        let _ = self.write.write_all(format!("error {}\n", err.message()).as_bytes());
     }
 }
 
@@ -154,10 +146,7 @@ pub(crate) fn detach(store: &Path, log_max: u64) -> Result<(), CommandError> {
 fn dup2(file: &File, fd: i32) -> Result<(), CommandError> {
     // SAFETY: both descriptors are valid; dup2 replaces `fd` atomically.
     if unsafe { libc::dup2(file.as_raw_fd(), fd) } == -1 {
-        return Err(CommandError::with_cause(
-            "cannot redirect standard I/O",
-            &io::Error::last_os_error(),
-        ));
+        return Err(CommandError::with_cause("cannot redirect standard I/O", &io::Error::last_os_error()));
     }
     Ok(())
 }
@@ -168,12 +157,7 @@ pub(crate) fn create_store_dir(store: &Path) -> Result<(), CommandError> {
         .recursive(true)
         .mode(0o700)
         .create(store)
-        .map_err(|e| {
-            CommandError::with_cause(
-                format!("cannot create the store directory {}", store.display()),
-                &e,
-            )
-        })
+        .map_err(|e| CommandError::with_cause(format!("cannot create the store directory {}", store.display()), &e))
 }
 
 /// SIGTERM, SIGINT and SIGHUP, blocked in every thread and taken by one watcher thread.
@@ -246,10 +230,7 @@ pub(crate) fn watch_stop_signals(
                 lazy_detach(&mountpoint);
             }
             let sig = signals.wait();
-            warn!(
-                "{}: second stop signal; committing data and exiting now",
-                signal_name(sig)
-            );
+            warn!("{}: second stop signal; committing data and exiting now", signal_name(sig));
             let code = match shared.upgrade().map(|s| s.shutdown()) {
                 Some(Err(_)) => 1,
                 _ => 0,
@@ -269,25 +250,13 @@ pub(crate) fn lazy_detach(mountpoint: &Path) {
             if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
                 return;
             }
-            warn!(
-                "lazy unmount of {}: {}",
-                mountpoint.display(),
-                io::Error::last_os_error()
-            );
+            warn!("lazy unmount of {}: {}", mountpoint.display(), io::Error::last_os_error());
         }
         return;
     }
-    match std::process::Command::new(super::preflight::FUSERMOUNT)
-        .args(["-u", "-z", "--"])
-        .arg(mountpoint)
-        .output()
-    {
+    match std::process::Command::new(super::preflight::FUSERMOUNT).args(["-u", "-z", "--"]).arg(mountpoint).output() {
         Ok(o) if o.status.success() => {}
-        Ok(o) => warn!(
-            "fusermount3 -u -z {}: {}",
-            mountpoint.display(),
-            String::from_utf8_lossy(&o.stderr).trim()
-        ),
+        Ok(o) => warn!("fusermount3 -u -z {}: {}", mountpoint.display(), String::from_utf8_lossy(&o.stderr).trim()),
         Err(e) => warn!("fusermount3 -u -z {}: {e}", mountpoint.display()),
     }
 }

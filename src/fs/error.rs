@@ -16,10 +16,7 @@ impl CommandError {
     }
 
     /// `context: cause: cause…`, from an error and its `source()` chain.
-    pub(crate) fn with_cause(
-        context: impl fmt::Display,
-        err: &(dyn std::error::Error + 'static),
-    ) -> CommandError {
+    pub(crate) fn with_cause(context: impl fmt::Display, err: &(dyn std::error::Error + 'static)) -> CommandError {
         CommandError::new(format!("{context}: {}", error_chain(err)))
     }
 

@@ -19,17 +19,15 @@ mod adapter;
 pub mod control;
 mod daemon;
 mod error;
+mod kernel_readahead;
 mod mount;
 mod mountinfo;
 mod options;
-mod kernel_readahead;
 mod preflight;
 mod storelock;
 mod umount;
 mod unsupported;
 
 pub use error::CommandError;
-pub use mount::{
-    InProcessMount, MountRequest, default_store_dir, mount, mount_in_process, systemd_escape_path,
-};
+pub use mount::{InProcessMount, MountRequest, default_store_dir, mount, mount_in_process, systemd_escape_path};
 pub use umount::umount;

@@ -51,9 +51,7 @@ fn is_root() -> bool {
 /// FUSE event-loop threads: requests block in the volume (compression, fsync), so more
 /// than the cores, at least four.
 fn event_loop_threads() -> usize {
-    std::thread::available_parallelism()
-        .map_or(4, |n| n.get())
-        .clamp(4, 16)
+    std::thread::available_parallelism().map_or(4, |n| n.get()).clamp(4, 16)
 }
 
 fn plan(req: &MountRequest) -> Result<Plan, CommandError> {
@@ -75,13 +73,7 @@ fn plan(req: &MountRequest) -> Result<Plan, CommandError> {
         recompress_after: user.recompress_after.unwrap_or(req.volume.recompress_after),
         ..req.volume.clone()
     };
-    Ok(Plan {
-        mountpoint,
-        store,
-        config,
-        volume,
-        foreground: req.foreground,
-    })
+    Ok(Plan { mountpoint, store, config, volume, foreground: req.foreground })
 }
 
 /// Mounts a volume: checks everything first (each failure is one line, and nothing is
@@ -90,11 +82,7 @@ fn plan(req: &MountRequest) -> Result<Plan, CommandError> {
 /// the foreground) it returns when the filesystem has been unmounted and the volume closed.
 pub fn mount(req: &MountRequest) -> Result<(), CommandError> {
     let plan = plan(req)?;
-    debug!(
-        "store {} for {}",
-        plan.store.display(),
-        plan.mountpoint.display()
-    );
+    debug!("store {} for {}", plan.store.display(), plan.mountpoint.display());
     if plan.foreground {
         return serve_catching(&plan, &mut None);
     }
@@ -146,9 +134,7 @@ fn limit_malloc_arenas() {
 /// mounted"), which could hit a new mount made there in the meantime. Unmounting is done
 /// by whoever ends the session: `s2sfs umount`, umount(8), the signal thread,
 /// [`InProcessMount::unmount`]. The cost is one descriptor per mount, until exit.
-fn spawn_session(
-    session: fuser::Session<S2sFs>,
-) -> std::io::Result<JoinHandle<std::io::Result<()>>> {
+fn spawn_session(session: fuser::Session<S2sFs>) -> std::io::Result<JoinHandle<std::io::Result<()>>> {
     let background = ManuallyDrop::new(session.spawn()?);
     // SAFETY: the join handle is moved out exactly once, and `background` is never used or
     // dropped afterwards, so it is not duplicated.
@@ -175,17 +161,13 @@ fn serve(plan: &Plan, ready: &mut Option<Ready>) -> Result<(), CommandError> {
         log::warn!("no control socket (read-only fsck while mounted unavailable): {e}");
     }
 
-    let session =
-        match fuser::Session::new(S2sFs::new(shared.clone()), &plan.mountpoint, &plan.config) {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = shared.shutdown();
-                return Err(CommandError::with_cause(
-                    format!("cannot mount {}", plan.mountpoint.display()),
-                    &e,
-                ));
-            }
-        };
+    let session = match fuser::Session::new(S2sFs::new(shared.clone()), &plan.mountpoint, &plan.config) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = shared.shutdown();
+            return Err(CommandError::with_cause(format!("cannot mount {}", plan.mountpoint.display()), &e));
+        }
+    };
     shared.forward_attr_changes(session.notifier());
     daemon::watch_stop_signals(
         signals,
@@ -194,14 +176,9 @@ fn serve(plan: &Plan, ready: &mut Option<Ready>) -> Result<(), CommandError> {
         Arc::downgrade(&shared),
         plan.foreground,
     )?;
-    let guard = spawn_session(session)
-        .map_err(|e| CommandError::with_cause("cannot start the FUSE session", &e))?;
+    let guard = spawn_session(session).map_err(|e| CommandError::with_cause("cannot start the FUSE session", &e))?;
     super::kernel_readahead::widen(&plan.mountpoint);
-    info!(
-        "mounted {} (store {})",
-        plan.mountpoint.display(),
-        plan.store.display()
-    );
+    info!("mounted {} (store {})", plan.mountpoint.display(), plan.store.display());
     if let Some(ready) = ready.take() {
         ready.ok();
     }
@@ -234,30 +211,18 @@ pub struct InProcessMount {
 
 /// Mounts `volume` at `mountpoint` from this process; `options` as for `-o`, except the
 /// access-time ones: the volume has its own, from when it was opened.
-pub fn mount_in_process(
-    volume: Volume,
-    mountpoint: &Path,
-    options: &[String],
-) -> Result<InProcessMount, CommandError> {
+pub fn mount_in_process(volume: Volume, mountpoint: &Path, options: &[String]) -> Result<InProcessMount, CommandError> {
     let mountpoint = preflight::check_mountpoint(mountpoint)?;
     let user = UserOptions::parse(options)?;
-    let config = user.config(
-        fsname(Path::new("(in-process)"), !is_root()),
-        event_loop_threads(),
-    );
+    let config = user.config(fsname(Path::new("(in-process)"), !is_root()), event_loop_threads());
     let shared = SharedVolume::new(volume);
-    let cannot_mount = |e: &std::io::Error| {
-        CommandError::with_cause(format!("cannot mount {}", mountpoint.display()), e)
-    };
-    let session = fuser::Session::new(S2sFs::new(shared.clone()), &mountpoint, &config)
-        .map_err(|e| cannot_mount(&e))?;
+    let cannot_mount =
+        |e: &std::io::Error| CommandError::with_cause(format!("cannot mount {}", mountpoint.display()), e);
+    let session =
+        fuser::Session::new(S2sFs::new(shared.clone()), &mountpoint, &config).map_err(|e| cannot_mount(&e))?;
     shared.forward_attr_changes(session.notifier());
     let guard = spawn_session(session).map_err(|e| cannot_mount(&e))?;
-    Ok(InProcessMount {
-        guard: Some(guard),
-        shared,
-        mountpoint,
-    })
+    Ok(InProcessMount { guard: Some(guard), shared, mountpoint })
 }
 
 impl InProcessMount {
@@ -300,18 +265,11 @@ impl Drop for InProcessMount {
 /// (see [`systemd_escape_path`]): `/data` → `data`, `/mnt/my vol` → `mnt-my\x20vol`.
 /// So `systemctl start s2sfs@data` and `s2sfs mount /data` use the same store.
 pub fn default_store_dir(mountpoint: &Path) -> Result<PathBuf, CommandError> {
-    let canonical = mountpoint.canonicalize().map_err(|e| {
-        CommandError::with_cause(format!("mount point {}", mountpoint.display()), &e)
-    })?;
-    default_store_for(
-        &canonical,
-        is_root(),
-        std::env::var_os("XDG_DATA_HOME"),
-        std::env::var_os("HOME"),
-    )
-    .ok_or_else(|| {
-        CommandError::new("cannot choose a default store: HOME is not set; pass --store DIR")
-    })
+    let canonical = mountpoint
+        .canonicalize()
+        .map_err(|e| CommandError::with_cause(format!("mount point {}", mountpoint.display()), &e))?;
+    default_store_for(&canonical, is_root(), std::env::var_os("XDG_DATA_HOME"), std::env::var_os("HOME"))
+        .ok_or_else(|| CommandError::new("cannot choose a default store: HOME is not set; pass --store DIR"))
 }
 
 fn default_store_for(
@@ -335,12 +293,8 @@ fn default_store_for(
 /// slashes around the path dropped, `/` between components → `-`, ASCII letters, digits,
 /// `:`, `_` and `.` kept (a leading `.` escaped), every other byte → `\xNN`; `/` → `-`.
 pub fn systemd_escape_path(path: &Path) -> String {
-    let parts: Vec<&[u8]> = path
-        .as_os_str()
-        .as_bytes()
-        .split(|&b| b == b'/')
-        .filter(|p| !p.is_empty() && *p != b".")
-        .collect();
+    let parts: Vec<&[u8]> =
+        path.as_os_str().as_bytes().split(|&b| b == b'/').filter(|p| !p.is_empty() && *p != b".").collect();
     if parts.is_empty() {
         return "-".to_string();
     }
@@ -350,9 +304,7 @@ pub fn systemd_escape_path(path: &Path) -> String {
         match b {
             b'/' => out.push('-'),
             b'.' if i == 0 => out.push_str("\\x2e"),
-            b if b.is_ascii_alphanumeric() || b == b':' || b == b'_' || b == b'.' => {
-                out.push(b as char)
-            }
+            b if b.is_ascii_alphanumeric() || b == b':' || b == b'_' || b == b'.' => out.push(b as char),
             b => out.push_str(&format!("\\x{b:02x}")),
         }
     }
@@ -375,18 +327,13 @@ mod tests {
         let (mp, store) = (dir.path().join("mp"), dir.path().join("store"));
         std::fs::create_dir(&mp).unwrap();
         let open = || Volume::open(&store, VolumeOptions::default()).unwrap();
-        let data: Vec<u8> = (0..300_000u32)
-            .flat_map(|i| (i % 251).to_le_bytes())
-            .collect();
+        let data: Vec<u8> = (0..300_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
 
         let m = mount_in_process(open(), &mp, &[]).unwrap();
         std::fs::create_dir(mp.join("d")).unwrap();
         std::fs::write(mp.join("d/f"), &data).unwrap();
         std::os::unix::fs::symlink("d/f", mp.join("l")).unwrap();
-        let names: Vec<_> = std::fs::read_dir(&mp)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let names: Vec<_> = std::fs::read_dir(&mp).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names.len(), 2, "{names:?}");
         // Busy: the error names the cause, and the mount stays.
         let cwd = std::fs::File::open(mp.join("d")).unwrap();
@@ -422,38 +369,20 @@ mod tests {
     #[test]
     fn default_stores() {
         let mp = Path::new("/mnt/my vol");
-        assert_eq!(
-            default_store_for(mp, true, None, None).unwrap(),
-            Path::new("/var/lib/s2sfs/mnt-my\\x20vol")
-        );
+        assert_eq!(default_store_for(mp, true, None, None).unwrap(), Path::new("/var/lib/s2sfs/mnt-my\\x20vol"));
         assert_eq!(
             default_store_for(Path::new("/data"), false, None, Some("/home/u".into())).unwrap(),
             Path::new("/home/u/.local/share/s2sfs/data")
         );
         assert_eq!(
-            default_store_for(
-                Path::new("/data"),
-                false,
-                Some("/x/share".into()),
-                Some("/home/u".into())
-            )
-            .unwrap(),
+            default_store_for(Path::new("/data"), false, Some("/x/share".into()), Some("/home/u".into())).unwrap(),
             Path::new("/x/share/s2sfs/data")
         );
         // A relative XDG_DATA_HOME is ignored.
         assert_eq!(
-            default_store_for(
-                Path::new("/data"),
-                false,
-                Some("rel".into()),
-                Some("/home/u".into())
-            )
-            .unwrap(),
+            default_store_for(Path::new("/data"), false, Some("rel".into()), Some("/home/u".into())).unwrap(),
             Path::new("/home/u/.local/share/s2sfs/data")
         );
-        assert_eq!(
-            default_store_for(Path::new("/data"), false, None, None),
-            None
-        );
+        assert_eq!(default_store_for(Path::new("/data"), false, None, None), None);
     }
 }

@@ -26,10 +26,7 @@ impl MountEntry {
         if self.fstype != "fuse" && self.fstype != "fuse.s2sfs" {
             return None;
         }
-        let store = self
-            .source
-            .as_bytes()
-            .strip_prefix(FSNAME_PREFIX.as_bytes())?;
+        let store = self.source.as_bytes().strip_prefix(FSNAME_PREFIX.as_bytes())?;
         Some(PathBuf::from(OsString::from_vec(store.to_vec())))
     }
 }
@@ -40,13 +37,8 @@ fn unescape(field: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') as u32 * 64
-                + (b[i + 2] - b'0') as u32 * 8
-                + (b[i + 3] - b'0') as u32;
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            let v = (b[i + 1] - b'0') as u32 * 64 + (b[i + 2] - b'0') as u32 * 8 + (b[i + 3] - b'0') as u32;
             if let Ok(v) = u8::try_from(v) {
                 out.push(v);
                 i += 4;
@@ -87,12 +79,8 @@ pub(super) fn find_mount(path: &Path) -> Result<Option<MountEntry>, CommandError
 
 /// Where the s2sfs mount of `store` is, if one is mounted (in this mount namespace).
 pub(super) fn mount_of_store(store: &Path) -> Result<Option<PathBuf>, CommandError> {
-    Ok(mounts()?
-        .into_iter()
-        .find(|m| m.store().as_deref() == Some(store))
-        .map(|m| m.mount_point))
+    Ok(mounts()?.into_iter().find(|m| m.store().as_deref() == Some(store)).map(|m| m.mount_point))
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -110,14 +98,8 @@ mod tests {
         let m = parse_mountinfo(SAMPLE);
         assert_eq!(m.len(), 4);
         assert_eq!(m[1].mount_point, Path::new("/mnt/my vol"));
-        assert_eq!(
-            m[1].store().unwrap(),
-            Path::new("/var/lib/s2sfs/mnt-my\\x20vol")
-        );
-        assert_eq!(
-            m[2].store().unwrap(),
-            Path::new("/home/u/.local/share/s2sfs/data")
-        );
+        assert_eq!(m[1].store().unwrap(), Path::new("/var/lib/s2sfs/mnt-my\\x20vol"));
+        assert_eq!(m[2].store().unwrap(), Path::new("/home/u/.local/share/s2sfs/data"));
         assert_eq!(m[3].store(), None);
         assert_eq!(m[2].device, "0:53");
         assert_eq!(m[0].store(), None);
@@ -128,5 +110,4 @@ mod tests {
         assert_eq!(unescape("a\\040b\\134c\\"), b"a b\\c\\");
         assert_eq!(unescape("\\12"), b"\\12");
     }
-
 }

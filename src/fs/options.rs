@@ -38,12 +38,7 @@ impl UserOptions {
     pub(crate) fn parse(lists: &[String]) -> Result<UserOptions, CommandError> {
         let mut out = UserOptions::default();
         let mut allow: Option<&str> = None;
-        for opt in lists
-            .iter()
-            .flat_map(|l| l.split(','))
-            .map(str::trim)
-            .filter(|o| !o.is_empty())
-        {
+        for opt in lists.iter().flat_map(|l| l.split(',')).map(str::trim).filter(|o| !o.is_empty()) {
             let flag = match opt {
                 "allow_other" | "allow_root" => {
                     if let Some(prev) = allow.filter(|p| *p != opt) {
@@ -52,11 +47,7 @@ impl UserOptions {
                         )));
                     }
                     allow = Some(opt);
-                    out.acl = if opt == "allow_other" {
-                        SessionACL::All
-                    } else {
-                        SessionACL::RootAndOwner
-                    };
+                    out.acl = if opt == "allow_other" { SessionACL::All } else { SessionACL::RootAndOwner };
                     continue;
                 }
                 // Always on: the kernel checks permissions.
@@ -97,14 +88,11 @@ impl UserOptions {
                     )));
                 }
                 o => {
-                    return Err(CommandError::new(format!(
-                        "unknown mount option {o:?} (known: {KNOWN})"
-                    )));
+                    return Err(CommandError::new(format!("unknown mount option {o:?} (known: {KNOWN})")));
                 }
             };
             let opposite = opposite(&flag);
-            out.flags
-                .retain(|f| Some(f) != opposite.as_ref() && *f != flag);
+            out.flags.retain(|f| Some(f) != opposite.as_ref() && *f != flag);
             out.flags.push(flag);
         }
         // Shown in the mount table, where tools look for it.
@@ -134,7 +122,9 @@ impl UserOptions {
             "recompress_after" => {
                 self.recompress_after = Some(match value {
                     "off" | "0" => None,
-                    v => Some(humantime::parse_duration(v).map_err(|e| bad(format!("{e} (e.g. 30s, 10m, 2h, or off)")))?),
+                    v => Some(
+                        humantime::parse_duration(v).map_err(|e| bad(format!("{e} (e.g. 30s, 10m, 2h, or off)")))?,
+                    ),
                 });
             }
             _ => return Ok(false),
@@ -269,10 +259,7 @@ mod tests {
     #[test]
     fn bad_options_are_errors() {
         let e = parse("rw,bogus").unwrap_err();
-        assert!(
-            e.message().contains("unknown mount option \"bogus\""),
-            "{e}"
-        );
+        assert!(e.message().contains("unknown mount option \"bogus\""), "{e}");
         assert!(parse("allow_other,allow_root").is_err());
         assert!(parse("fsname=x").is_err());
     }
@@ -281,14 +268,8 @@ mod tests {
     fn config_has_fixed_options() {
         let c = parse("nodev").unwrap().config("s2sfs:/st".into(), 4);
         assert!(c.mount_options.contains(&MountOption::DefaultPermissions));
-        assert!(
-            c.mount_options
-                .contains(&MountOption::FSName("s2sfs:/st".into()))
-        );
-        assert!(
-            c.mount_options
-                .contains(&MountOption::Subtype("s2sfs".into()))
-        );
+        assert!(c.mount_options.contains(&MountOption::FSName("s2sfs:/st".into())));
+        assert!(c.mount_options.contains(&MountOption::Subtype("s2sfs".into())));
         assert!(c.mount_options.contains(&MountOption::NoDev));
         assert_eq!(c.n_threads, Some(4));
     }

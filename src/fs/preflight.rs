@@ -25,9 +25,7 @@ pub(crate) fn check_mountpoint(p: &Path) -> Result<PathBuf, CommandError> {
     match std::fs::metadata(p) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => {
-            return Err(CommandError::new(format!(
-                "mount point {shown} is not a directory"
-            )));
+            return Err(CommandError::new(format!("mount point {shown} is not a directory")));
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Err(CommandError::new(format!(
@@ -42,8 +40,7 @@ pub(crate) fn check_mountpoint(p: &Path) -> Result<PathBuf, CommandError> {
         }
         Err(e) => return Err(CommandError::with_cause(format!("mount point {shown}"), &e)),
     }
-    p.canonicalize()
-        .map_err(|e| CommandError::with_cause(format!("mount point {shown}"), &e))
+    p.canonicalize().map_err(|e| CommandError::with_cause(format!("mount point {shown}"), &e))
 }
 
 /// /dev/fuse must exist and be openable (fuser opens it itself before trying fusermount3).
@@ -98,9 +95,7 @@ pub(crate) fn check_fusermount() -> Result<PathBuf, CommandError> {
     // mount(8) runs helpers without PATH; execvp and fuser then search system directories.
     let path = std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into());
     find_on_path(OsStr::new(FUSERMOUNT), Some(&path)).ok_or_else(|| {
-        CommandError::new(format!(
-            "{FUSERMOUNT} not found on PATH: install fuse3 (apt-get install fuse3)"
-        ))
+        CommandError::new(format!("{FUSERMOUNT} not found on PATH: install fuse3 (apt-get install fuse3)"))
     })
 }
 
@@ -130,8 +125,7 @@ fn is_executable(p: &Path) -> bool {
 /// own mount would deadlock; a mount inside the store would hide it).
 pub(crate) fn check_store(store: &Path, mountpoint: &Path) -> Result<PathBuf, CommandError> {
     let shown = store.display();
-    let resolved =
-        resolve(store).map_err(|e| CommandError::with_cause(format!("store {shown}"), &e))?;
+    let resolved = resolve(store).map_err(|e| CommandError::with_cause(format!("store {shown}"), &e))?;
     match std::fs::metadata(&resolved) {
         Ok(m) if !m.is_dir() => {
             return Err(CommandError::new(format!(
@@ -192,11 +186,7 @@ pub(crate) fn wait_store_free(store: &Path) -> Result<(), CommandError> {
 /// Absolute form of `p`: its longest existing ancestor canonicalized, the rest appended
 /// (with `.` dropped and `..` taken lexically, since that part does not exist yet).
 pub(crate) fn resolve(p: &Path) -> io::Result<PathBuf> {
-    let abs = if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        std::env::current_dir()?.join(p)
-    };
+    let abs = if p.is_absolute() { p.to_path_buf() } else { std::env::current_dir()?.join(p) };
     let mut existing = abs.clone();
     let mut rest: Vec<OsString> = Vec::new();
     loop {
@@ -238,17 +228,10 @@ mod tests {
         let exe = dir.path().join("fusermount3");
         std::fs::write(&exe, "#!/bin/sh\n").unwrap();
         let path = std::env::join_paths([Path::new("/nonexistent"), dir.path()]).unwrap();
-        assert_eq!(
-            find_on_path(OsStr::new("fusermount3"), Some(&path)),
-            None,
-            "not executable yet"
-        );
+        assert_eq!(find_on_path(OsStr::new("fusermount3"), Some(&path)), None, "not executable yet");
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
-        assert_eq!(
-            find_on_path(OsStr::new("fusermount3"), Some(&path)),
-            Some(exe)
-        );
+        assert_eq!(find_on_path(OsStr::new("fusermount3"), Some(&path)), Some(exe));
         assert_eq!(find_on_path(OsStr::new("fusermount3"), None), None);
     }
 
@@ -259,16 +242,8 @@ mod tests {
         assert!(e.message().contains("does not exist"), "{e}");
         let f = dir.path().join("file");
         std::fs::write(&f, "").unwrap();
-        assert!(
-            check_mountpoint(&f)
-                .unwrap_err()
-                .message()
-                .contains("not a directory")
-        );
-        assert_eq!(
-            check_mountpoint(dir.path()).unwrap(),
-            dir.path().canonicalize().unwrap()
-        );
+        assert!(check_mountpoint(&f).unwrap_err().message().contains("not a directory"));
+        assert_eq!(check_mountpoint(dir.path()).unwrap(), dir.path().canonicalize().unwrap());
     }
 
     #[test]
@@ -283,30 +258,12 @@ mod tests {
         let root = dir.path().canonicalize().unwrap();
         let mp = root.join("mp");
         std::fs::create_dir(&mp).unwrap();
-        assert_eq!(
-            check_store(&root.join("st/x/../y"), &mp).unwrap(),
-            root.join("st/y")
-        );
-        assert!(
-            check_store(&mp.join("st"), &mp)
-                .unwrap_err()
-                .message()
-                .contains("inside the mount point")
-        );
-        assert!(
-            check_store(&root, &mp)
-                .unwrap_err()
-                .message()
-                .contains("inside the store")
-        );
+        assert_eq!(check_store(&root.join("st/x/../y"), &mp).unwrap(), root.join("st/y"));
+        assert!(check_store(&mp.join("st"), &mp).unwrap_err().message().contains("inside the mount point"));
+        assert!(check_store(&root, &mp).unwrap_err().message().contains("inside the store"));
         let f = root.join("file");
         std::fs::write(&f, "").unwrap();
-        assert!(
-            check_store(&f, &mp)
-                .unwrap_err()
-                .message()
-                .contains("not a directory")
-        );
+        assert!(check_store(&f, &mp).unwrap_err().message().contains("not a directory"));
         // Nothing was created.
         assert!(!root.join("st").exists());
     }

@@ -91,10 +91,7 @@ pub(super) fn find_target(mountpoint: &Path) -> Result<(PathBuf, MountEntry), Co
     };
     match find_mount(&full)? {
         Some(e) => Ok((full, e)),
-        None => Err(CommandError::new(format!(
-            "{} is not mounted",
-            full.display()
-        ))),
+        None => Err(CommandError::new(format!("{} is not mounted", full.display()))),
     }
 }
 
@@ -142,22 +139,15 @@ pub(crate) fn unmount(target: &Path) -> Result<(), CommandError> {
         .args(["-u", "--"])
         .arg(target)
         .output()
-        .map_err(|e| {
-            CommandError::with_cause(format!("cannot run {}", fusermount.display()), &e)
-        })?;
+        .map_err(|e| CommandError::with_cause(format!("cannot run {}", fusermount.display()), &e))?;
     if out.status.success() {
         return Ok(());
     }
-    let stderr = String::from_utf8_lossy(&out.stderr)
-        .trim()
-        .replace('\n', " ");
+    let stderr = String::from_utf8_lossy(&out.stderr).trim().replace('\n', " ");
     if stderr.contains("busy") {
         return Err(busy(target));
     }
-    Err(CommandError::new(format!(
-        "cannot unmount {}: {stderr}",
-        target.display()
-    )))
+    Err(CommandError::new(format!("cannot unmount {}: {stderr}", target.display())))
 }
 
 /// Waits until the daemon has shut the volume down and closed the store (no process holds

@@ -116,7 +116,8 @@ mod tests {
     use super::*;
 
     fn open(dir: &std::path::Path) -> Store {
-        Store::open(dir, &StoreOptions { block_size: 4096, meta_cache_bytes: 1 << 20, allow_lost_changes: false }).unwrap()
+        Store::open(dir, &StoreOptions { block_size: 4096, meta_cache_bytes: 1 << 20, allow_lost_changes: false })
+            .unwrap()
     }
 
     /// A test frame's description: a raw frame of `len` bytes.

@@ -14,8 +14,8 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::FileExt;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::StoreError;
@@ -151,17 +151,22 @@ impl Layout {
         let format = self.format();
         match std::fs::read_to_string(&format) {
             Ok(text) => {
-                let found = text
-                    .trim()
-                    .strip_prefix(FORMAT_PREFIX)
-                    .and_then(|v| v.parse::<u32>().ok())
-                    .ok_or_else(|| StoreError::Damaged { what: format!("{} (unreadable: {text:?})", format.display()) })?;
+                let found =
+                    text.trim().strip_prefix(FORMAT_PREFIX).and_then(|v| v.parse::<u32>().ok()).ok_or_else(|| {
+                        StoreError::Damaged { what: format!("{} (unreadable: {text:?})", format.display()) }
+                    })?;
                 let (meta, kind) = match found {
                     FORMAT_VERSION => (self.meta(), Found::Current),
                     // A migration that got as far as its rename left the new file whole.
                     SLED_FORMAT_VERSION if self.meta().is_file() => (self.meta(), Found::Sled),
                     SLED_FORMAT_VERSION => (self.legacy_meta(), Found::Sled),
-                    _ => return Err(StoreError::Incompatible { path: self.root.clone(), found, supported: FORMAT_VERSION }),
+                    _ => {
+                        return Err(StoreError::Incompatible {
+                            path: self.root.clone(),
+                            found,
+                            supported: FORMAT_VERSION,
+                        });
+                    }
                 };
                 for path in [meta, self.packs()] {
                     if !path.exists() {
@@ -172,7 +177,9 @@ impl Layout {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if self.meta().exists() || self.legacy_meta().exists() || self.packs().exists() {
-                    return Err(StoreError::Damaged { what: format!("{} (missing, but the store has data)", format.display()) });
+                    return Err(StoreError::Damaged {
+                        what: format!("{} (missing, but the store has data)", format.display()),
+                    });
                 }
                 for dir in [self.packs(), self.models()] {
                     std::fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
@@ -190,7 +197,9 @@ impl Layout {
         let format = self.format();
         let tmp = self.root.join("format.tmp");
         let mut f = File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
-        f.write_all(format!("{FORMAT_PREFIX}{version}\n").as_bytes()).and_then(|_| f.sync_all()).map_err(|e| io_err(&tmp, e))?;
+        f.write_all(format!("{FORMAT_PREFIX}{version}\n").as_bytes())
+            .and_then(|_| f.sync_all())
+            .map_err(|e| io_err(&tmp, e))?;
         std::fs::rename(&tmp, &format).map_err(|e| io_err(&format, e))?;
         self.sync_root()
     }

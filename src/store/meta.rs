@@ -19,8 +19,8 @@ use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard};
 use redb::{CompactionMode, Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::StoreError;
-use crate::watchdog::watch;
 use super::records::TAG_IDS;
+use crate::watchdog::watch;
 
 const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("meta");
 

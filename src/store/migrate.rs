@@ -122,7 +122,11 @@ mod tests {
     }
 
     fn max_ino(records: &Records) -> Option<u64> {
-        records.iter().filter(|(k, _)| k[0] == TAG_INODE).map(|(k, _)| u64::from_be_bytes(k[1..9].try_into().unwrap())).max()
+        records
+            .iter()
+            .filter(|(k, _)| k[0] == TAG_INODE)
+            .map(|(k, _)| u64::from_be_bytes(k[1..9].try_into().unwrap()))
+            .max()
     }
 
     /// Turns a current store back into format 1: its records in sled under meta/, sled's

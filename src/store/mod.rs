@@ -2,8 +2,8 @@
 //! append-only pack files for frames, refcounts, compaction. No redb (or sled) type
 //! leaves this module.
 
-mod compact;
 mod check;
+mod compact;
 mod layout;
 mod meta;
 mod migrate;
@@ -17,13 +17,13 @@ mod watermark;
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::path::{Path, PathBuf};
 use std::ops::{Bound, ControlFlow};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock};
 
-pub use compact::CompactStats;
 pub use check::{FsckOutcome, FsckReport, NO_PACK, PassResult, Problem, Progress, Totals, Verify, VerifyError};
+pub use compact::CompactStats;
 pub use layout::{CloseState, FORMAT_VERSION, close_state, control_socket};
 pub use records::{BlockHash, BlockRecord, EntryRecord, FrameInfo, InodeRecord, Superblock, Timestamp};
 pub use totals::{BlockTotals, FrameGroup};
@@ -31,9 +31,9 @@ pub use txn::Txn;
 
 use layout::Layout;
 use meta::Meta;
-use watermark::Watermark;
-use packs::{ActivePack, Packs, PACK_TARGET_SIZE};
+use packs::{ActivePack, PACK_TARGET_SIZE, Packs};
 use records::*;
+use watermark::Watermark;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -149,10 +149,16 @@ impl Store {
             None => return Err(StoreError::Damaged { what: "superblock missing".into() }),
         };
         if superblock.format != FORMAT_VERSION {
-            return Err(StoreError::Incompatible { path: dir.to_path_buf(), found: superblock.format, supported: FORMAT_VERSION });
+            return Err(StoreError::Incompatible {
+                path: dir.to_path_buf(),
+                found: superblock.format,
+                supported: FORMAT_VERSION,
+            });
         }
         let seq = match db.get(&[TAG_SEQ])? {
-            Some(v) => u64::from_le_bytes(v.as_slice().try_into().map_err(|_| StoreError::Damaged { what: "change counter".into() })?),
+            Some(v) => u64::from_le_bytes(
+                v.as_slice().try_into().map_err(|_| StoreError::Damaged { what: "change counter".into() })?,
+            ),
             None => 0,
         };
         let (watermark, durable) = Watermark::open(&layout.durable())?;
@@ -242,7 +248,12 @@ impl Store {
     }
 
     /// Directory entries with a cookie greater than `after`, in cookie order.
-    pub fn entries_after(&self, parent: u64, after: u64, max: usize) -> Result<Vec<(EntryRecord, Vec<u8>)>, StoreError> {
+    pub fn entries_after(
+        &self,
+        parent: u64,
+        after: u64,
+        max: usize,
+    ) -> Result<Vec<(EntryRecord, Vec<u8>)>, StoreError> {
         let start = key_u64_u64(TAG_DIRENT, parent, after.saturating_add(1));
         let end = key_u64(TAG_DIRENT, parent + 1);
         let mut out = Vec::new();
@@ -260,7 +271,11 @@ impl Store {
     pub fn block(&self, ino: u64, block: u64) -> Result<Option<BlockHash>, StoreError> {
         match self.get(&key_u64_u64(TAG_BLOCKMAP, ino, block))? {
             None => Ok(None),
-            Some(v) => Ok(Some(v.as_slice().try_into().map_err(|_| StoreError::Damaged { what: format!("block map of inode {ino}") })?)),
+            Some(v) => Ok(Some(
+                v.as_slice()
+                    .try_into()
+                    .map_err(|_| StoreError::Damaged { what: format!("block map of inode {ino}") })?,
+            )),
         }
     }
 
@@ -496,7 +511,8 @@ impl From<Timestamp> for std::time::SystemTime {
         if t.secs >= 0 {
             base + std::time::Duration::new(t.secs as u64, t.nanos)
         } else {
-            base - std::time::Duration::from_secs(t.secs.unsigned_abs()) + std::time::Duration::from_nanos(t.nanos as u64)
+            base - std::time::Duration::from_secs(t.secs.unsigned_abs())
+                + std::time::Duration::from_nanos(t.nanos as u64)
         }
     }
 }

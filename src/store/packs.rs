@@ -133,12 +133,8 @@ impl Packs {
     /// Creates a new, empty pack (header only, synced, directory entry synced).
     pub fn create(&self, id: u32) -> Result<ActivePack, StoreError> {
         let path = self.path(id);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| io_err(&path, e))?;
+        let mut file =
+            OpenOptions::new().read(true).write(true).create_new(true).open(&path).map_err(|e| io_err(&path, e))?;
         let mut header = Vec::with_capacity(PACK_HEADER_LEN as usize);
         header.extend_from_slice(MAGIC);
         header.extend_from_slice(&VERSION.to_le_bytes());

@@ -16,7 +16,11 @@ impl Store {
     /// `limit` of them: a background scanner pages through all blocks, each page one short
     /// read of the metadata, so it holds no lock or snapshot between pages. Records that do
     /// not decode are skipped (fsck reports them); fewer than `limit` means the end.
-    pub fn blocks_page(&self, after: Option<&BlockHash>, limit: usize) -> Result<Vec<(BlockHash, BlockRecord)>, StoreError> {
+    pub fn blocks_page(
+        &self,
+        after: Option<&BlockHash>,
+        limit: usize,
+    ) -> Result<Vec<(BlockHash, BlockRecord)>, StoreError> {
         let mut out = Vec::new();
         if limit == 0 {
             return Ok(out);
@@ -60,7 +64,13 @@ impl Store {
     /// old one is punched only after the change that stops naming it is durable, so the
     /// record a crash rolls back to still finds its frame. Until then both frames take
     /// space; a lost change leaves the new one as dead bytes that compaction reclaims.
-    pub fn replace_frame(&self, hash: &BlockHash, expected: &BlockRecord, frame: Vec<u8>, info: FrameInfo) -> Result<bool, StoreError> {
+    pub fn replace_frame(
+        &self,
+        hash: &BlockHash,
+        expected: &BlockRecord,
+        frame: Vec<u8>,
+        info: FrameInfo,
+    ) -> Result<bool, StoreError> {
         let mut txn = self.begin();
         let Some(rec) = txn.block_record(hash)? else { return Ok(false) };
         if (rec.pack, rec.offset, rec.frame_len) != (expected.pack, expected.offset, expected.frame_len) {
@@ -74,7 +84,12 @@ impl Store {
     /// Sets the description of the frame `hash`'s record points at, if it still points
     /// at `expected`'s frame: recompression records that a block was weighed against a
     /// model and kept its frame, so no later pass (or mount) tries it again. Metadata only.
-    pub fn describe_frame(&self, hash: &BlockHash, expected: &BlockRecord, info: FrameInfo) -> Result<bool, StoreError> {
+    pub fn describe_frame(
+        &self,
+        hash: &BlockHash,
+        expected: &BlockRecord,
+        info: FrameInfo,
+    ) -> Result<bool, StoreError> {
         let mut txn = self.begin();
         let Some(mut rec) = txn.block_record(hash)? else { return Ok(false) };
         if (rec.pack, rec.offset, rec.frame_len) != (expected.pack, expected.offset, expected.frame_len) {
@@ -96,7 +111,8 @@ mod tests {
     use super::*;
 
     fn open(dir: &Path) -> Store {
-        Store::open(dir, &StoreOptions { block_size: 4096, meta_cache_bytes: 1 << 20, allow_lost_changes: false }).unwrap()
+        Store::open(dir, &StoreOptions { block_size: 4096, meta_cache_bytes: 1 << 20, allow_lost_changes: false })
+            .unwrap()
     }
 
     fn info(codec: u8, plain_len: u32) -> FrameInfo {
@@ -345,11 +361,12 @@ mod tests {
         assert_eq!(reads, 2);
         // Without a punch in between, one read is enough.
         let mut reads = 0;
-        store.read_checked(&a, |rec| {
-            reads += 1;
-            store.packs.read(rec.pack, rec.offset, rec.frame_len)
-        })
-        .unwrap();
+        store
+            .read_checked(&a, |rec| {
+                reads += 1;
+                store.packs.read(rec.pack, rec.offset, rec.frame_len)
+            })
+            .unwrap();
         assert_eq!(reads, 1);
     }
 }

@@ -249,7 +249,9 @@ impl FrameInfo {
     /// Whether this (a record's) description fits `header`, what the frame's header says:
     /// the same codec and length, and the same model where the header names one.
     pub fn describes(&self, header: &FrameInfo) -> bool {
-        self.codec == header.codec && self.plain_len == header.plain_len && (header.model == [0; 8] || self.model == header.model)
+        self.codec == header.codec
+            && self.plain_len == header.plain_len
+            && (header.model == [0; 8] || self.model == header.model)
     }
 
     /// A codec id no frame has (ids are small and never reused): block totals count
@@ -305,7 +307,14 @@ impl BlockRecord {
             return Err(StoreError::Damaged { what: format!("block record ({} bytes)", buf.len()) });
         }
         let mut r = Reader { buf, what: "block record" };
-        let mut rec = BlockRecord { pack: r.u32()?, offset: r.u64()?, frame_len: r.u32()?, refcount: r.u64()?, info: None, written: 0 };
+        let mut rec = BlockRecord {
+            pack: r.u32()?,
+            offset: r.u64()?,
+            frame_len: r.u32()?,
+            refcount: r.u64()?,
+            info: None,
+            written: 0,
+        };
         if !r.buf.is_empty() {
             let info = FrameInfo { codec: r.u8()?, model: r.array()?, plain_len: r.u32()? };
             rec.info = (info.codec != FrameInfo::UNKNOWN_CODEC).then_some(info);

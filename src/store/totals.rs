@@ -121,7 +121,8 @@ mod tests {
     use super::*;
 
     fn open(dir: &std::path::Path) -> Store {
-        Store::open(dir, &StoreOptions { block_size: 4096, meta_cache_bytes: 1 << 20, allow_lost_changes: false }).unwrap()
+        Store::open(dir, &StoreOptions { block_size: 4096, meta_cache_bytes: 1 << 20, allow_lost_changes: false })
+            .unwrap()
     }
 
     /// A test "frame": its first byte is the codec, the rest pads it to its length.
@@ -158,11 +159,21 @@ mod tests {
             (codec <= 2).then_some(FrameInfo { codec, model: [codec; 8], plain_len: 2048 })
         };
         let t = store.block_totals(&legacy).unwrap();
-        let zstd = FrameGroup { blocks: 3, references: 5, logical_bytes: 3 * 4096 + 1000 + 2048, unique_logical_bytes: 4096 + 1000 + 2048, stored_bytes: 470 };
-        let t5 = FrameGroup { blocks: 1, references: 1, logical_bytes: 4096, unique_logical_bytes: 4096, stored_bytes: 50 };
-        let unknown = FrameGroup { blocks: 1, references: 1, logical_bytes: 0, unique_logical_bytes: 0, stored_bytes: 80 };
+        let zstd = FrameGroup {
+            blocks: 3,
+            references: 5,
+            logical_bytes: 3 * 4096 + 1000 + 2048,
+            unique_logical_bytes: 4096 + 1000 + 2048,
+            stored_bytes: 470,
+        };
+        let t5 =
+            FrameGroup { blocks: 1, references: 1, logical_bytes: 4096, unique_logical_bytes: 4096, stored_bytes: 50 };
+        let unknown =
+            FrameGroup { blocks: 1, references: 1, logical_bytes: 0, unique_logical_bytes: 0, stored_bytes: 80 };
         let want: BTreeMap<(u8, [u8; 8]), FrameGroup> =
-            [((1, [1; 8]), zstd), ((2, [2; 8]), t5), ((FrameInfo::UNKNOWN_CODEC, [0; 8]), unknown)].into_iter().collect();
+            [((1, [1; 8]), zstd), ((2, [2; 8]), t5), ((FrameInfo::UNKNOWN_CODEC, [0; 8]), unknown)]
+                .into_iter()
+                .collect();
         assert_eq!(t.groups, want);
         assert_eq!(t.frames_read, 2);
         let all = t.all();

@@ -32,7 +32,15 @@ pub struct Txn<'a> {
 
 impl<'a> Txn<'a> {
     pub(super) fn new(store: &'a Store, writer: MutexGuard<'a, Writer>) -> Txn<'a> {
-        Txn { store, writer, overlay: BTreeMap::new(), new_frames: Vec::new(), adds: false, freed: Vec::new(), exempt: 0 }
+        Txn {
+            store,
+            writer,
+            overlay: BTreeMap::new(),
+            new_frames: Vec::new(),
+            adds: false,
+            freed: Vec::new(),
+            exempt: 0,
+        }
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -358,7 +366,13 @@ impl<'a> Txn<'a> {
     /// writing and takes the new frame's description; the old frame is freed like a
     /// released block's, once this change is durable. A new frame no longer than the old
     /// one is not refused on a full disk: the change gives space back.
-    pub(super) fn replace_frame(&mut self, hash: BlockHash, rec: BlockRecord, frame: Vec<u8>, info: FrameInfo) -> Result<(), StoreError> {
+    pub(super) fn replace_frame(
+        &mut self,
+        hash: BlockHash,
+        rec: BlockRecord,
+        frame: Vec<u8>,
+        info: FrameInfo,
+    ) -> Result<(), StoreError> {
         let frame_len = frame_len(&frame)?;
         if frame_len <= rec.frame_len {
             self.exempt += 1;

@@ -33,11 +33,7 @@ pub enum CoderError {
     Weights { path: PathBuf, reason: String },
     /// One tensor of a weights file that does not fit the format or the config.
     #[error("model weights {}: tensor {tensor} {reason}", path.display())]
-    Tensor {
-        path: PathBuf,
-        tensor: String,
-        reason: String,
-    },
+    Tensor { path: PathBuf, tensor: String, reason: String },
     /// Model files that are each valid but do not fit together.
     #[error("model {}: {reason}", path.display())]
     Model { path: PathBuf, reason: String },

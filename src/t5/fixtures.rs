@@ -53,11 +53,7 @@ pub fn tiny_bpe() -> ByteBpe {
 
 pub fn tiny_model() -> Arc<Model> {
     static MODEL: OnceLock<Arc<Model>> = OnceLock::new();
-    MODEL
-        .get_or_init(|| {
-            Arc::new(Model::random(tiny_config(), tiny_bpe(), 7).expect("valid tiny model"))
-        })
-        .clone()
+    MODEL.get_or_init(|| Arc::new(Model::random(tiny_config(), tiny_bpe(), 7).expect("valid tiny model"))).clone()
 }
 
 /// Incompressible bytes, reproducible from `seed`: the low byte of each `xorshift` value.

@@ -25,9 +25,9 @@ pub use self::config::{E_A, E_GAIN, E_H, E_S, E_X, FORMAT, H_MAX, MAX_VOCAB, Mod
 pub use self::decoder::START_TOKEN;
 pub use self::error::{CoderError, Result};
 pub use self::freq::{FREQ_TOTAL, FREQ_TOTAL_BITS, FreqTable};
-pub use self::intnet::{Kernels, KernelsError, selected_kernels};
 #[cfg(test)]
 pub(crate) use self::intnet::with_kernels;
+pub use self::intnet::{Kernels, KernelsError, selected_kernels};
 pub use self::matcher::{MATCH_BUCKETS, MATCH_MIN, MatchPrediction, Matcher, match_predictions};
 pub use self::model::Model;
 pub use self::range::{RangeDecoder, RangeEncoder};

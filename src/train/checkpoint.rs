@@ -40,9 +40,7 @@ fn sibling(model_dir: &Path, suffix: &str) -> PathBuf {
 /// The checkpoint directory to read: the current one, or the previous one when a swap
 /// was interrupted between its two renames.
 fn existing(model_dir: &Path) -> Option<PathBuf> {
-    [sibling(model_dir, ""), sibling(model_dir, ".old")]
-        .into_iter()
-        .find(|dir| dir.join(STATE).is_file())
+    [sibling(model_dir, ""), sibling(model_dir, ".old")].into_iter().find(|dir| dir.join(STATE).is_file())
 }
 
 pub fn exists(model_dir: &Path) -> bool {
@@ -50,21 +48,15 @@ pub fn exists(model_dir: &Path) -> bool {
 }
 
 pub fn save(model_dir: &Path, params: &Params, adam: &Adam, state: &State) -> Result<()> {
-    let (current, new, old) = (
-        sibling(model_dir, ""),
-        sibling(model_dir, ".new"),
-        sibling(model_dir, ".old"),
-    );
+    let (current, new, old) = (sibling(model_dir, ""), sibling(model_dir, ".new"), sibling(model_dir, ".old"));
     if new.exists() {
         std::fs::remove_dir_all(&new).map_err(TrainError::io(&new))?;
     }
     std::fs::create_dir_all(&new).map_err(TrainError::io(&new))?;
     params.save(&new.join(WEIGHTS))?;
     adam.save(&new.join(OPTIMIZER))?;
-    let json = serde_json::to_vec_pretty(state).map_err(|e| TrainError::BadFile {
-        path: new.join(STATE),
-        reason: e.to_string(),
-    })?;
+    let json = serde_json::to_vec_pretty(state)
+        .map_err(|e| TrainError::BadFile { path: new.join(STATE), reason: e.to_string() })?;
     std::fs::write(new.join(STATE), json).map_err(TrainError::io(&new.join(STATE)))?;
     if current.exists() {
         if old.exists() {
@@ -88,24 +80,14 @@ pub fn load(model_dir: &Path, device: &Device) -> Result<(State, Params)> {
     })?;
     let path = dir.join(STATE);
     let bytes = std::fs::read(&path).map_err(TrainError::io(&path))?;
-    let state: State = serde_json::from_slice(&bytes).map_err(|e| TrainError::BadFile {
-        path: path.clone(),
-        reason: e.to_string(),
-    })?;
-    state.config.check().map_err(|reason| TrainError::BadFile {
-        path: path.clone(),
-        reason,
-    })?;
+    let state: State = serde_json::from_slice(&bytes)
+        .map_err(|e| TrainError::BadFile { path: path.clone(), reason: e.to_string() })?;
+    state.config.check().map_err(|reason| TrainError::BadFile { path: path.clone(), reason })?;
     let params = Params::load(&state.config, &dir.join(WEIGHTS), device)?;
     Ok((state, params))
 }
 
-pub fn restore_optimizer(
-    model_dir: &Path,
-    adam: &mut Adam,
-    state: &State,
-    device: &Device,
-) -> Result<()> {
+pub fn restore_optimizer(model_dir: &Path, adam: &mut Adam, state: &State, device: &Device) -> Result<()> {
     let dir = existing(model_dir).unwrap_or_else(|| sibling(model_dir, ""));
     adam.load(&dir.join(OPTIMIZER), state.step, device)
 }

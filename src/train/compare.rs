@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 use candle_core::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::windows::{Batch, windows};
 use super::checkpoint;
 use super::corpus::{TokenBlock, token_lengths};
 use super::error::{Result, TrainError};
-use super::latent::LatentChoice;
 use super::float_net::{DeviceBatch, Fixed, Net};
+use super::latent::LatentChoice;
+use super::windows::{Batch, windows};
 use crate::t5::model::{Tensors, WEIGHTS_FILE};
 use crate::t5::{Model, T5Codec};
 
@@ -90,18 +90,15 @@ pub fn compare(model_dir: &Path, files: &[PathBuf]) -> Result<Vec<Comparison>> {
         let mut float_bits = 0.0;
         let mut int_bits = 0.0;
         for group in blocks.chunks(BATCH) {
-            let token_blocks: Vec<TokenBlock> =
-                group.iter().map(|b| TokenBlock::new(&bpe.encode(b))).collect();
+            let token_blocks: Vec<TokenBlock> = group.iter().map(|b| TokenBlock::new(&bpe.encode(b))).collect();
             let all = windows(&token_blocks, config.window);
             let host = Batch::build(&token_blocks, &all, &config, &lengths);
             let batch = DeviceBatch::new(&host, &config, &device)?;
             let loss = net.loss(&batch, LatentChoice::Argmax)?;
-            float_bits += f64::from(loss.token_bits.to_scalar::<f32>()?)
-                + f64::from(loss.latent_bits.to_scalar::<f32>()?);
+            float_bits +=
+                f64::from(loss.token_bits.to_scalar::<f32>()?) + f64::from(loss.latent_bits.to_scalar::<f32>()?);
             for b in group {
-                int_bits += codec
-                    .code_length(b)
-                    .map_err(|e| TrainError::Config(format!("integer model: {e}")))?;
+                int_bits += codec.code_length(b).map_err(|e| TrainError::Config(format!("integer model: {e}")))?;
             }
             bar.inc(group.len() as u64);
         }

@@ -37,10 +37,7 @@ impl CorpusFiles {
             blake3::hash(relative.as_os_str().as_encoded_bytes()).as_bytes()[0] < HELD_OUT_BELOW
         });
         if train.is_empty() {
-            return Err(TrainError::Corpus {
-                path: dir.to_owned(),
-                reason: "no files to train on".into(),
-            });
+            return Err(TrainError::Corpus { path: dir.to_owned(), reason: "no files to train on".into() });
         }
         Ok(CorpusFiles { train, held_out })
     }
@@ -100,14 +97,8 @@ impl TokenBlock {
         let predictions = match_predictions(ids);
         TokenBlock {
             tokens: ids.iter().map(|&t| t as u16).collect(),
-            pred: predictions
-                .iter()
-                .map(|p| p.map_or(0, |p| p.token as u16))
-                .collect(),
-            bucket: predictions
-                .iter()
-                .map(|p| p.map_or(0, |p| p.bucket))
-                .collect(),
+            pred: predictions.iter().map(|p| p.map_or(0, |p| p.token as u16)).collect(),
+            bucket: predictions.iter().map(|p| p.map_or(0, |p| p.bucket)).collect(),
         }
     }
 }
@@ -115,10 +106,7 @@ impl TokenBlock {
 /// Tokenizes blocks (in parallel) and runs the match model over each.
 pub fn tokenize(blocks: &[Vec<u8>], bpe: &ByteBpe, what: &str) -> Result<Vec<TokenBlock>> {
     if bpe.vocab_size() > usize::from(u16::MAX) {
-        return Err(TrainError::Config(format!(
-            "a vocabulary of {} does not fit 16-bit token ids",
-            bpe.vocab_size()
-        )));
+        return Err(TrainError::Config(format!("a vocabulary of {} does not fit 16-bit token ids", bpe.vocab_size())));
     }
     let bar = ProgressBar::new(blocks.iter().map(|b| b.len() as u64).sum());
     bar.set_style(
@@ -140,7 +128,5 @@ pub fn tokenize(blocks: &[Vec<u8>], bpe: &ByteBpe, what: &str) -> Result<Vec<Tok
 
 /// Bytes of each token of the vocabulary: bits per byte are bits over these.
 pub fn token_lengths(bpe: &ByteBpe) -> Vec<u32> {
-    (0..bpe.vocab_size() as u32)
-        .map(|id| bpe.token_bytes(id).map_or(0, |b| b.len() as u32))
-        .collect()
+    (0..bpe.vocab_size() as u32).map(|id| bpe.token_bytes(id).map_or(0, |b| b.len() as u32)).collect()
 }

@@ -36,11 +36,7 @@ impl RlProgress {
     pub fn start(model_dir: &Path, held_out: Option<f64>) -> Result<RlProgress> {
         let path = model_dir.join(CURVE);
         let fresh = !path.exists();
-        let file = File::options()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(TrainError::io(&path))?;
+        let file = File::options().create(true).append(true).open(&path).map_err(TrainError::io(&path))?;
         let mut progress = RlProgress {
             path,
             file,

@@ -32,13 +32,7 @@ pub fn integer_tensors(params: &Params) -> Result<Tensors> {
     for spec in layout(params.config()) {
         if spec.kind == Kind::Exponent {
             let matrix = spec.name.trim_end_matches(".exp");
-            tensors.insert(
-                spec.name.as_str(),
-                Tensor {
-                    shape: vec![],
-                    data: TensorData::I32(vec![exponent(matrix)]),
-                },
-            );
+            tensors.insert(spec.name.as_str(), Tensor { shape: vec![], data: TensorData::I32(vec![exponent(matrix)]) });
         }
     }
     Ok(tensors)

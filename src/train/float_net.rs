@@ -3,10 +3,10 @@
 
 use candle_core::{D, Device, Tensor};
 
-use super::windows::Batch;
 use super::latent::{Latent, LatentChoice};
 use super::params::Quantized;
 use super::quant::{Grid, fake_quant};
+use super::windows::Batch;
 use crate::t5::{Direction, E_A, E_H, E_S, E_X, H_MAX, ModelConfig};
 
 type CResult<T> = candle_core::Result<T>;
@@ -35,9 +35,8 @@ impl Fixed {
             Tensor::from_vec(idx, n * n, device)
         };
         let w = config.window;
-        let causal: Vec<f32> = (0..w)
-            .flat_map(|t| (0..w).map(move |j| if j <= t { 0.0 } else { NO_KEY as f32 }))
-            .collect();
+        let causal: Vec<f32> =
+            (0..w).flat_map(|t| (0..w).map(move |j| if j <= t { 0.0 } else { NO_KEY as f32 })).collect();
         Ok(Fixed {
             enc_buckets: indices(Direction::Bidirectional, config.segment)?,
             dec_buckets: indices(Direction::Causal, w)?,
@@ -69,11 +68,7 @@ impl DeviceBatch {
         let (b, w) = (batch.windows, batch.positions);
         let (s, len, slots) = (batch.segments(), config.segment, config.latent_max);
         let key_bias = |ok: &[f32]| ok.iter().map(|&o| (1.0 - o) * NO_KEY as f32).collect();
-        let has_match: Vec<f32> = batch
-            .bucket
-            .iter()
-            .map(|&k| if k > 0 { 1.0 } else { 0.0 })
-            .collect();
+        let has_match: Vec<f32> = batch.bucket.iter().map(|&k| if k > 0 { 1.0 } else { 0.0 }).collect();
         let hit: Vec<f32> = (0..b * w)
             .map(|i| {
                 let hit = batch.bucket[i] > 0 && batch.pred[i] == batch.target[i];
@@ -132,11 +127,7 @@ impl<'a> Net<'a> {
         let token_bits = self.position_bits(batch, &latent)?.sum_all()?;
         let codes = (&latent.codes * &batch.segment_exists)?.sum_all()?;
         let latent_bits = self.latent_bits(&batch.segment_exists, &codes)?;
-        Ok(Loss {
-            token_bits,
-            latent_bits,
-            codes,
-        })
+        Ok(Loss { token_bits, latent_bits, codes })
     }
 
     /// The bits of latents of `codes` codes on `segments` segments (tensors of any shape,
@@ -150,9 +141,7 @@ impl<'a> Net<'a> {
     /// The coded bits of each segment's tokens under the decoder given `latent` [s].
     pub fn segment_bits(&self, batch: &DeviceBatch, latent: &Latent) -> CResult<Tensor> {
         let s = batch.segment_exists.dim(0)?;
-        self.position_bits(batch, latent)?
-            .reshape((s, self.config.segment))?
-            .sum(1)
+        self.position_bits(batch, latent)?.reshape((s, self.config.segment))?.sum(1)
     }
 
     /// The coded bits of every target [b · w] (0 where nothing is coded).
@@ -171,20 +160,12 @@ impl<'a> Net<'a> {
     pub fn latent_logits(&self, batch: &DeviceBatch) -> CResult<Tensor> {
         let c = self.config;
         let s = batch.segment_exists.dim(0)?;
-        let mut h = self
-            .w("embed")?
-            .index_select(&batch.segment_tokens, 0)?
-            .reshape((s, c.segment, c.d_model))?;
+        let mut h = self.w("embed")?.index_select(&batch.segment_tokens, 0)?.reshape((s, c.segment, c.d_model))?;
         for i in 0..c.enc_layers {
             let prefix = format!("enc.{i}.");
-            let bias = self.rel_bias(
-                &format!("{prefix}self.rel"),
-                &self.fixed.enc_buckets,
-                c.segment,
-            )?;
+            let bias = self.rel_bias(&format!("{prefix}self.rel"), &self.fixed.enc_buckets, c.segment)?;
             let x = self.norm(&h, &format!("{prefix}ln1.g"))?;
-            let a =
-                self.self_attention(&x, &prefix, &(bias.broadcast_add(&batch.segment_mask)?))?;
+            let a = self.self_attention(&x, &prefix, &(bias.broadcast_add(&batch.segment_mask)?))?;
             h = residual(&h, &a)?;
             let x = self.norm(&h, &format!("{prefix}ln2.g"))?;
             h = residual(&h, &self.ffn(&x, &prefix)?)?;
@@ -219,10 +200,7 @@ impl<'a> Net<'a> {
         let c = self.config;
         let (b, w, d) = (batch.windows, c.window, c.d_model);
         let s = memory.dim(0)?;
-        let mut h = self
-            .w("embed")?
-            .index_select(&batch.input, 0)?
-            .reshape((b, w, d))?;
+        let mut h = self.w("embed")?.index_select(&batch.input, 0)?.reshape((b, w, d))?;
         for i in 0..c.dec_layers {
             let prefix = format!("dec.{i}.");
             let bias = self.rel_bias(&format!("{prefix}self.rel"), &self.fixed.dec_buckets, w)?;
@@ -254,21 +232,14 @@ impl<'a> Net<'a> {
     }
 
     fn ffn(&self, x: &Tensor, prefix: &str) -> CResult<Tensor> {
-        let a = fake_quant(
-            &linear(x, self.w(&format!("{prefix}ff.wi"))?)?.relu()?,
-            Grid::q8(E_A),
-        )?;
+        let a = fake_quant(&linear(x, self.w(&format!("{prefix}ff.wi"))?)?.relu()?, Grid::q8(E_A))?;
         linear(&a, self.w(&format!("{prefix}ff.wo"))?)
     }
 
     /// Relative-position bias [1, heads, n, n] of a layer.
     fn rel_bias(&self, name: &str, buckets: &Tensor, n: usize) -> CResult<Tensor> {
         let heads = self.config.n_heads;
-        self.w(name)?
-            .index_select(buckets, 0)?
-            .reshape((n, n, heads))?
-            .permute((2, 0, 1))?
-            .unsqueeze(0)
+        self.w(name)?.index_select(buckets, 0)?.reshape((n, n, heads))?.permute((2, 0, 1))?.unsqueeze(0)
     }
 
     /// Projected into q8 at E_A and split into heads [n, heads, t, head_dim].
@@ -292,13 +263,7 @@ impl<'a> Net<'a> {
         linear(&o, self.w(&format!("{prefix}self.o"))?)
     }
 
-    fn cross_attention(
-        &self,
-        x: &Tensor,
-        memory: &Tensor,
-        presence: &Tensor,
-        prefix: &str,
-    ) -> CResult<Tensor> {
+    fn cross_attention(&self, x: &Tensor, memory: &Tensor, presence: &Tensor, prefix: &str) -> CResult<Tensor> {
         let q = self.heads(x, &format!("{prefix}cross.q"))?;
         let k = self.heads(memory, &format!("{prefix}cross.k"))?;
         let v = self.heads(memory, &format!("{prefix}cross.v"))?;
@@ -340,9 +305,7 @@ fn attend(weights: &Tensor, v: &Tensor) -> CResult<Tensor> {
         let (n, h, t, _) = weights.dims4()?;
         (n, h, t, v.dim(3)?)
     };
-    fake_quant(&weights.matmul(v)?, Grid::q8(E_A))?
-        .transpose(1, 2)?
-        .reshape((n, t, heads * hd))
+    fake_quant(&weights.matmul(v)?, Grid::q8(E_A))?.transpose(1, 2)?.reshape((n, t, heads * hd))
 }
 
 /// Softmax over the last dimension. `presence` (0 or 1 forward, with a gradient) weighs
@@ -356,17 +319,10 @@ fn softmax(scores: &Tensor, presence: Option<&Tensor>) -> CResult<Tensor> {
         return e.broadcast_div(&e.sum_keepdim(D::Minus1)?);
     };
     let absent = ((presence.detach() - 1.0)? * -NO_KEY)?;
-    let max = scores
-        .broadcast_add(&absent)?
-        .max_keepdim(D::Minus1)?
-        .detach();
+    let max = scores.broadcast_add(&absent)?.max_keepdim(D::Minus1)?.detach();
     // An absent key can score far above the present ones; bounded, its exp stays finite
     // and is multiplied by 0.
-    let e = scores
-        .broadcast_sub(&max)?
-        .minimum(30.0)?
-        .exp()?
-        .broadcast_mul(presence)?;
+    let e = scores.broadcast_sub(&max)?.minimum(30.0)?.exp()?.broadcast_mul(presence)?;
     e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
 }
 
@@ -375,14 +331,7 @@ fn softmax(scores: &Tensor, presence: Option<&Tensor>) -> CResult<Tensor> {
 /// the two terms it changes, not through the full logits: adding it there would take a
 /// scatter (whose gradient candle gets wrong) or a one-hot of the vocabulary.
 fn token_bits(logits: &Tensor, boost: &Tensor, batch: &DeviceBatch) -> CResult<Tensor> {
-    boosted_bits(
-        logits,
-        boost,
-        &batch.pred,
-        &batch.target,
-        &batch.hit,
-        &batch.target_ok,
-    )
+    boosted_bits(logits, boost, &batch.pred, &batch.target, &batch.hit, &batch.target_ok)
 }
 
 fn boosted_bits(
@@ -420,9 +369,7 @@ mod tests {
             let total: f64 = l.iter().map(|x| x.exp()).sum();
             expected += (total.ln() - l[targets[i] as usize]) / std::f64::consts::LN_2;
         }
-        let hit: Vec<f32> = (0..3)
-            .map(|i| if preds[i] == targets[i] { 1.0 } else { 0.0 })
-            .collect();
+        let hit: Vec<f32> = (0..3).map(|i| if preds[i] == targets[i] { 1.0 } else { 0.0 }).collect();
         let logits = Tensor::new(&rows, &dev)?;
         let boost = Tensor::new(&boosts, &dev)?;
         let batch_target = Tensor::new(&targets, &dev)?.unsqueeze(1)?;

@@ -55,11 +55,7 @@ impl Latent {
         let presence = Tensor::cat(&columns, 1)?;
         let codes = presence.sum(1)?;
         debug_assert_eq!(presence.dims(), [segments, slots]);
-        Ok(Latent {
-            onehot,
-            presence,
-            codes,
-        })
+        Ok(Latent { onehot, presence, codes })
     }
 
     /// Presence of every memory slot as attention keys [segments, 1, 1, 1 + slots]: the
@@ -102,21 +98,12 @@ mod tests {
         let all = Tensor::ones((2, 3), DType::F32, &Device::Cpu)?;
         let latent = Latent::choose(logits.as_tensor(), &all, LatentChoice::Argmax)?;
         assert_eq!(latent.codes.to_vec1::<f32>()?, [1.0, 3.0]);
-        assert_eq!(
-            latent.presence.to_vec2::<f32>()?,
-            [[1.0, 0.0, 0.0], [1.0, 1.0, 1.0]]
-        );
+        assert_eq!(latent.presence.to_vec2::<f32>()?, [[1.0, 0.0, 0.0], [1.0, 1.0, 1.0]]);
         assert_eq!(latent.presence_keys()?.dims(), [2, 1, 1, 4]);
 
         let noise = Tensor::zeros((2, 3, 3), DType::F32, &Device::Cpu)?;
-        let sampled = Latent::choose(
-            logits.as_tensor(),
-            &all,
-            LatentChoice::Sample {
-                noise: &noise,
-                temperature: 1.0,
-            },
-        )?;
+        let sampled =
+            Latent::choose(logits.as_tensor(), &all, LatentChoice::Sample { noise: &noise, temperature: 1.0 })?;
         assert_eq!(sampled.codes.to_vec1::<f32>()?, [1.0, 3.0]);
         let grads = sampled.codes.sum_all()?.backward()?;
         let g = grads.get(logits.as_tensor()).expect("gradient");

@@ -93,10 +93,8 @@ impl Adam {
         for slot in &self.slots {
             for (prefix, var) in [("m", &slot.m), ("v", &slot.v)] {
                 let name = format!("{prefix}.{}", slot.name);
-                let tensor = saved
-                    .get(&name)
-                    .filter(|t| t.shape() == var.shape())
-                    .ok_or_else(|| TrainError::BadFile {
+                let tensor =
+                    saved.get(&name).filter(|t| t.shape() == var.shape()).ok_or_else(|| TrainError::BadFile {
                         path: path.to_owned(),
                         reason: format!("{name} is missing or has another shape"),
                     })?;
@@ -131,10 +129,7 @@ mod tests {
         let mut other = Adam::new([("x", &y)].into_iter())?;
         other.load(&path, adam.steps, &dev)?;
         assert_eq!(other.steps, 200);
-        assert_eq!(
-            other.slots[0].v.as_tensor().to_vec1::<f32>()?,
-            adam.slots[0].v.as_tensor().to_vec1::<f32>()?
-        );
+        assert_eq!(other.slots[0].v.as_tensor().to_vec1::<f32>()?, adam.slots[0].v.as_tensor().to_vec1::<f32>()?);
         Ok(())
     }
 }

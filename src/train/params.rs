@@ -81,10 +81,7 @@ impl Params {
             let tensor = Tensor::from_vec(values, spec.shape.as_slice(), device)?;
             vars.insert(spec.name, (Var::from_tensor(&tensor)?, holding));
         }
-        Ok(Params {
-            config: config.clone(),
-            vars,
-        })
+        Ok(Params { config: config.clone(), vars })
     }
 
     /// Parameters saved by `save`, checked against the config's layout.
@@ -96,9 +93,7 @@ impl Params {
                 path: path.to_owned(),
                 reason: format!("tensor {}: {reason}", spec.name),
             };
-            let tensor = saved
-                .remove(&spec.name)
-                .ok_or_else(|| bad("missing".into()))?;
+            let tensor = saved.remove(&spec.name).ok_or_else(|| bad("missing".into()))?;
             if tensor.dims() != spec.shape.as_slice() || tensor.dtype() != DType::F32 {
                 return Err(bad(format!(
                     "is {:?} {:?}, the config needs F32 {:?}",
@@ -109,18 +104,12 @@ impl Params {
             }
             vars.insert(spec.name, (Var::from_tensor(&tensor)?, holding));
         }
-        Ok(Params {
-            config: config.clone(),
-            vars,
-        })
+        Ok(Params { config: config.clone(), vars })
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {
-        let tensors: HashMap<String, Tensor> = self
-            .vars
-            .iter()
-            .map(|(name, (var, _))| (name.clone(), var.as_tensor().clone()))
-            .collect();
+        let tensors: HashMap<String, Tensor> =
+            self.vars.iter().map(|(name, (var, _))| (name.clone(), var.as_tensor().clone())).collect();
         candle_core::safetensors::save(&tensors, path)?;
         Ok(())
     }
@@ -131,16 +120,12 @@ impl Params {
 
     /// Names and variables, in name order (the optimizer's order).
     pub fn vars(&self) -> impl Iterator<Item = (&str, &Var)> {
-        self.vars
-            .iter()
-            .map(|(name, (var, _))| (name.as_str(), var))
+        self.vars.iter().map(|(name, (var, _))| (name.as_str(), var))
     }
 
     /// Names, variables and how each is held.
     pub fn held(&self) -> impl Iterator<Item = (&str, &Var, Holding)> {
-        self.vars
-            .iter()
-            .map(|(name, (var, holding))| (name.as_str(), var, *holding))
+        self.vars.iter().map(|(name, (var, holding))| (name.as_str(), var, *holding))
     }
 
     pub fn parameter_count(&self) -> usize {
@@ -150,12 +135,8 @@ impl Params {
     /// The exponent of each matrix, chosen from its current largest magnitude (within the
     /// format's bounds), in one transfer from the device.
     pub fn matrix_exponents(&self) -> Result<BTreeMap<String, i32>> {
-        let matrices: Vec<(&String, &Var)> = self
-            .vars
-            .iter()
-            .filter(|(_, (_, h))| *h == Holding::Matrix)
-            .map(|(name, (var, _))| (name, var))
-            .collect();
+        let matrices: Vec<(&String, &Var)> =
+            self.vars.iter().filter(|(_, (_, h))| *h == Holding::Matrix).map(|(name, (var, _))| (name, var)).collect();
         let maxima = matrices
             .iter()
             .map(|(_, var)| var.as_tensor().detach().abs()?.max_all())
@@ -177,11 +158,7 @@ impl Params {
         let exponents = self.matrix_exponents()?;
         let mut tensors = HashMap::new();
         for (name, (var, holding)) in &self.vars {
-            let t = if track {
-                var.as_tensor().clone()
-            } else {
-                var.as_tensor().detach()
-            };
+            let t = if track { var.as_tensor().clone() } else { var.as_tensor().detach() };
             let grid = match holding {
                 Holding::Matrix => Grid::q8(exponents.get(name).copied().unwrap_or(0)),
                 Holding::Fixed(e) => Grid::q8(*e),
@@ -200,8 +177,6 @@ pub struct Quantized {
 
 impl Quantized {
     pub fn get(&self, name: &str) -> candle_core::Result<&Tensor> {
-        self.tensors
-            .get(name)
-            .ok_or_else(|| candle_core::Error::Msg(format!("no parameter {name}")))
+        self.tensors.get(name).ok_or_else(|| candle_core::Error::Msg(format!("no parameter {name}")))
     }
 }

@@ -38,9 +38,7 @@ impl Slots<'_> {
         if self.exists[segment] == 0.0 {
             return 0;
         }
-        (0..self.slots)
-            .take_while(|&slot| self.slot_ok[segment * self.slots + slot] > 0.0)
-            .count()
+        (0..self.slots).take_while(|&slot| self.slot_ok[segment * self.slots + slot] > 0.0).count()
     }
 
     /// The action `latent` takes at `slot`: its code there, or END past its codes.
@@ -102,9 +100,7 @@ impl Slots<'_> {
     /// The log-probability of `latent` for `segment` under host `logits`.
     pub fn log_prob(&self, logits: &[f32], segment: usize, latent: &[u32]) -> f64 {
         let decisions = self.decisions(segment, latent.len());
-        (0..decisions)
-            .map(|slot| log_softmax(self.row(logits, segment, slot))[self.action(latent, slot)])
-            .sum()
+        (0..decisions).map(|slot| log_softmax(self.row(logits, segment, slot))[self.action(latent, slot)]).sum()
     }
 
     /// One-hot decisions [segments, slots, K+1] of `latents`: what `log_probs` scores.
@@ -118,10 +114,8 @@ impl Slots<'_> {
     pub fn latent(&self, latents: &[Vec<u32>], device: &Device) -> CResult<Latent> {
         let (slots, actions) = (self.slots, self.actions);
         let onehot = self.one_hot(latents, |_, _| slots);
-        let presence: Vec<f32> = latents
-            .iter()
-            .flat_map(|l| (0..slots).map(move |slot| if slot < l.len() { 1.0 } else { 0.0 }))
-            .collect();
+        let presence: Vec<f32> =
+            latents.iter().flat_map(|l| (0..slots).map(move |slot| if slot < l.len() { 1.0 } else { 0.0 })).collect();
         let codes: Vec<f32> = latents.iter().map(|l| l.len() as f32).collect();
         Ok(Latent {
             onehot: Tensor::from_vec(onehot, (self.segments, slots, actions), device)?,
@@ -199,10 +193,7 @@ mod tests {
             assert!((f64::from(lp[segment]) - host).abs() < 1e-5);
         }
         let latent = slots.latent(&latents, &Device::Cpu)?;
-        assert_eq!(
-            latent.presence.to_vec2::<f32>()?,
-            [[1.0, 0.0], [1.0, 0.0], [0.0, 0.0]]
-        );
+        assert_eq!(latent.presence.to_vec2::<f32>()?, [[1.0, 0.0], [1.0, 0.0], [0.0, 0.0]]);
         assert_eq!(latent.codes.to_vec1::<f32>()?, [1.0, 1.0, 0.0]);
         Ok(())
     }
@@ -210,18 +201,10 @@ mod tests {
     #[test]
     fn sampling_follows_the_softmax() {
         let logits = [0.0f32, (3.0f32).ln(), 0.0]; // probabilities 1/5, 3/5, 1/5
-        let slots = Slots {
-            segments: 1,
-            slots: 1,
-            actions: 3,
-            slot_ok: &[1.0],
-            exists: &[1.0],
-        };
+        let slots = Slots { segments: 1, slots: 1, actions: 3, slot_ok: &[1.0], exists: &[1.0] };
         let mut rng = Rng::derive(2, 0, 0);
         let n = 20_000;
-        let ones = (0..n)
-            .filter(|_| slots.sample(&logits, 0.0, &mut rng)[0].0 == [1])
-            .count();
+        let ones = (0..n).filter(|_| slots.sample(&logits, 0.0, &mut rng)[0].0 == [1]).count();
         let share = ones as f64 / n as f64;
         assert!((share - 0.6).abs() < 0.02, "{share}");
         // Exploring half the time: 0.5 · 3/5 + 0.5 · 3/4 (π among the codes alone), with

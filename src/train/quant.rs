@@ -31,21 +31,12 @@ impl Grid {
 
     /// Integers in ±`max` at exponent `e`.
     pub fn clamped(e: i32, max: i32) -> Grid {
-        Grid {
-            lo: -(max as f32),
-            hi: max as f32,
-            ..Grid::rounded(e)
-        }
+        Grid { lo: -(max as f32), hi: max as f32, ..Grid::rounded(e) }
     }
 
     /// Rounded at exponent `e`, never clamped (i32 scores, logits, biases).
     pub fn rounded(e: i32) -> Grid {
-        Grid {
-            scale: exp2(e),
-            inverse: exp2(-e),
-            lo: f32::NEG_INFINITY,
-            hi: f32::INFINITY,
-        }
+        Grid { scale: exp2(e), inverse: exp2(-e), lo: f32::NEG_INFINITY, hi: f32::INFINITY }
     }
 
     /// The integer the network holds for `x` (what export writes).
@@ -87,15 +78,9 @@ pub fn fake_quant(x: &Tensor, grid: Grid) -> candle_core::Result<Tensor> {
 
 /// The same in candle's own operations, for devices that have no custom op.
 fn fake_quant_ops(x: &Tensor, grid: Grid) -> candle_core::Result<Tensor> {
-    let clamped = if grid.lo.is_finite() {
-        x.clamp(grid.lo * grid.inverse, grid.hi * grid.inverse)?
-    } else {
-        x.clone()
-    };
-    let rounded = clamped
-        .affine(f64::from(grid.scale), 0.5)?
-        .floor()?
-        .affine(f64::from(grid.inverse), 0.0)?;
+    let clamped =
+        if grid.lo.is_finite() { x.clamp(grid.lo * grid.inverse, grid.hi * grid.inverse)? } else { x.clone() };
+    let rounded = clamped.affine(f64::from(grid.scale), 0.5)?.floor()?.affine(f64::from(grid.inverse), 0.0)?;
     &clamped + (rounded - &clamped)?.detach()
 }
 
@@ -132,25 +117,14 @@ impl CustomOp1 for FakeQuant {
         "fake-quant"
     }
 
-    fn cpu_fwd(
-        &self,
-        storage: &CpuStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = contiguous(storage, layout)?;
         let out: Vec<f32> = x.iter().map(|&v| self.0.quantize(v)).collect();
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 
-    fn bwd(
-        &self,
-        arg: &Tensor,
-        _res: &Tensor,
-        grad_res: &Tensor,
-    ) -> candle_core::Result<Option<Tensor>> {
-        let grad = grad_res
-            .contiguous()?
-            .apply_op2_no_bwd(&arg.contiguous()?, &PassInside(self.0))?;
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let grad = grad_res.contiguous()?.apply_op2_no_bwd(&arg.contiguous()?, &PassInside(self.0))?;
         Ok(Some(grad))
     }
 }
@@ -172,11 +146,7 @@ impl CustomOp2 for PassInside {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let grad = contiguous(grad, grad_layout)?;
         let arg = contiguous(arg, arg_layout)?;
-        let out: Vec<f32> = grad
-            .iter()
-            .zip(arg)
-            .map(|(&g, &x)| if self.0.passes(x) { g } else { 0.0 })
-            .collect();
+        let out: Vec<f32> = grad.iter().zip(arg).map(|(&g, &x)| if self.0.passes(x) { g } else { 0.0 }).collect();
         Ok((CpuStorage::F32(out), grad_layout.shape().clone()))
     }
 }
@@ -188,15 +158,9 @@ mod tests {
 
     #[test]
     fn rounds_half_up_and_clamps() -> candle_core::Result<()> {
-        let x = Tensor::new(
-            &[0.03125f32 * 2.5, -0.03125 * 2.5, 5.0, -5.0, 0.01],
-            &Device::Cpu,
-        )?;
+        let x = Tensor::new(&[0.03125f32 * 2.5, -0.03125 * 2.5, 5.0, -5.0, 0.01], &Device::Cpu)?;
         let q = fake_quant(&x, Grid::q8(5))?.to_vec1::<f32>()?;
-        assert_eq!(
-            q,
-            [3.0 / 32.0, -2.0 / 32.0, 127.0 / 32.0, -127.0 / 32.0, 0.0]
-        );
+        assert_eq!(q, [3.0 / 32.0, -2.0 / 32.0, 127.0 / 32.0, -127.0 / 32.0, 0.0]);
         let r = fake_quant(&Tensor::new(&[100.06f32], &Device::Cpu)?, Grid::rounded(3))?;
         assert_eq!(r.to_vec1::<f32>()?, [100.0]);
         Ok(())
@@ -207,10 +171,7 @@ mod tests {
         let x = Var::new(&[0.5f32, 3.9, 4.5, -4.5], &Device::Cpu)?;
         let y = fake_quant(x.as_tensor(), Grid::q8(5))?;
         let grads = (y * 2.0)?.sum_all()?.backward()?;
-        let g = grads
-            .get(x.as_tensor())
-            .expect("gradient")
-            .to_vec1::<f32>()?;
+        let g = grads.get(x.as_tensor()).expect("gradient").to_vec1::<f32>()?;
         assert_eq!(g, [2.0, 2.0, 0.0, 0.0]);
         Ok(())
     }
@@ -226,9 +187,7 @@ mod tests {
             let weights = Tensor::new(values.as_slice(), &Device::Cpu)?;
             let ga = a.mul(&weights)?.sum_all()?.backward()?;
             let gb = b.mul(&weights)?.sum_all()?.backward()?;
-            let grad = |g: &candle_core::backprop::GradStore| {
-                g.get(x.as_tensor()).expect("gradient").to_vec1::<f32>()
-            };
+            let grad = |g: &candle_core::backprop::GradStore| g.get(x.as_tensor()).expect("gradient").to_vec1::<f32>();
             assert_eq!(grad(&ga)?, grad(&gb)?);
         }
         Ok(())
@@ -236,9 +195,7 @@ mod tests {
 
     #[test]
     fn floor_is_libm_floor() {
-        for v in [
-            0.0f32, -0.0, 0.5, -0.5, 1.0, -1.0, 2.99, -2.99, 1e7, -1e7, 1e9, -3e9,
-        ] {
+        for v in [0.0f32, -0.0, 0.5, -0.5, 1.0, -1.0, 2.99, -2.99, 1e7, -1e7, 1e9, -3e9] {
             assert_eq!(floor(v), v.floor(), "{v}");
         }
         assert_eq!(floor(f32::INFINITY), f32::INFINITY);

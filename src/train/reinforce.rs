@@ -12,7 +12,6 @@
 
 use candle_core::{Device, Tensor};
 
-use super::windows::{Batch, Window, sample};
 use super::corpus::TokenBlock;
 use super::error::{Result, TrainError};
 use super::float_net::{DeviceBatch, Fixed, Net, latent_code_bits};
@@ -21,6 +20,7 @@ use super::params::Params;
 use super::policy::{Slots, log_probs};
 use super::replay::{Group, ReplayBuffer, importance_weight};
 use super::rng::Rng;
+use super::windows::{Batch, Window, sample};
 use crate::t5::ModelConfig;
 
 /// Latents sampled per segment: the baseline of each is the mean of the others.
@@ -84,11 +84,7 @@ pub fn step(
     let config = data.config;
     let groups_per_step = data.batch.max(2);
     let replayed = buffer.draw(groups_per_step / 2, &mut Rng::derive(data.seed, REPLAYED, step));
-    let fresh = sample(
-        data.windows,
-        groups_per_step - replayed.len(),
-        &mut Rng::derive(data.seed, FRESH, step),
-    );
+    let fresh = sample(data.windows, groups_per_step - replayed.len(), &mut Rng::derive(data.seed, FRESH, step));
     let windows: Vec<Window> = fresh
         .iter()
         .copied()
@@ -145,9 +141,7 @@ pub fn step(
     let token_reward = |i: usize| if exists(i) { -f64::from(token_host[i]) } else { 0.0 };
     let latent_reward = |i: usize| if exists(i) { -latent_cost(latents[i].len()) } else { 0.0 };
     // What the policy learns from: the latent's bits weighed by `latent_weight`.
-    let reward: Vec<f64> = (0..slots.segments)
-        .map(|i| token_reward(i) + latent_weight * latent_reward(i))
-        .collect();
+    let reward: Vec<f64> = (0..slots.segments).map(|i| token_reward(i) + latent_weight * latent_reward(i)).collect();
     let mut advantage = vec![0f32; slots.segments];
     for g in 0..fresh.len() + replayed.len() {
         for j in 0..per_window {
@@ -176,12 +170,8 @@ pub fn step(
             block: window.block,
             start: window.start,
             step,
-            latents: (0..SAMPLES)
-                .map(|s| (0..per_window).map(|j| pick(s, j).0.clone()).collect())
-                .collect(),
-            log_probs: (0..SAMPLES)
-                .map(|s| (0..per_window).map(|j| pick(s, j).1).collect())
-                .collect(),
+            latents: (0..SAMPLES).map(|s| (0..per_window).map(|j| pick(s, j).0.clone()).collect()).collect(),
+            log_probs: (0..SAMPLES).map(|s| (0..per_window).map(|j| pick(s, j).1).collect()).collect(),
         });
     }
     let existing: Vec<usize> = (0..slots.segments).filter(|&i| exists(i)).collect();

@@ -6,8 +6,8 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-use super::windows::Window;
 use super::rng::Rng;
+use super::windows::Window;
 
 /// One window's samples: for each of the window's segments, several latents drawn by the
 /// policy of `step`, each with its log-probability under that policy.
@@ -25,10 +25,7 @@ pub struct Group {
 
 impl Group {
     pub fn window(&self) -> Window {
-        Window {
-            block: self.block,
-            start: self.start,
-        }
+        Window { block: self.block, start: self.start }
     }
 }
 
@@ -41,10 +38,7 @@ pub struct ReplayBuffer {
 
 impl ReplayBuffer {
     pub fn new(capacity: usize) -> ReplayBuffer {
-        ReplayBuffer {
-            capacity,
-            groups: VecDeque::with_capacity(capacity),
-        }
+        ReplayBuffer { capacity, groups: VecDeque::with_capacity(capacity) }
     }
 
     #[cfg(test)]
@@ -67,9 +61,7 @@ impl ReplayBuffer {
         if self.groups.is_empty() {
             return Vec::new();
         }
-        (0..n)
-            .map(|_| self.groups[rng.below(self.groups.len())].clone())
-            .collect()
+        (0..n).map(|_| self.groups[rng.below(self.groups.len())].clone()).collect()
     }
 }
 
@@ -88,13 +80,7 @@ mod tests {
     use super::*;
 
     fn group(step: u64) -> Group {
-        Group {
-            block: 1,
-            start: step as u32,
-            step,
-            latents: vec![vec![vec![3, 4]]],
-            log_probs: vec![vec![-1.5]],
-        }
+        Group { block: 1, start: step as u32, step, latents: vec![vec![vec![3, 4]]], log_probs: vec![vec![-1.5]] }
     }
 
     #[test]

@@ -54,14 +54,8 @@ mod tests {
     fn streams_repeat_and_differ() {
         let a: Vec<u64> = (0..4).map(|_| Rng::derive(7, 1, 3).next_u64()).collect();
         assert!(a.iter().all(|&x| x == a[0]));
-        assert_ne!(
-            Rng::derive(7, 1, 3).next_u64(),
-            Rng::derive(7, 1, 4).next_u64()
-        );
-        assert_ne!(
-            Rng::derive(7, 1, 3).next_u64(),
-            Rng::derive(7, 2, 3).next_u64()
-        );
+        assert_ne!(Rng::derive(7, 1, 3).next_u64(), Rng::derive(7, 1, 4).next_u64());
+        assert_ne!(Rng::derive(7, 1, 3).next_u64(), Rng::derive(7, 2, 3).next_u64());
         let mut rng = Rng::derive(1, 0, 0);
         let n = 20_000;
         let mean = (0..n).map(|_| rng.normal()).sum::<f64>() / n as f64;

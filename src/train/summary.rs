@@ -99,11 +99,6 @@ impl fmt::Display for TrainSummary {
                 rl.curve.display()
             )?;
         }
-        write!(
-            f,
-            "model {} (id {})",
-            self.model_dir.display(),
-            self.model_id
-        )
+        write!(f, "model {} (id {})", self.model_dir.display(), self.model_id)
     }
 }

@@ -32,8 +32,8 @@ fn tiny_config() -> ModelConfig {
 /// something to learn quickly.
 fn write_corpus(dir: &Path) {
     let words = [
-        "the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to", "house", "with", "red",
-        "door", "while", "it", "rained",
+        "the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to", "house", "with", "red", "door", "while",
+        "it", "rained",
     ];
     let mut state = 12345u32;
     for f in 0..6 {
@@ -68,10 +68,7 @@ fn expected_tensors(c: &ModelConfig) -> Vec<(String, Dtype, Vec<usize>)> {
     };
     matrix("out".into(), vec![v, d]);
     matrix("latent_head".into(), vec![k1, d]);
-    let blocks = [
-        ("enc", c.enc_layers, 2, false),
-        ("dec", c.dec_layers, 3, true),
-    ];
+    let blocks = [("enc", c.enc_layers, 2, false), ("dec", c.dec_layers, 3, true)];
     for (side, layers, _, cross) in blocks {
         for i in 0..layers {
             let p = format!("{side}.{i}.");
@@ -91,11 +88,7 @@ fn expected_tensors(c: &ModelConfig) -> Vec<(String, Dtype, Vec<usize>)> {
             for n in 1..=norms {
                 out.push((format!("{side}.{i}.ln{n}.g"), Dtype::I8, vec![d]));
             }
-            out.push((
-                format!("{side}.{i}.self.rel"),
-                Dtype::I32,
-                vec![c.rel_buckets, c.n_heads],
-            ));
+            out.push((format!("{side}.{i}.self.rel"), Dtype::I32, vec![c.rel_buckets, c.n_heads]));
         }
     }
     out
@@ -130,12 +123,7 @@ fn setup_on(corpus: tempfile::TempDir, config: &ModelConfig, steps: u64) -> Setu
     opts.lr = 1e-2;
     opts.eval_windows = 8;
     opts.checkpoint_every = Duration::from_secs(3600);
-    Setup {
-        corpus,
-        model_dir,
-        opts,
-        _out: out,
-    }
+    Setup { corpus, model_dir, opts, _out: out }
 }
 
 #[test]
@@ -143,10 +131,8 @@ fn tiny_model_learns_exports_and_resumes() {
     let mut setup = setup(&tiny_config(), 60);
     let (opts, model_dir) = (&mut setup.opts, &setup.model_dir);
     let summary = train(opts).expect("training");
-    let (first, last) = (
-        summary.first_bits_per_byte.expect("first loss"),
-        summary.last_bits_per_byte.expect("last loss"),
-    );
+    let (first, last) =
+        (summary.first_bits_per_byte.expect("first loss"), summary.last_bits_per_byte.expect("last loss"));
     assert!(last < 0.8 * first, "loss {first} → {last}");
     assert_eq!(summary.steps, 60);
 
@@ -158,9 +144,7 @@ fn tiny_model_learns_exports_and_resumes() {
     let expected = expected_tensors(&config);
     assert_eq!(weights.len(), expected.len());
     for (name, dtype, shape) in expected {
-        let t = weights
-            .tensor(&name)
-            .unwrap_or_else(|_| panic!("{name} missing"));
+        let t = weights.tensor(&name).unwrap_or_else(|_| panic!("{name} missing"));
         assert_eq!((t.dtype(), t.shape()), (dtype, &shape[..]), "{name}");
     }
     let exp = weights.tensor("out.exp").expect("out.exp");
@@ -182,19 +166,16 @@ fn tiny_model_learns_exports_and_resumes() {
 fn integer_model_codes_what_the_float_model_predicts() {
     use std::sync::Arc;
 
-    use super::windows::{Batch, windows};
     use super::corpus::{TokenBlock, token_lengths};
-    use super::latent::LatentChoice;
     use super::float_net::{DeviceBatch, Fixed, Net};
+    use super::latent::LatentChoice;
     use super::params::Params;
+    use super::windows::{Batch, windows};
     use crate::codec::Codec;
     use crate::t5::{ByteBpe, Model, T5Codec};
     use candle_core::Device;
 
-    let config = ModelConfig {
-        window: 128,
-        ..tiny_config()
-    };
+    let config = ModelConfig { window: 128, ..tiny_config() };
     let setup = setup(&config, 80);
     let (corpus, model_dir) = (&setup.corpus, &setup.model_dir);
     train(&setup.opts).expect("training");
@@ -214,19 +195,13 @@ fn integer_model_codes_what_the_float_model_predicts() {
     let all: Vec<_> = windows(&token_blocks, config.window);
     assert_eq!(all.len(), blocks.len());
     let device = Device::Cpu;
-    let params = Params::load(
-        &config,
-        &model_dir.join("checkpoint").join("weights.safetensors"),
-        &device,
-    )
-    .expect("checkpoint");
+    let params =
+        Params::load(&config, &model_dir.join("checkpoint").join("weights.safetensors"), &device).expect("checkpoint");
     let quantized = params.quantized(false).expect("quantized");
     let fixed = Fixed::new(&config, &device).expect("fixed");
     let host = Batch::build(&token_blocks, &all, &config, &token_lengths(&bpe));
     let batch = DeviceBatch::new(&host, &config, &device).expect("batch");
-    let loss = Net::new(&config, &quantized, &fixed)
-        .loss(&batch, LatentChoice::Argmax)
-        .expect("loss");
+    let loss = Net::new(&config, &quantized, &fixed).loss(&batch, LatentChoice::Argmax).expect("loss");
     let float_bits = f64::from(loss.token_bits.to_scalar::<f32>().expect("bits"))
         + f64::from(loss.latent_bits.to_scalar::<f32>().expect("bits"));
 
@@ -234,10 +209,7 @@ fn integer_model_codes_what_the_float_model_predicts() {
     let mut int_bits = 0.0;
     for block in &blocks {
         let payload = codec.compress(block).expect("compress");
-        assert_eq!(
-            codec.decompress(&payload, block.len()).expect("decompress"),
-            *block
-        );
+        assert_eq!(codec.decompress(&payload, block.len()).expect("decompress"), *block);
         int_bits += payload.len() as f64 * 8.0;
     }
     // The payloads add a token count and the range coder's flush: a few bytes a block.
@@ -265,11 +237,7 @@ fn source_text(rng: &mut super::rng::Rng, len: usize) -> Vec<u8> {
     let source = rng.below(4);
     (0..len)
         .map(|_| {
-            let letter = if rng.below(10) < 9 {
-                4 * source + rng.below(4)
-            } else {
-                rng.below(16)
-            };
+            let letter = if rng.below(10) < 9 { 4 * source + rng.below(4) } else { rng.below(16) };
             b'a' + letter as u8
         })
         .collect()
@@ -280,10 +248,7 @@ fn coded_bits(model_dir: &Path, texts: &[Vec<u8>], latents: crate::t5::Latents) 
     use crate::t5::{Model, T5Codec};
     let model = std::sync::Arc::new(Model::load(model_dir).expect("exported model"));
     let codec = T5Codec::new(model).with_latents(latents);
-    texts
-        .iter()
-        .map(|t| codec.code_length(t).expect("code length"))
-        .sum()
+    texts.iter().map(|t| codec.code_length(t).expect("code length")).sum()
 }
 
 /// Files short enough for one segment each, from sources the latent can name: the
@@ -303,13 +268,7 @@ fn rl_stage_makes_the_latent_pay_where_it_can() {
     }
     let mut rng = Rng::derive(12, 0, 0);
     let fresh: Vec<Vec<u8>> = (0..200).map(|_| source_text(&mut rng, 48)).collect();
-    let config = ModelConfig {
-        window: 64,
-        segment: 64,
-        latent_vocab: 4,
-        latent_max: 1,
-        ..tiny_config()
-    };
+    let config = ModelConfig { window: 64, segment: 64, latent_vocab: 4, latent_max: 1, ..tiny_config() };
     let mut setup = setup_on(corpus, &config, 150);
     let (opts, model_dir) = (&mut setup.opts, &setup.model_dir);
     opts.batch = 8;

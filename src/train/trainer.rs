@@ -7,22 +7,20 @@ use std::time::{Duration, Instant};
 use candle_core::{Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::windows::{Batch, Window, sample, windows};
 use super::checkpoint::{self, State};
-use super::corpus::{
-    CorpusFiles, TokenBlock, read_blocks, token_lengths, tokenize, train_tokenizer,
-};
+use super::corpus::{CorpusFiles, TokenBlock, read_blocks, token_lengths, tokenize, train_tokenizer};
+use super::curve::{RlProgress, smoothed};
 use super::error::{Result, TrainError};
 use super::export::export;
-use super::latent::LatentChoice;
 use super::float_net::{DeviceBatch, Fixed, Net};
+use super::latent::LatentChoice;
 use super::optim::Adam;
 use super::params::Params;
-use super::curve::{RlProgress, smoothed};
 use super::reinforce;
 use super::replay::ReplayBuffer;
 use super::rng::Rng;
 use super::summary::{Eval, TrainSummary};
+use super::windows::{Batch, Window, sample, windows};
 use crate::t5::model::TOKENIZER_FILE;
 use crate::t5::{ByteBpe, ModelConfig};
 
@@ -83,9 +81,7 @@ impl TrainOptions {
 pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
     refuse_bench_corpus(&opts.corpus)?;
     if opts.batch == 0 {
-        return Err(TrainError::Config(
-            "a batch needs at least one window".into(),
-        ));
+        return Err(TrainError::Config("a batch needs at least one window".into()));
     }
     keep_allocations_mapped();
     let pool = rayon::ThreadPoolBuilder::new()
@@ -102,11 +98,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
 fn keep_allocations_mapped() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        let settings = [
-            (libc::M_ARENA_MAX, 1),
-            (libc::M_MMAP_THRESHOLD, 32 << 20),
-            (libc::M_TRIM_THRESHOLD, i32::MAX),
-        ];
+        let settings = [(libc::M_ARENA_MAX, 1), (libc::M_MMAP_THRESHOLD, 32 << 20), (libc::M_TRIM_THRESHOLD, i32::MAX)];
         for (param, value) in settings {
             // SAFETY: mallopt only changes allocator tuning parameters.
             if unsafe { libc::mallopt(param, value) } != 1 {
@@ -120,10 +112,7 @@ fn keep_allocations_mapped() {
 fn refuse_bench_corpus(corpus: &Path) -> Result<()> {
     let path = corpus.canonicalize().map_err(TrainError::io(corpus))?;
     let parts: Vec<_> = path.components().map(|c| c.as_os_str()).collect();
-    if parts
-        .windows(2)
-        .any(|w| w[0] == "corpus" && w[1] == "bench")
-    {
+    if parts.windows(2).any(|w| w[0] == "corpus" && w[1] == "bench") {
         return Err(TrainError::Corpus {
             path,
             reason: "the bench corpus is for measuring only, never for training".into(),
@@ -163,22 +152,14 @@ impl<'a> Trainer<'a> {
         let (state, params) = if resuming {
             let (state, params) = checkpoint::load(out, &device)?;
             if wanted.as_ref().is_some_and(|c| *c != state.config) {
-                return Err(TrainError::Config(
-                    "--config differs from the checkpoint's config".into(),
-                ));
+                return Err(TrainError::Config("--config differs from the checkpoint's config".into()));
             }
             (state, params)
         } else {
             let config = wanted.unwrap_or_default();
             config.check().map_err(TrainError::Config)?;
             let params = Params::init(&config, opts.seed, &device)?;
-            let state = State {
-                config,
-                seed: opts.seed,
-                step: 0,
-                tokens: 0,
-                replay: None,
-            };
+            let state = State { config, seed: opts.seed, step: 0, tokens: 0, replay: None };
             (state, params)
         };
         let config = state.config.clone();
@@ -238,8 +219,7 @@ impl<'a> Trainer<'a> {
                 first.get_or_insert(bits_per_byte);
                 let s = smoothed(smooth, bits_per_byte);
                 smooth = Some(s);
-                let rate =
-                    (self.state.tokens - first_tokens) as f64 / started.elapsed().as_secs_f64();
+                let rate = (self.state.tokens - first_tokens) as f64 / started.elapsed().as_secs_f64();
                 format!("{s:.3} bits/byte, {rate:.0} tokens/s")
             } else {
                 let progress = match &mut rl {
@@ -305,10 +285,7 @@ impl<'a> Trainer<'a> {
             seed: self.state.seed,
             batch: self.opts.batch,
         };
-        let buffer = self
-            .state
-            .replay
-            .get_or_insert_with(|| ReplayBuffer::new(reinforce::REPLAY_CAPACITY));
+        let buffer = self.state.replay.get_or_insert_with(|| ReplayBuffer::new(reinforce::REPLAY_CAPACITY));
         let stats = reinforce::step(
             &data,
             &self.params,
@@ -326,11 +303,7 @@ impl<'a> Trainer<'a> {
     /// One optimizer step; the batch's loss in bits per byte.
     fn step(&mut self, step: u64, fixed: &Fixed) -> Result<f64> {
         let (config, seed) = (&self.config, self.state.seed);
-        let picked = sample(
-            &self.train_windows,
-            self.opts.batch,
-            &mut Rng::derive(seed, BATCHES, step),
-        );
+        let picked = sample(&self.train_windows, self.opts.batch, &mut Rng::derive(seed, BATCHES, step));
         let host = Batch::build(&self.train, &picked, config, &self.token_len);
         let batch = DeviceBatch::new(&host, config, &self.device)?;
         let noise = gumbel(
@@ -339,13 +312,8 @@ impl<'a> Trainer<'a> {
             &self.device,
         )?;
         let quantized = self.params.quantized(true)?;
-        let loss = Net::new(config, &quantized, fixed).loss(
-            &batch,
-            LatentChoice::Sample {
-                noise: &noise,
-                temperature: TEMPERATURE,
-            },
-        )?;
+        let loss = Net::new(config, &quantized, fixed)
+            .loss(&batch, LatentChoice::Sample { noise: &noise, temperature: TEMPERATURE })?;
         let objective = loss.per_byte(host.bytes)?;
         let grads = objective.backward()?;
         let lr = learning_rate(step, self.opts.steps, self.opts.lr);
@@ -380,11 +348,7 @@ impl<'a> Trainer<'a> {
             codes += f64::from(loss.codes.to_scalar::<f32>()?);
             tokens += host.target_ok.iter().filter(|&&ok| ok > 0.0).count() as u64;
             bytes += host.bytes;
-            segments += host
-                .segment_exists
-                .iter()
-                .map(|&e| f64::from(e))
-                .sum::<f64>();
+            segments += host.segment_exists.iter().map(|&e| f64::from(e)).sum::<f64>();
         }
         let per_byte = |bits: f64| bits / bytes.max(1) as f64;
         Ok(Some(Eval {
@@ -454,9 +418,7 @@ fn latent_weight(done: u64, steps: u64) -> f64 {
 }
 
 fn gumbel(shape: [usize; 3], rng: &mut Rng, device: &Device) -> Result<Tensor> {
-    let values: Vec<f32> = (0..shape.iter().product::<usize>())
-        .map(|_| rng.gumbel() as f32)
-        .collect();
+    let values: Vec<f32> = (0..shape.iter().product::<usize>()).map(|_| rng.gumbel() as f32).collect();
     Ok(Tensor::from_vec(values, shape.as_slice(), device)?)
 }
 

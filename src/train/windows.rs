@@ -22,10 +22,7 @@ pub fn windows(blocks: &[TokenBlock], segment: usize) -> Vec<Window> {
     for (b, block) in blocks.iter().enumerate() {
         let n = block.tokens.len();
         for start in (0..n).step_by(segment) {
-            out.push(Window {
-                block: b as u32,
-                start: start as u32,
-            });
+            out.push(Window { block: b as u32, start: start as u32 });
         }
     }
     out
@@ -66,18 +63,9 @@ pub struct Batch {
 }
 
 impl Batch {
-    pub fn build(
-        blocks: &[TokenBlock],
-        windows: &[Window],
-        config: &ModelConfig,
-        token_len: &[u32],
-    ) -> Batch {
+    pub fn build(blocks: &[TokenBlock], windows: &[Window], config: &ModelConfig, token_len: &[u32]) -> Batch {
         let (w, len, slots) = (config.window, config.segment, config.latent_max);
-        let mut batch = Batch {
-            windows: windows.len(),
-            positions: w,
-            ..Batch::default()
-        };
+        let mut batch = Batch { windows: windows.len(), positions: w, ..Batch::default() };
         for window in windows {
             let block = &blocks[window.block as usize];
             let n = block.tokens.len();
@@ -96,11 +84,7 @@ impl Batch {
                 batch.target_ok.push(if coded { 1.0 } else { 0.0 });
                 let bucket = if coded { block.bucket[p] } else { 0 };
                 batch.bucket.push(u32::from(bucket));
-                batch.pred.push(if bucket > 0 {
-                    u32::from(block.pred[p])
-                } else {
-                    0
-                });
+                batch.pred.push(if bucket > 0 { u32::from(block.pred[p]) } else { 0 });
                 if coded {
                     batch.bytes += u64::from(token_len[target as usize]);
                 }
@@ -109,21 +93,11 @@ impl Batch {
                 let count = n.saturating_sub(seg_start).min(len);
                 for i in 0..len {
                     let real = i < count;
-                    batch.segment_tokens.push(if real {
-                        u32::from(block.tokens[seg_start + i])
-                    } else {
-                        0
-                    });
+                    batch.segment_tokens.push(if real { u32::from(block.tokens[seg_start + i]) } else { 0 });
                     batch.segment_ok.push(if real { 1.0 } else { 0.0 });
                 }
                 let pool = pool_weights(count, len, slots);
-                batch.slot_ok.extend(pool.chunks(len).map(|row| {
-                    if row.iter().any(|&x| x > 0.0) {
-                        1.0
-                    } else {
-                        0.0
-                    }
-                }));
+                batch.slot_ok.extend(pool.chunks(len).map(|row| if row.iter().any(|&x| x > 0.0) { 1.0 } else { 0.0 }));
                 batch.pool.extend(pool);
                 batch.segment_exists.push(if count > 0 { 1.0 } else { 0.0 });
             }
@@ -164,12 +138,7 @@ mod tests {
 
     #[test]
     fn windows_shift_inputs_and_mask_the_padding() {
-        let config = ModelConfig {
-            window: 4,
-            segment: 2,
-            latent_max: 2,
-            ..ModelConfig::default()
-        };
+        let config = ModelConfig { window: 4, segment: 2, latent_max: 2, ..ModelConfig::default() };
         let blocks = [block(5)];
         let all = windows(&blocks, config.segment);
         assert_eq!(all.iter().map(|w| w.start).collect::<Vec<_>>(), [0, 2, 4]);
@@ -195,10 +164,7 @@ mod tests {
 
     #[test]
     fn pooling_splits_evenly() {
-        assert_eq!(
-            pool_weights(4, 4, 2),
-            [0.5, 0.5, 0.0, 0.0, 0.0, 0.0, 0.5, 0.5]
-        );
+        assert_eq!(pool_weights(4, 4, 2), [0.5, 0.5, 0.0, 0.0, 0.0, 0.0, 0.5, 0.5]);
         assert_eq!(pool_weights(1, 2, 2), [0.0, 0.0, 1.0, 0.0]);
         assert_eq!(pool_weights(0, 1, 2), [0.0, 0.0]);
     }

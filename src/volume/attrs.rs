@@ -3,9 +3,9 @@
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
-use super::inode::{self, attr, ts};
-use super::types::{Attr, FileKind, SetAttr, StatFs, TimeSet, XattrFlags, NAME_MAX};
 use super::Core;
+use super::inode::{self, attr, ts};
+use super::types::{Attr, FileKind, NAME_MAX, SetAttr, StatFs, TimeSet, XattrFlags};
 use crate::error::{Error, Result};
 use crate::store::now;
 
@@ -33,7 +33,11 @@ impl Core {
                 self.truncate(ino, size)?;
             }
         } else if set.size.is_some() {
-            return Err(if kind == FileKind::Directory { Error::IsDir } else { Error::Invalid("truncate of a special file") });
+            return Err(if kind == FileKind::Directory {
+                Error::IsDir
+            } else {
+                Error::Invalid("truncate of a special file")
+            });
         }
         let mut txn = self.store.begin();
         let mut rec = txn.inode(ino)?.ok_or(Error::NotFound)?;

@@ -39,7 +39,12 @@ impl Core {
     /// Decodes the jobs that take whole blocks with t5 frames not in the cache, when there
     /// are two or more, as one batch on `device` (the frames of the other such jobs, read
     /// meanwhile, are decoded on the CPU beside it). Returns the jobs left for `read_block`.
-    pub(super) fn read_batched<'a>(&self, ino: u64, jobs: Vec<BlockRead<'a>>, device: &Device) -> Result<Vec<BlockRead<'a>>> {
+    pub(super) fn read_batched<'a>(
+        &self,
+        ino: u64,
+        jobs: Vec<BlockRead<'a>>,
+        device: &Device,
+    ) -> Result<Vec<BlockRead<'a>>> {
         let mut rest = Vec::with_capacity(jobs.len());
         let mut whole = Vec::new();
         {
@@ -122,8 +127,8 @@ mod tests {
 
     use super::*;
     use crate::codec::{CodecError, Target};
-    use crate::t5::fixtures;
     use crate::error::Error;
+    use crate::t5::fixtures;
     use crate::volume::{Caller, ROOT_INO, Volume, VolumeOptions};
 
     const ME: Caller = Caller { uid: 0, gid: 0 };

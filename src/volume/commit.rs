@@ -13,8 +13,8 @@ use rayon::prelude::*;
 use super::data::{FileEntry, FileState};
 use super::dirty::DirtyBlock;
 use super::{Core, lock};
-use crate::error::{Error, Result};
 use crate::codec::{CodecError, CodecId, FrameHeader, ModelId};
+use crate::error::{Error, Result};
 use crate::store::{BlockHash, FrameInfo};
 
 /// Blocks committed per store step: bounds the memory a commit holds (whole plaintext

@@ -89,7 +89,13 @@ impl Core {
                 let e = Arc::new(FileEntry {
                     opens: AtomicU32::new(0),
                     has_dirty: AtomicBool::new(false),
-                    state: Mutex::new(FileState { size: rec.size, dirty: BTreeMap::new(), dirty_since: None, shrunk: false, times: None }),
+                    state: Mutex::new(FileState {
+                        size: rec.size,
+                        dirty: BTreeMap::new(),
+                        dirty_since: None,
+                        shrunk: false,
+                        times: None,
+                    }),
                 });
                 files.insert(ino, e.clone());
                 e
@@ -155,7 +161,15 @@ impl Core {
 
     /// Creates and opens a regular file in one step (open with O_CREAT); the new file has
     /// not been read, so its atime stays its creation time.
-    pub fn create(&self, c: Caller, parent: u64, name: &OsStr, mode: u32, umask: u32, flags: i32) -> Result<(Attr, u64)> {
+    pub fn create(
+        &self,
+        c: Caller,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+    ) -> Result<(Attr, u64)> {
         let attr = self.mknod(c, parent, name, libc::S_IFREG | (mode & 0o7777), umask, 0)?;
         let fh = self.open_handle(attr.ino, flags)?;
         Ok((attr, fh))
@@ -246,7 +260,8 @@ impl Core {
         {
             let mut st = lock(&e.state);
             let offset = if append { st.size } else { offset };
-            let end = offset.checked_add(data.len() as u64).filter(|&end| end <= MAX_FILE_SIZE).ok_or(Error::FileTooBig)?;
+            let end =
+                offset.checked_add(data.len() as u64).filter(|&end| end <= MAX_FILE_SIZE).ok_or(Error::FileTooBig)?;
             if data.is_empty() {
                 return Ok(0);
             }

@@ -27,12 +27,18 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
-pub use types::*;
-pub(crate) use commit::frame_info;
-pub use stats::{CacheStats, CodecStats, CodecTable, DiskStats, ModelStats, ModelStatus, STATS_XATTR, Stats, is_locked, render_models, render_stats, store_models, store_stats};
-pub use recompress::{RecompressCodec, RecompressProgress, RecompressReport, RecompressRequest, RecompressStatus, RequestGuard, describe_target};
 /// How the last daemon left a store: read by `s2sfs umount` once the daemon is gone.
 pub use crate::store::{CloseState, close_state};
+pub(crate) use commit::frame_info;
+pub use recompress::{
+    RecompressCodec, RecompressProgress, RecompressReport, RecompressRequest, RecompressStatus, RequestGuard,
+    describe_target,
+};
+pub use stats::{
+    CacheStats, CodecStats, CodecTable, DiskStats, ModelStats, ModelStatus, STATS_XATTR, Stats, is_locked,
+    render_models, render_stats, store_models, store_stats,
+};
+pub use types::*;
 
 use crate::cache::BlockCache;
 use crate::codec::{CodecKind, Codecs, ModelRegistry, Target, open_codecs};
@@ -94,7 +100,14 @@ const META_CACHE_BYTES: u64 = 16 << 20;
 impl Volume {
     /// Opens (creating when empty) the volume stored in `store_dir`; takes the store lock.
     pub fn open(store_dir: &Path, opts: VolumeOptions) -> Result<Volume> {
-        let store = Store::open(store_dir, &StoreOptions { block_size: opts.block_size, meta_cache_bytes: META_CACHE_BYTES, allow_lost_changes: false })?;
+        let store = Store::open(
+            store_dir,
+            &StoreOptions {
+                block_size: opts.block_size,
+                meta_cache_bytes: META_CACHE_BYTES,
+                allow_lost_changes: false,
+            },
+        )?;
         let block_size = store.superblock().block_size;
         if block_size != opts.block_size {
             log::info!("store {} uses {} KiB blocks (set when it was created)", store_dir.display(), block_size / 1024);
@@ -167,7 +180,11 @@ impl Volume {
         // where it failed (a full disk) this is what gives the space back.
         self.core.store.punch_freed();
         // Slow unmounts are worth seeing in the log: `s2sfs umount` waits for them.
-        log::info!("closed: committed in {:.2?}, compacted and closed in {:.2?}", committed, start.elapsed() - committed);
+        log::info!(
+            "closed: committed in {:.2?}, compacted and closed in {:.2?}",
+            committed,
+            start.elapsed() - committed
+        );
         Ok(())
     }
 }

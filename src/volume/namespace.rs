@@ -5,9 +5,9 @@ use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 
-use super::inode::{self, attr, check_name, is_dir};
-use super::types::{Attr, Caller, DirEntry, FileKind, RenameFlags, ROOT_INO};
 use super::Core;
+use super::inode::{self, attr, check_name, is_dir};
+use super::types::{Attr, Caller, DirEntry, FileKind, ROOT_INO, RenameFlags};
 use crate::error::{Error, Result};
 use crate::store::{InodeRecord, Txn};
 
@@ -169,7 +169,14 @@ impl Core {
         self.commit_unlink(txn, unlinked)
     }
 
-    pub fn rename(&self, parent: u64, name: &OsStr, new_parent: u64, new_name: &OsStr, flags: RenameFlags) -> Result<()> {
+    pub fn rename(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        new_parent: u64,
+        new_name: &OsStr,
+        flags: RenameFlags,
+    ) -> Result<()> {
         let new_name_bytes = check_name(new_name)?;
         let name = name.as_bytes();
         let mut txn = self.store.begin();

@@ -15,9 +15,9 @@ use rayon::prelude::*;
 
 use super::dirty::DirtyBlock;
 use super::{Core, lock};
-use crate::store::BlockHash;
 use crate::codec::{BlockReadError, CodecError};
 use crate::error::{Error, Result};
+use crate::store::BlockHash;
 use crate::store::StoreError;
 
 #[path = "batch_read.rs"]
@@ -194,7 +194,8 @@ impl Core {
     /// at its end or at end of file; bytes the block does not have are zero.
     fn decode_into(&self, ino: u64, block: u64, hash: &BlockHash, dst: &mut [u8]) -> Result<()> {
         FRAME.with_borrow_mut(|frame| {
-            let read = |split: usize, head: &mut Vec<u8>, tail: &mut [u8]| self.store.read_frame_into(hash, split, head, tail);
+            let read =
+                |split: usize, head: &mut Vec<u8>, tail: &mut [u8]| self.store.read_frame_into(hash, split, head, tail);
             match self.codecs().read_block_into(frame, dst, read) {
                 Ok(true) => Ok(()),
                 Ok(false) => Err(missing_record(ino, block)),

@@ -35,9 +35,9 @@ use serde::{Deserialize, Serialize};
 use super::commit::frame_info;
 use super::{Core, lock};
 use crate::codec::{CodecId, Codecs, FrameHeader, ModelId, Target, add_model, learned_target, load_model};
-use crate::t5::Model;
 use crate::error::{Error, Result};
 use crate::store::{BlockHash, BlockRecord, FrameInfo};
+use crate::t5::Model;
 
 /// Block records read per metadata read while scanning.
 const PAGE: usize = 4096;
@@ -232,8 +232,16 @@ fn wants(target: Target, rec: &BlockRecord, cutoff: u64) -> bool {
 /// What became of one candidate.
 enum Outcome {
     /// `info`: the new frame's description.
-    Recompressed { plain: u64, before: u64, after: u64, info: FrameInfo },
-    Kept { plain: u64, before: u64 },
+    Recompressed {
+        plain: u64,
+        before: u64,
+        after: u64,
+        info: FrameInfo,
+    },
+    Kept {
+        plain: u64,
+        before: u64,
+    },
     /// Deleted, moved or replaced meanwhile.
     Skipped,
     /// Already what the target asks (an undescribed frame whose header says so).
@@ -301,7 +309,13 @@ impl Core {
         let mut codecs: Codecs = (*current).clone();
         let writer = match codecs.writer() {
             // A t5 volume writes what it recompresses to; an auto volume writes zstd.
-            w if w.model() != ModelId::NONE => if learned { target } else { Target::Zstd { level: self.opts.codec.zstd_level() } },
+            w if w.model() != ModelId::NONE => {
+                if learned {
+                    target
+                } else {
+                    Target::Zstd { level: self.opts.codec.zstd_level() }
+                }
+            }
             w => w,
         };
         codecs.set_writer(writer)?;
@@ -327,7 +341,9 @@ impl Core {
             return Err(Error::Invalid("the model directory must be an absolute path"));
         }
         match (codec, model_dir) {
-            (Some(RecompressCodec::Zstd), Some(_)) => Err(Error::Invalid("a model directory goes with the t5 codec only")),
+            (Some(RecompressCodec::Zstd), Some(_)) => {
+                Err(Error::Invalid("a model directory goes with the t5 codec only"))
+            }
             (Some(RecompressCodec::Zstd), None) => Ok(Target::Zstd { level: self.opts.codec.zstd_level() }),
             (_, Some(dir)) => self.add_model(load_model(Some(dir))?),
             (_, None) => match self.recompress_to() {
@@ -342,7 +358,12 @@ impl Core {
     /// the old one is t5). Waits for a pass already running (a background one gives way).
     /// `progress` is called after each batch; `stop` ends the pass after the blocks in
     /// flight.
-    pub fn recompress(&self, req: &RecompressRequest, progress: &dyn Fn(&RecompressProgress), stop: &AtomicBool) -> Result<RecompressReport> {
+    pub fn recompress(
+        &self,
+        req: &RecompressRequest,
+        progress: &dyn Fn(&RecompressProgress),
+        stop: &AtomicBool,
+    ) -> Result<RecompressReport> {
         self.codecs().check_target(req.target)?;
         self.recompression.demand.fetch_add(1, Ordering::SeqCst);
         let running = lock(&self.recompression.running);
@@ -373,7 +394,9 @@ impl Core {
                 r.blocks_damaged,
                 r.pauses
             ),
-            Ok(r) if r.blocks_damaged > 0 => log::warn!("recompression found {} damaged blocks; run s2sfs fsck", r.blocks_damaged),
+            Ok(r) if r.blocks_damaged > 0 => {
+                log::warn!("recompression found {} damaged blocks; run s2sfs fsck", r.blocks_damaged)
+            }
             Ok(_) => {}
             Err(e) => log::error!("background recompression: {e}"),
         }
@@ -386,7 +409,12 @@ impl Core {
         drop(lock(&self.recompression.running));
     }
 
-    fn pass(&self, req: &RecompressRequest, progress: &dyn Fn(&RecompressProgress), stop: &(dyn Fn() -> bool + Sync)) -> Result<RecompressReport> {
+    fn pass(
+        &self,
+        req: &RecompressRequest,
+        progress: &dyn Fn(&RecompressProgress),
+        stop: &(dyn Fn() -> bool + Sync),
+    ) -> Result<RecompressReport> {
         let start = Instant::now();
         let closing = &self.recompression.closing;
         let stop = move || stop() || closing.load(Ordering::Relaxed);
@@ -629,7 +657,11 @@ impl Core {
         match codecs.decode_frame(&new) {
             Ok(p) if p == plain => {}
             Ok(_) | Err(_) => {
-                log::error!("recompression: the {} frame of block {} does not decode back; kept the old one", describe_target(target), short(hash));
+                log::error!(
+                    "recompression: the {} frame of block {} does not decode back; kept the old one",
+                    describe_target(target),
+                    short(hash)
+                );
                 return Ok(Outcome::Kept { plain: plain_len, before });
             }
         }

@@ -85,7 +85,8 @@ fn recompression_recodes_blocks_and_every_file_reads_back() {
         let target = v.add_model(fixtures::tiny_model()).unwrap();
         assert_eq!(target, crate::codec::learned_target(fixtures::tiny_model().id()));
         let progress = std::sync::Mutex::new(Vec::new());
-        let r = v.recompress(&everything(target), &|p| progress.lock().unwrap().push(*p), &AtomicBool::new(false)).unwrap();
+        let r =
+            v.recompress(&everything(target), &|p| progress.lock().unwrap().push(*p), &AtomicBool::new(false)).unwrap();
         assert_eq!(r.blocks_scanned, before.len() as u64);
         assert_eq!(r.blocks_examined, before.len() as u64, "{r:?}");
         assert_eq!(r.blocks_recompressed + r.blocks_kept, r.blocks_examined);
@@ -96,7 +97,10 @@ fn recompression_recodes_blocks_and_every_file_reads_back() {
         assert_eq!((last.blocks_done, last.blocks_total), (r.blocks_examined, r.blocks_examined));
         // Replaced records describe their new frames.
         let after = records(&v);
-        let changed = after.iter().filter(|(h, rec)| before.iter().any(|(b, old)| b == h && old.frame_len != rec.frame_len)).count();
+        let changed = after
+            .iter()
+            .filter(|(h, rec)| before.iter().any(|(b, old)| b == h && old.frame_len != rec.frame_len))
+            .count();
         assert_eq!(changed as u64, r.blocks_recompressed);
         // A second pass has nothing left to do: done blocks by their records, the rest
         // remembered as tried.
@@ -174,7 +178,9 @@ fn zstd_target_turns_t5_frames_back() {
         codecs.set_writer(Target::Learned { model: model.id() }).unwrap();
         *v.codecs.write().unwrap() = Arc::new(codecs);
         write_file(&v, "f", &data);
-        let t5 = |v: &Volume| records(v).iter().filter(|(_, r)| r.info.is_some_and(|i| i.codec == CodecId::T5 as u8)).count();
+        let t5 = |v: &Volume| {
+            records(v).iter().filter(|(_, r)| r.info.is_some_and(|i| i.codec == CodecId::T5 as u8)).count()
+        };
         let t5_before = t5(&v);
         assert!(t5_before > 0);
         let target = v.recompress_target(Some(RecompressCodec::Zstd), None).unwrap();

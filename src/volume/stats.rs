@@ -254,7 +254,8 @@ impl Core {
         {
             return Ok(value.clone());
         }
-        let value = serde_json::to_vec(&self.stats()?).map_err(|e| Error::Path { path: STATS_XATTR.into(), source: e.into() })?;
+        let value = serde_json::to_vec(&self.stats()?)
+            .map_err(|e| Error::Path { path: STATS_XATTR.into(), source: e.into() })?;
         *last = Some((Instant::now(), value.clone()));
         Ok(value)
     }
@@ -276,7 +277,10 @@ pub fn store_models(dir: &Path) -> Result<Vec<ModelStats>> {
 /// saying how the store was last closed as it did before (opening marks it open).
 fn with_store<T>(dir: &Path, f: impl FnOnce(&Store, &ModelRegistry) -> Result<T>) -> Result<T> {
     if !Store::exists(dir) {
-        return Err(Error::Path { path: dir.to_path_buf(), source: std::io::Error::other("not an s2sfs store (it has no format file)") });
+        return Err(Error::Path {
+            path: dir.to_path_buf(),
+            source: std::io::Error::other("not an s2sfs store (it has no format file)"),
+        });
     }
     let before = crate::store::close_state(dir);
     // The block size only matters when a store is created, which `exists` rules out.
@@ -430,7 +434,8 @@ fn model_table(registry: &ModelRegistry, totals: &BlockTotals) -> Vec<ModelStats
             Err(e) => (ModelStatus::Damaged, Some(crate::error::error_chain(&e))),
         };
         let bytes = registry.bytes(&id);
-        rows.entry(id.tag()).or_insert_with(|| ModelStats { model_bytes: bytes, ..model_row(Some(id), id.tag(), status, problem) });
+        rows.entry(id.tag())
+            .or_insert_with(|| ModelStats { model_bytes: bytes, ..model_row(Some(id), id.tag(), status, problem) });
     }
     for (&(codec, tag), g) in &totals.groups {
         // Only t5 frames need their model: a record of a zstd or raw frame may name the
@@ -464,7 +469,8 @@ fn model_row(id: Option<ModelId>, tag: [u8; 8], status: ModelStatus, problem: Op
 /// model, the recompression state and the block cache.
 pub fn render_stats(out: &mut dyn Write, s: &Stats) -> std::io::Result<()> {
     writeln!(out, "store {} ({} blocks)", s.store, human(s.block_size as u64))?;
-    let line = |out: &mut dyn Write, what: &str, n: u64, note: String| writeln!(out, "  {what:<22} {:>12}  {note}", human(n));
+    let line =
+        |out: &mut dyn Write, what: &str, n: u64, note: String| writeln!(out, "  {what:<22} {:>12}  {note}", human(n));
     writeln!(out, "  {:<22} {:>12}", "files", s.files)?;
     line(out, "logical", s.logical_bytes, "sum of file sizes".into())?;
     line(out, "  in blocks", s.referenced_bytes, format!("{} references to {} blocks", s.references, s.blocks))?;
@@ -489,7 +495,11 @@ pub fn render_stats(out: &mut dyn Write, s: &Stats) -> std::io::Result<()> {
         line(out, "not yet committed", s.dirty_bytes, "in memory, not counted above".into())?;
     }
     writeln!(out)?;
-    writeln!(out, "{:<8} {:>10} {:>11} {:>12} {:>12} {:>12} {:>8}", "codec", "blocks", "references", "logical", "unique", "stored", "ratio")?;
+    writeln!(
+        out,
+        "{:<8} {:>10} {:>11} {:>12} {:>12} {:>12} {:>8}",
+        "codec", "blocks", "references", "logical", "unique", "stored", "ratio"
+    )?;
     for (name, c) in s.codecs.rows() {
         writeln!(
             out,
@@ -547,7 +557,11 @@ pub fn render_models(out: &mut dyn Write, models: &[ModelStats]) -> std::io::Res
 
 fn render_model_rows(out: &mut dyn Write, models: &[ModelStats], full_ids: bool) -> std::io::Result<()> {
     let width = if full_ids { 64 } else { 16 };
-    writeln!(out, "{:<width$} {:<8} {:>12} {:>10} {:>12} {:>12} {:>8}", "model", "status", "model files", "frames", "logical", "stored", "ratio")?;
+    writeln!(
+        out,
+        "{:<width$} {:<8} {:>12} {:>10} {:>12} {:>12} {:>8}",
+        "model", "status", "model files", "frames", "logical", "stored", "ratio"
+    )?;
     for m in models {
         let id = if full_ids { m.id.as_deref().unwrap_or(&m.tag) } else { &m.tag };
         writeln!(
@@ -572,13 +586,21 @@ fn render_recompression(out: &mut dyn Write, r: &RecompressStatus) -> std::io::R
         (Some(target), Some(secs)) if r.background => format!("background to {target}, blocks unwritten for {secs} s"),
         _ => "no background recompression".to_string(),
     };
-    let now = if r.running { format!("running: {} blocks done, {} left", r.blocks_done, r.backlog) } else { format!("idle, {} blocks left", r.backlog) };
+    let now = if r.running {
+        format!("running: {} blocks done, {} left", r.blocks_done, r.backlog)
+    } else {
+        format!("idle, {} blocks left", r.backlog)
+    };
     writeln!(
         out,
         "recompression: {mode}; {now}; since the mount: passes {}, frames replaced {}, saved {}",
         r.passes,
         r.blocks_recompressed,
-        if r.bytes_saved < 0 { format!("-{}", human(r.bytes_saved.unsigned_abs())) } else { human(r.bytes_saved as u64) }
+        if r.bytes_saved < 0 {
+            format!("-{}", human(r.bytes_saved.unsigned_abs()))
+        } else {
+            human(r.bytes_saved as u64)
+        }
     )
 }
 

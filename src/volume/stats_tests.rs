@@ -18,7 +18,9 @@ fn text(len: usize, seed: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(len + 80);
     let mut n = 0u64;
     while out.len() < len {
-        out.extend_from_slice(format!("file {seed} line {n:08}: the frame of every block keeps its bytes\n").as_bytes());
+        out.extend_from_slice(
+            format!("file {seed} line {n:08}: the frame of every block keeps its bytes\n").as_bytes(),
+        );
         n += 1;
     }
     out.truncate(len);
@@ -135,9 +137,25 @@ fn totals_add_up_over_zstd_raw_dedup_and_sparse_files() {
     // JSON round-trips, with the documented names.
     let json = serde_json::to_value(&s).unwrap();
     for key in [
-        "store", "block_size", "files", "logical_bytes", "referenced_bytes", "hole_bytes", "unique_bytes",
-        "dedup_saved_bytes", "stored_bytes", "blocks", "references", "dirty_bytes", "disk", "ratio",
-        "ratio_on_disk", "codecs", "models", "recompression", "cache",
+        "store",
+        "block_size",
+        "files",
+        "logical_bytes",
+        "referenced_bytes",
+        "hole_bytes",
+        "unique_bytes",
+        "dedup_saved_bytes",
+        "stored_bytes",
+        "blocks",
+        "references",
+        "dirty_bytes",
+        "disk",
+        "ratio",
+        "ratio_on_disk",
+        "codecs",
+        "models",
+        "recompression",
+        "cache",
     ] {
         assert!(json.get(key).is_some(), "{key} missing from {json}");
     }
@@ -235,7 +253,10 @@ fn models_are_ok_damaged_or_missing_and_t5_frames_are_counted() {
     assert!(bad.problem.is_some());
     let gone = by_tag(missing);
     assert_eq!((gone.status, gone.id.as_deref(), gone.model_bytes), (ModelStatus::Missing, None, 0));
-    assert_eq!((gone.frames.blocks, gone.frames.references, gone.frames.logical_bytes, gone.frames.stored_bytes), (1, 1, BS, 500));
+    assert_eq!(
+        (gone.frames.blocks, gone.frames.references, gone.frames.logical_bytes, gone.frames.stored_bytes),
+        (1, 1, BS, 500)
+    );
     assert_eq!(gone.frames.ratio, Some(BS as f64 / 500.0));
     assert_eq!(s.models.len(), 3, "no row for the zstd block's model: {:?}", s.models);
     assert_eq!(s.codecs.zstd.blocks, 2 + 1);
@@ -261,7 +282,10 @@ fn an_unmounted_store_is_read_directly_and_a_mounted_one_refused() {
     };
     assert_eq!(crate::store::close_state(dir.path()), crate::store::CloseState::Clean);
     let s = store_stats(dir.path()).unwrap();
-    assert_eq!((s.files, s.logical_bytes, s.stored_bytes, s.blocks), (mounted.files, mounted.logical_bytes, mounted.stored_bytes, mounted.blocks));
+    assert_eq!(
+        (s.files, s.logical_bytes, s.stored_bytes, s.blocks),
+        (mounted.files, mounted.logical_bytes, mounted.stored_bytes, mounted.blocks)
+    );
     assert_eq!(s.codecs, mounted.codecs);
     assert!(s.cache.is_none() && s.recompression.is_none() && s.dirty_bytes == 0);
     assert!(store_models(dir.path()).unwrap().is_empty());

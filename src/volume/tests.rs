@@ -94,7 +94,10 @@ fn rename_rules() {
     assert!(matches!(v.getattr(b), Err(Error::NotFound)));
     v.rename(ROOT_INO, OsStr::new("b"), d, OsStr::new("c"), RenameFlags::default()).unwrap();
     assert_eq!(v.read(a, 0, 10).unwrap(), b"A");
-    assert!(matches!(v.rename(ROOT_INO, OsStr::new("d"), d, OsStr::new("x"), RenameFlags::default()), Err(Error::Invalid(_))));
+    assert!(matches!(
+        v.rename(ROOT_INO, OsStr::new("d"), d, OsStr::new("x"), RenameFlags::default()),
+        Err(Error::Invalid(_))
+    ));
     assert!(matches!(v.rmdir(ROOT_INO, OsStr::new("d")), Err(Error::NotEmpty)));
     assert_eq!(v.getattr(ROOT_INO).unwrap().nlink, 3);
 }
@@ -155,7 +158,14 @@ fn readdir_ends_while_it_renames_what_it_lists() {
 #[test]
 fn dedup_and_holes_cost_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let v = Volume::open(dir.path(), VolumeOptions { codec: crate::codec::CodecSpec { codec: Some(crate::codec::CodecKind::Raw), ..Default::default() }, ..opts() }).unwrap();
+    let v = Volume::open(
+        dir.path(),
+        VolumeOptions {
+            codec: crate::codec::CodecSpec { codec: Some(crate::codec::CodecKind::Raw), ..Default::default() },
+            ..opts()
+        },
+    )
+    .unwrap();
     let data = pattern(4096, 9);
     for name in ["x", "y"] {
         let (ino, fh) = new_file(&v, name);
@@ -179,7 +189,10 @@ fn xattrs() {
     assert!(matches!(v.setxattr(ino, n, b"w", XattrFlags { create: true, replace: false }), Err(Error::Exists)));
     assert_eq!(v.getxattr(ino, n).unwrap(), b"v");
     assert_eq!(v.listxattr(ino).unwrap(), vec![n.to_os_string()]);
-    assert!(matches!(v.setxattr(ino, OsStr::new("trusted.k"), b"v", XattrFlags::default()), Err(Error::NotSupported(_))));
+    assert!(matches!(
+        v.setxattr(ino, OsStr::new("trusted.k"), b"v", XattrFlags::default()),
+        Err(Error::NotSupported(_))
+    ));
     v.removexattr(ino, n).unwrap();
     assert!(matches!(v.getxattr(ino, n), Err(Error::NoXattr)));
 }

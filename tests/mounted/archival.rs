@@ -44,7 +44,8 @@ fn repetitive(len: usize) -> Vec<u8> {
 pub fn cli_json(args: &[&str]) -> serde_json::Value {
     let out = run_cli(args, None, Duration::from_secs(300));
     assert!(out.status.success(), "s2sfs {args:?}: {}", out.describe());
-    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("s2sfs {args:?} printed no JSON ({e}): {}", out.describe()))
+    serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("s2sfs {args:?} printed no JSON ({e}): {}", out.describe()))
 }
 
 /// The statistics of a mounted volume.
@@ -172,17 +173,23 @@ fn a_missing_or_damaged_model_gives_eio_and_loses_nothing() {
     type Damage<'a> = (&'static str, Box<dyn Fn() + 'a>);
     let damages: [Damage; 3] = [
         ("removed", Box::new(|| fs::remove_dir_all(&model).unwrap())),
-        ("truncated", Box::new(|| {
-            let len = fs::metadata(&weights).unwrap().len();
-            OpenOptions::new().write(true).open(&weights).unwrap().set_len(len / 2).unwrap();
-        })),
-        ("replaced", Box::new(|| {
-            // Another valid model's files under this id: the hash no longer matches.
-            let config = model.join("config.json");
-            let mut c = fs::read_to_string(&config).unwrap();
-            c.push('\n');
-            fs::write(&config, c).unwrap();
-        })),
+        (
+            "truncated",
+            Box::new(|| {
+                let len = fs::metadata(&weights).unwrap().len();
+                OpenOptions::new().write(true).open(&weights).unwrap().set_len(len / 2).unwrap();
+            }),
+        ),
+        (
+            "replaced",
+            Box::new(|| {
+                // Another valid model's files under this id: the hash no longer matches.
+                let config = model.join("config.json");
+                let mut c = fs::read_to_string(&config).unwrap();
+                c.push('\n');
+                fs::write(&config, c).unwrap();
+            }),
+        ),
     ];
     for (what, damage) in damages.iter() {
         damage();
@@ -359,7 +366,10 @@ fn kill_during_recompression_keeps_every_fsynced_file() {
         }
     }
     eprintln!("[archival] {rounds} kills, {killed_while_running} while `s2sfs recompress` ran");
-    assert!(killed_while_running >= rounds / 3, "only {killed_while_running} of {rounds} kills hit a running recompression");
+    assert!(
+        killed_while_running >= rounds / 3,
+        "only {killed_while_running} of {rounds} kills hit a running recompression"
+    );
     m.finish();
 }
 
@@ -413,6 +423,9 @@ fn kernel_settings_give_the_same_frames_or_a_clear_error() {
     let bad = run("sse9", "bad");
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(!bad.status.success(), "an unknown kernel set was accepted");
-    assert!(stderr.trim().lines().count() == 1 && stderr.starts_with("s2sfs:") && stderr.contains("S2SFS_KERNELS=\"sse9\""), "{stderr}");
+    assert!(
+        stderr.trim().lines().count() == 1 && stderr.starts_with("s2sfs:") && stderr.contains("S2SFS_KERNELS=\"sse9\""),
+        "{stderr}"
+    );
     assert!(!dir.path().join("bad").exists(), "output written although the model did not load");
 }

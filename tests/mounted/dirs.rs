@@ -105,9 +105,14 @@ fn assert_removed_but_open(dir: &File, ino: u64, what: &str) {
         }
     }
     let fd = dir.as_raw_fd();
-    let created = cvt(unsafe { libc::openat(fd, c"new".as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o644) });
+    let created =
+        cvt(unsafe { libc::openat(fd, c"new".as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o644) });
     assert_eq!(errno_of(created), libc::ENOENT, "{what}: create inside");
-    assert_eq!(errno_of(cvt(unsafe { libc::mkdirat(fd, c"sub".as_ptr(), 0o755) })), libc::ENOENT, "{what}: mkdir inside");
+    assert_eq!(
+        errno_of(cvt(unsafe { libc::mkdirat(fd, c"sub".as_ptr(), 0o755) })),
+        libc::ENOENT,
+        "{what}: mkdir inside"
+    );
 }
 
 /// xfstests generic/035: a directory removed by rmdir or replaced by a rename stays
@@ -217,7 +222,9 @@ fn readdir_offsets_stay_valid_while_entries_are_added_and_removed() {
     assert!(missing.is_empty(), "entries present from start to end but never returned: {missing:?}");
     let unknown: Vec<&&str> = count
         .keys()
-        .filter(|n| ![".", "..", "subdir"].contains(n) && !initial.iter().any(|i| i == *n) && !added.iter().any(|a| a == *n))
+        .filter(|n| {
+            ![".", "..", "subdir"].contains(n) && !initial.iter().any(|i| i == *n) && !added.iter().any(|a| a == *n)
+        })
         .collect();
     assert!(unknown.is_empty(), "names that never existed: {unknown:?}");
 
@@ -258,7 +265,8 @@ fn readdir_ends_while_the_listing_renames_each_entry() {
         assert!(seen.len() <= 1000, "readdir does not end: {} entries so far", seen.len());
     }
     seen.sort();
-    let mut want: Vec<String> = (0..100).map(|i| format!("file{i}")).chain([".".to_string(), "..".to_string()]).collect();
+    let mut want: Vec<String> =
+        (0..100).map(|i| format!("file{i}")).chain([".".to_string(), "..".to_string()]).collect();
     want.sort();
     assert_eq!(seen, want);
     drop(dir);
@@ -282,11 +290,7 @@ fn telldir_seekdir_resume_at_the_saved_position() {
         assert!(!dirp.is_null(), "opendir: {}", std::io::Error::last_os_error());
         let next = |dirp: *mut libc::DIR| -> Option<String> {
             let e = libc::readdir64(dirp);
-            if e.is_null() {
-                None
-            } else {
-                Some(CStr::from_ptr((*e).d_name.as_ptr()).to_str().unwrap().to_string())
-            }
+            if e.is_null() { None } else { Some(CStr::from_ptr((*e).d_name.as_ptr()).to_str().unwrap().to_string()) }
         };
         let mut first_pass = Vec::new();
         let mut saved = None;

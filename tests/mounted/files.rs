@@ -370,9 +370,8 @@ fn fsynced_data_survives_a_daemon_crash() {
 }
 
 fn mmap(f: &File, len: usize, prot: libc::c_int) -> *mut u8 {
-    let p = unsafe {
-        libc::mmap(std::ptr::null_mut(), len, prot, libc::MAP_SHARED, std::os::fd::AsRawFd::as_raw_fd(f), 0)
-    };
+    let p =
+        unsafe { libc::mmap(std::ptr::null_mut(), len, prot, libc::MAP_SHARED, std::os::fd::AsRawFd::as_raw_fd(f), 0) };
     assert_ne!(p, libc::MAP_FAILED, "mmap: {}", std::io::Error::last_os_error());
     p as *mut u8
 }
@@ -425,7 +424,8 @@ fn random_io_matches_an_in_memory_copy() {
     let mut rng = Rng::new(60);
     let mut want: Vec<u8> = Vec::new();
     // Reopened mid-test: the file must keep its contents.
-    let open = |p: &std::path::Path| OpenOptions::new().read(true).write(true).create(true).truncate(false).open(p).unwrap();
+    let open =
+        |p: &std::path::Path| OpenOptions::new().read(true).write(true).create(true).truncate(false).open(p).unwrap();
     let mut f = Some(open(&p));
     for step in 0..300 {
         let file = f.as_ref().unwrap();
@@ -487,7 +487,11 @@ fn concurrent_writers_share_blocks_without_losing_data() {
     let shared = m.path("shared");
     File::create(&shared).unwrap();
     let stripe_data = |t: usize, r: usize| -> Vec<u8> {
-        if r.is_multiple_of(2) { text_bytes((t * 100 + r) as u64, STRIPE) } else { random_bytes((t * 100 + r) as u64, STRIPE) }
+        if r.is_multiple_of(2) {
+            text_bytes((t * 100 + r) as u64, STRIPE)
+        } else {
+            random_bytes((t * 100 + r) as u64, STRIPE)
+        }
     };
     std::thread::scope(|s| {
         for t in 0..THREADS {

@@ -53,10 +53,7 @@ pub fn run_cli<S: AsRef<OsStr>>(args: &[S], path_env: Option<&OsStr>, timeout: D
 pub fn run_command<S: AsRef<OsStr>>(mut cmd: Command, args: &[S], timeout: Duration) -> CliOutput {
     let mut out = tempfile::tempfile().expect("temp file for stdout");
     let mut err = tempfile::tempfile().expect("temp file for stderr");
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(err.try_clone().unwrap());
+    cmd.args(args).stdin(Stdio::null()).stdout(out.try_clone().unwrap()).stderr(err.try_clone().unwrap());
     let program = cmd.get_program().to_string_lossy().into_owned();
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {program}: {e}"));
     let start = Instant::now();
@@ -323,13 +320,8 @@ impl Drop for Mounted {
 
 /// `s2sfs ARGS` for cleanup paths: never panics, gives up after a while.
 fn run_cli_quiet(args: &[&OsStr]) -> Option<ExitStatus> {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
+    let mut child =
+        Command::new(BIN).args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().ok()?;
     let start = Instant::now();
     loop {
         if let Ok(Some(st)) = child.try_wait() {

@@ -240,7 +240,11 @@ fn mount_right_after_a_system_umount_waits_for_the_old_daemon() {
     let other = m.outside("other-mnt");
     fs::create_dir(&other).unwrap();
     let start = std::time::Instant::now();
-    let out = failing_mount(&other, &[OsStr::new("mount"), other.as_os_str(), OsStr::new("--store"), m.store.as_os_str()], None);
+    let out = failing_mount(
+        &other,
+        &[OsStr::new("mount"), other.as_os_str(), OsStr::new("--store"), m.store.as_os_str()],
+        None,
+    );
     assert!(start.elapsed() < Duration::from_secs(10), "a store in use was refused only after {:?}", start.elapsed());
     assert_one_line(&out);
     assert!(out.stderr.contains("in use"), "{}", out.describe());
@@ -271,7 +275,8 @@ fn cli_mount_point_that_does_not_exist() {
     let base = test_dir("cli");
     let mnt = base.path().join("no-such-dir");
     let store = base.path().join("store");
-    let out = failing_mount(&mnt, &[OsStr::new("mount"), mnt.as_os_str(), OsStr::new("--store"), store.as_os_str()], None);
+    let out =
+        failing_mount(&mnt, &[OsStr::new("mount"), mnt.as_os_str(), OsStr::new("--store"), store.as_os_str()], None);
     assert_one_line(&out);
     assert!(out.stderr.contains("no-such-dir"), "error does not name the mount point: {}", out.describe());
     assert!(!store.exists(), "a failed mount created the store directory {}", store.display());
@@ -327,7 +332,14 @@ fn cli_rejects_a_bad_block_size() {
     fs::create_dir(&mnt).unwrap();
     let out = failing_mount(
         &mnt,
-        &[OsStr::new("mount"), mnt.as_os_str(), OsStr::new("--store"), store.as_os_str(), OsStr::new("--block-kib"), OsStr::new("3")],
+        &[
+            OsStr::new("mount"),
+            mnt.as_os_str(),
+            OsStr::new("--store"),
+            store.as_os_str(),
+            OsStr::new("--block-kib"),
+            OsStr::new("3"),
+        ],
         None,
     );
     assert!(!out.stderr.trim().is_empty(), "no error message: {}", out.describe());

@@ -70,9 +70,25 @@ fn stats_xattr_and_commands_report_the_volume() {
     assert!(!value.contains(&b'\n'));
     let s: serde_json::Value = serde_json::from_slice(&value).expect("the xattr is JSON");
     for key in [
-        "store", "block_size", "files", "logical_bytes", "referenced_bytes", "hole_bytes", "unique_bytes",
-        "dedup_saved_bytes", "stored_bytes", "blocks", "references", "dirty_bytes", "disk", "ratio",
-        "ratio_on_disk", "codecs", "models", "recompression", "cache",
+        "store",
+        "block_size",
+        "files",
+        "logical_bytes",
+        "referenced_bytes",
+        "hole_bytes",
+        "unique_bytes",
+        "dedup_saved_bytes",
+        "stored_bytes",
+        "blocks",
+        "references",
+        "dirty_bytes",
+        "disk",
+        "ratio",
+        "ratio_on_disk",
+        "codecs",
+        "models",
+        "recompression",
+        "cache",
     ] {
         assert!(s.get(key).is_some(), "{key} missing from {s}");
     }
@@ -144,7 +160,10 @@ fn stats_xattr_and_commands_report_the_volume() {
         assert_eq!(off[key], s[key], "{key}: the unmounted store disagrees");
     }
     assert!(off["cache"].is_null() && off["recompression"].is_null());
-    assert_eq!(cli_json(&["models".as_ref(), "--store".as_ref(), m.store.as_os_str(), "--json".as_ref()]), serde_json::json!([]));
+    assert_eq!(
+        cli_json(&["models".as_ref(), "--store".as_ref(), m.store.as_os_str(), "--json".as_ref()]),
+        serde_json::json!([])
+    );
     // It can be mounted again right away, and was not marked as crashed.
     m.mount();
     assert_file_eq(&m.path("copy"), &random);

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
-use s2sfs::volume::{Attr, Caller, DirEntry, FileKind, RenameFlags, ROOT_INO, SetAttr};
+use s2sfs::volume::{Attr, Caller, DirEntry, FileKind, ROOT_INO, RenameFlags, SetAttr};
 use s2sfs::{Error, Volume, VolumeOptions};
 
 use crate::model::{MIno, Model, Node, Outcome};

@@ -46,8 +46,11 @@ impl P {
         match self {
             P::Path(_) => self.clone(),
             P::Pick(n, kind) => {
-                let of_kind: Vec<&Vec<u8>> =
-                    all.iter().filter(|(p, k)| !p.is_empty() && kind.is_none_or(|want| *k == want)).map(|(p, _)| p).collect();
+                let of_kind: Vec<&Vec<u8>> = all
+                    .iter()
+                    .filter(|(p, k)| !p.is_empty() && kind.is_none_or(|want| *k == want))
+                    .map(|(p, _)| p)
+                    .collect();
                 if of_kind.is_empty() {
                     P::Path(vec![n % NAMES.len() as u8])
                 } else {
@@ -55,7 +58,8 @@ impl P {
                 }
             }
             P::PickIn(n, name) => {
-                let dirs: Vec<&Vec<u8>> = all.iter().filter(|(_, k)| *k == FileKind::Directory).map(|(p, _)| p).collect();
+                let dirs: Vec<&Vec<u8>> =
+                    all.iter().filter(|(_, k)| *k == FileKind::Directory).map(|(p, _)| p).collect();
                 let mut p = dirs[*n as usize % dirs.len()].clone();
                 p.push(*name);
                 P::Path(p)
@@ -84,19 +88,56 @@ pub enum RenameMode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
     /// `create` (O_CREAT|O_EXCL) when `via_create`, else `mknod(S_IFREG)`.
-    Create { path: P, via_create: bool },
-    Mkdir { path: P },
-    Symlink { path: P, target: u8 },
+    Create {
+        path: P,
+        via_create: bool,
+    },
+    Mkdir {
+        path: P,
+    },
+    Symlink {
+        path: P,
+        target: u8,
+    },
     /// Opens, writes, flushes unless `keep_dirty`, releases.
-    Write { path: P, offset: u32, len: u32, fill: Fill, keep_dirty: bool },
-    Read { path: P, offset: u32, len: u32 },
-    Truncate { path: P, size: u32 },
-    Rename { from: P, to: P, mode: RenameMode },
-    Link { from: P, to: P },
-    Unlink { path: P },
-    Rmdir { path: P },
-    Fsync { path: P, datasync: bool },
-    ListDir { path: P },
+    Write {
+        path: P,
+        offset: u32,
+        len: u32,
+        fill: Fill,
+        keep_dirty: bool,
+    },
+    Read {
+        path: P,
+        offset: u32,
+        len: u32,
+    },
+    Truncate {
+        path: P,
+        size: u32,
+    },
+    Rename {
+        from: P,
+        to: P,
+        mode: RenameMode,
+    },
+    Link {
+        from: P,
+        to: P,
+    },
+    Unlink {
+        path: P,
+    },
+    Rmdir {
+        path: P,
+    },
+    Fsync {
+        path: P,
+        datasync: bool,
+    },
+    ListDir {
+        path: P,
+    },
     Remount,
 }
 

@@ -60,16 +60,15 @@ fn must_fail(watch: &Path, args: &[&OsStr], style: Style, needle: &str, code: Op
     }
     let mounted_after = is_mounted(&watch.join("mnt"));
     if mounted_after != mounted_before {
-        wrong.push(format!("it changed what is mounted at {}: {mounted_before} -> {mounted_after}", watch.join("mnt").display()));
+        wrong.push(format!(
+            "it changed what is mounted at {}: {mounted_before} -> {mounted_after}",
+            watch.join("mnt").display()
+        ));
         if mounted_after {
             force_detach(&watch.join("mnt"));
         }
     }
-    if wrong.is_empty() {
-        None
-    } else {
-        Some(format!("{cmd}: {}\n{}", wrong.join("; "), out.describe()))
-    }
+    if wrong.is_empty() { None } else { Some(format!("{cmd}: {}\n{}", wrong.join("; "), out.describe())) }
 }
 
 #[test]
@@ -105,15 +104,30 @@ fn bad_command_lines_fail_cleanly_and_change_nothing() {
         (vec!["mount".into()], Usage, "required", None),
         (vec!["umount".into()], Usage, "required", None),
         (vec!["fsck".into()], Usage, "required", None),
-        (vec!["mount".into(), afile.clone().into(), "--store".into(), store.clone().into()], Own, "not a directory", None),
-        (vec!["mount".into(), mnt.clone().into(), "--store".into(), afile.clone().into()], Own, "not a directory", None),
+        (
+            vec!["mount".into(), afile.clone().into(), "--store".into(), store.clone().into()],
+            Own,
+            "not a directory",
+            None,
+        ),
+        (
+            vec!["mount".into(), mnt.clone().into(), "--store".into(), afile.clone().into()],
+            Own,
+            "not a directory",
+            None,
+        ),
         (vec!["mount".into(), mnt.clone().into(), "--store".into(), inside.clone().into()], Own, "inside", None),
         (vec!["mount".into(), mnt.clone().into(), "--store".into(), b.into()], Own, "inside", None),
         (vec!["umount".into(), mnt.clone().into()], Own, "not mounted", None),
         (vec!["umount".into(), nothing.clone().into()], Own, "does not exist", None),
         (vec!["fsck".into(), "--store".into(), mnt.clone().into()], Own, "not an s2sfs store", Some(8)),
         (vec!["fsck".into(), "--store".into(), junk.clone().into()], Own, "not an s2sfs store", Some(8)),
-        (vec!["fsck".into(), "--repair".into(), "--store".into(), junk.clone().into()], Own, "not an s2sfs store", Some(8)),
+        (
+            vec!["fsck".into(), "--repair".into(), "--store".into(), junk.clone().into()],
+            Own,
+            "not an s2sfs store",
+            Some(8),
+        ),
         (vec!["fsck".into(), "--store".into(), nothing.clone().into()], Own, "not an s2sfs store", Some(8)),
         (vec!["fsck".into(), "--store".into(), afile.clone().into()], Own, "not an s2sfs store", Some(8)),
     ];
@@ -143,7 +157,10 @@ fn umount_of_a_mount_that_is_not_s2sfs_is_refused() {
     let r = must_fail(base.path(), &[OsStr::new("umount"), t.as_os_str()], Style::Own, "not an s2sfs mount", None);
     let still = is_mounted(&t) && fs::read(t.join("keep")).ok().as_deref() == Some(&b"tmpfs data"[..]);
     let _ = Command::new("umount").arg(&t).status();
-    summary(&format!("cli: umount of a tmpfs mount refused, tmpfs left mounted: {}", if r.is_none() && still { "pass" } else { "FAIL" }));
+    summary(&format!(
+        "cli: umount of a tmpfs mount refused, tmpfs left mounted: {}",
+        if r.is_none() && still { "pass" } else { "FAIL" }
+    ));
     assert!(r.is_none(), "{}", r.unwrap());
     assert!(still, "`s2sfs umount` of a tmpfs unmounted it or changed it");
 }
@@ -168,7 +185,8 @@ fn fsck_repair_of_a_mounted_store_is_refused_and_changes_nothing() {
         failures.push(f);
     }
     let log = vol.store.join("daemon.log");
-    let before: std::collections::BTreeMap<_, _> = snapshot(&vol.store).into_iter().filter(|(p, _)| *p != log).collect();
+    let before: std::collections::BTreeMap<_, _> =
+        snapshot(&vol.store).into_iter().filter(|(p, _)| *p != log).collect();
     let ro = vol.fsck(false);
     let after: std::collections::BTreeMap<_, _> = snapshot(&vol.store).into_iter().filter(|(p, _)| *p != log).collect();
     if ro.code != 0 || ro.report["outcome"] != "clean" {
@@ -330,6 +348,11 @@ fn packaged_man_pages_and_completions_match_the_command_line() {
     if pages != want_pages {
         stale.push(format!("packaging/man holds {pages} pages, the command line makes {want_pages}"));
     }
-    assert!(stale.is_empty(), "out of date in packaging/ (regenerate: S2SFS_BLESS=1 cargo test --test reliability packaged): {stale:?}");
-    summary(&format!("cli: {want_pages} man pages and 3 completion scripts in packaging/ match the command line: pass"));
+    assert!(
+        stale.is_empty(),
+        "out of date in packaging/ (regenerate: S2SFS_BLESS=1 cargo test --test reliability packaged): {stale:?}"
+    );
+    summary(&format!(
+        "cli: {want_pages} man pages and 3 completion scripts in packaging/ match the command line: pass"
+    ));
 }

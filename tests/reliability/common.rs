@@ -147,7 +147,6 @@ pub fn fsck(store: &Path, repair: bool) -> Fsck {
     Fsck { code: exit_code(&out), report, out }
 }
 
-
 /// Whether process `pid` is gone or a zombie (dead, not yet reaped).
 pub fn is_dead(pid: i32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -212,7 +211,8 @@ impl Vol {
     }
 
     pub fn mount_args(&self) -> Vec<OsString> {
-        let mut a: Vec<OsString> = vec!["mount".into(), self.mnt.clone().into(), "--store".into(), self.store.clone().into()];
+        let mut a: Vec<OsString> =
+            vec!["mount".into(), self.mnt.clone().into(), "--store".into(), self.store.clone().into()];
         a.extend(self.extra.iter().map(OsString::from));
         a
     }
@@ -313,7 +313,8 @@ pub fn users_of(mnt: &Path) -> Vec<String> {
     let Ok(rd) = fs::read_dir("/proc") else { return out };
     for e in rd.flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
-        let mut links: Vec<PathBuf> = ["cwd", "root"].iter().filter_map(|l| fs::read_link(e.path().join(l)).ok()).collect();
+        let mut links: Vec<PathBuf> =
+            ["cwd", "root"].iter().filter_map(|l| fs::read_link(e.path().join(l)).ok()).collect();
         if let Ok(fds) = fs::read_dir(e.path().join("fd")) {
             links.extend(fds.flatten().filter_map(|f| fs::read_link(f.path()).ok()));
         }

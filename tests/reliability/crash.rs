@@ -138,7 +138,11 @@ impl Model {
         file.durable = file.versions.len() - 1;
         file.fsynced = true;
         let (len, hash) = file.versions[file.durable];
-        self.journal.push(format!("{how} {name} (file#{fid}): state {} durable: len {len}, blake3 {}", file.durable, short(&hash)));
+        self.journal.push(format!(
+            "{how} {name} (file#{fid}): state {} durable: len {len}, blake3 {}",
+            file.durable,
+            short(&hash)
+        ));
     }
 
     fn dir_fsynced(&mut self, dir: &str) {
@@ -440,7 +444,8 @@ impl Writer {
             4..=6 => text_bytes(seed % 1000, len),
             7 => vec![0u8; len],
             _ => {
-                let donors: Vec<usize> = (0..self.m.files.len()).filter(|&i| self.m.files[i].cur.len() >= len).collect();
+                let donors: Vec<usize> =
+                    (0..self.m.files.len()).filter(|&i| self.m.files[i].cur.len() >= len).collect();
                 match donors.get(self.rng.below(donors.len().max(1))) {
                     Some(&d) => {
                         let cur = &self.m.files[d].cur;
@@ -562,9 +567,9 @@ fn crash_once(vol: &Vol, model: Model, seed: u64, delay: Duration) -> Outcome {
     std::thread::sleep(delay);
     killed.store(true, Ordering::SeqCst);
     kill9(&pids);
-    let (w, result) = rx
-        .recv_timeout(Duration::from_secs(60))
-        .unwrap_or_else(|_| panic!("HANG: the writer did not stop within 60 s of the daemon's SIGKILL (seed {seed:#x})"));
+    let (w, result) = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
+        panic!("HANG: the writer did not stop within 60 s of the daemon's SIGKILL (seed {seed:#x})")
+    });
     let mut failures = Vec::new();
     if let Err(e) = result {
         failures.push(format!("workload error before the crash: {e}"));
@@ -633,7 +638,9 @@ fn crash_once(vol: &Vol, model: Model, seed: u64, delay: Duration) -> Outcome {
 /// `iterations` crash points on one volume (each recovery is the next one's start).
 fn crash_campaign(label: &str, iterations: usize) {
     let seed = seed_from_env("S2SFS_CRASH_SEED");
-    summary(&format!("{label}: seed {seed:#x} (S2SFS_CRASH_SEED={seed:#x} repeats the choices), {iterations} crash points"));
+    summary(&format!(
+        "{label}: seed {seed:#x} (S2SFS_CRASH_SEED={seed:#x} repeats the choices), {iterations} crash points"
+    ));
     let vol = Vol::new("crash", &[]);
     vol.mount();
     for d in ["w", "w/a", "w/b"] {
@@ -651,7 +658,8 @@ fn crash_campaign(label: &str, iterations: usize) {
     for it in 0..iterations {
         let it_seed = rng.next();
         // Mostly early (short runs, many crash points), sometimes past the 1 s metadata flush.
-        let delay = Duration::from_millis(if rng.below(4) == 0 { 300 + rng.below(1500) } else { 20 + rng.below(600) } as u64);
+        let delay =
+            Duration::from_millis(if rng.below(4) == 0 { 300 + rng.below(1500) } else { 20 + rng.below(600) } as u64);
         let out = crash_once(&vol, model, it_seed, delay);
         ops += out.ops;
         fsyncs += out.fsyncs;
@@ -687,7 +695,12 @@ fn crash_campaign(label: &str, iterations: usize) {
         largest / KIB,
         start.elapsed().as_secs_f64()
     ));
-    assert!(failures.is_empty(), "{} of {iterations} crash points failed (seed {seed:#x}):\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {iterations} crash points failed (seed {seed:#x}):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 /// 20 crash points at random moments of a random workload (about 30 s).
@@ -776,7 +789,10 @@ fn kill_during_unmount_compaction() {
             }
             let f = vol.fsck(false);
             if f.code != 0 {
-                failures.push(format!("round {round} (killed {delay:?} into the unmount, {phase}): fsck: {}", f.describe()));
+                failures.push(format!(
+                    "round {round} (killed {delay:?} into the unmount, {phase}): fsck: {}",
+                    f.describe()
+                ));
             }
         }
         let out = vol.try_mount();
@@ -787,7 +803,11 @@ fn kill_during_unmount_compaction() {
         for (name, want) in [("big", &big), ("text", &text)] {
             match read_timed(&vol.path(name)) {
                 Ok(got) if got == *want => {}
-                Ok(got) => failures.push(format!("round {round}: {name}: WRONG CONTENT ({} bytes, want {})", got.len(), want.len())),
+                Ok(got) => failures.push(format!(
+                    "round {round}: {name}: WRONG CONTENT ({} bytes, want {})",
+                    got.len(),
+                    want.len()
+                )),
                 Err(e) => failures.push(format!("round {round}: {name}: {e}")),
             }
         }

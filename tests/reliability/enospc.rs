@@ -53,14 +53,15 @@ fn fill(vol: &Vol, seed: u64) -> Filled {
         let data = random_bytes(data_seed(seed, FILL, i), FILE_SIZE);
         let path = vol.path(&name);
         let d = data.clone();
-        let r: Result<(), (&'static str, io::Error)> = timed(&format!("writing {name} on a full store"), OP_TIMEOUT, move || {
-            let f = File::create(&path).map_err(|e| ("create", e))?;
-            for (k, chunk) in d.chunks(64 * KIB).enumerate() {
-                f.write_all_at(chunk, (k * 64 * KIB) as u64).map_err(|e| ("write", e))?;
-            }
-            f.sync_all().map_err(|e| ("fsync", e))?;
-            close(f).map_err(|e| ("close", e))
-        });
+        let r: Result<(), (&'static str, io::Error)> =
+            timed(&format!("writing {name} on a full store"), OP_TIMEOUT, move || {
+                let f = File::create(&path).map_err(|e| ("create", e))?;
+                for (k, chunk) in d.chunks(64 * KIB).enumerate() {
+                    f.write_all_at(chunk, (k * 64 * KIB) as u64).map_err(|e| ("write", e))?;
+                }
+                f.sync_all().map_err(|e| ("fsync", e))?;
+                close(f).map_err(|e| ("close", e))
+            });
         match r {
             Ok(()) => kept.push((name, data)),
             Err((stage, e)) => return Filled { kept, failed: name, stage, errno: errno_or(&e) },
@@ -76,7 +77,14 @@ fn full_store(tag: &str, salt: u64) -> (Vol, Filled, u64) {
     let vol = Vol::on_tmpfs(tag, STORE_SIZE, &[]);
     vol.mount();
     let filled = fill(&vol, seed);
-    assert_eq!(filled.errno, libc::ENOSPC, "{} of {} failed with {}", filled.stage, filled.failed, errno_name(filled.errno));
+    assert_eq!(
+        filled.errno,
+        libc::ENOSPC,
+        "{} of {} failed with {}",
+        filled.stage,
+        filled.failed,
+        errno_name(filled.errno)
+    );
     (vol, filled, seed)
 }
 
@@ -157,8 +165,11 @@ fn space_comes_back_after_deleting_files() {
     }
     let log_before = vol.log().len();
     let out = vol.try_umount();
-    let shutdown_errors: Vec<String> =
-        vol.log()[log_before..].lines().filter(|l| l.contains("ERROR") || l.contains("failed")).map(str::to_string).collect();
+    let shutdown_errors: Vec<String> = vol.log()[log_before..]
+        .lines()
+        .filter(|l| l.contains("ERROR") || l.contains("failed"))
+        .map(str::to_string)
+        .collect();
     let first_umount = exit_code(&out);
     if !out.status.success() {
         failures.push(format!("umount after deleting files failed: {}", out.describe()));
@@ -208,7 +219,10 @@ fn space_comes_back_after_deleting_files() {
         if wrote { "worked: pass" } else { "FAILED with ENOSPC" },
         match shutdown_errors.last() {
             None => String::new(),
-            Some(last) => format!("; `s2sfs umount` exited {first_umount} while the daemon logged {:?}", last.rsplit("] ").next().unwrap_or(last)),
+            Some(last) => format!(
+                "; `s2sfs umount` exited {first_umount} while the daemon logged {:?}",
+                last.rsplit("] ").next().unwrap_or(last)
+            ),
         }
     ));
     assert!(failures.is_empty(), "deleting files does not free space on a full store:\n{}", failures.join("\n"));
@@ -245,20 +259,29 @@ fn umount_reports_data_it_could_not_commit() {
         if r.is_err() || overwritten.len() == 2 {
             break (name, old, r);
         }
-        eprintln!("the overwrite of {name} found room ({free_before} bytes free after the filler, {} now); trying again", free_bytes(&vol.store));
+        eprintln!(
+            "the overwrite of {name} found room ({free_before} bytes free after the filler, {} now); trying again",
+            free_bytes(&vol.store)
+        );
         overwritten.push((name, want));
     };
     match &r {
-        Ok(()) => failures.push(format!("{} overwrites in a row found room on a full disk ({} bytes free now)", overwritten.len() + 1, free_bytes(&vol.store))),
+        Ok(()) => failures.push(format!(
+            "{} overwrites in a row found room on a full disk ({} bytes free now)",
+            overwritten.len() + 1,
+            free_bytes(&vol.store)
+        )),
         Err(e) if errno_or(e) != libc::ENOSPC => failures.push(format!("the overwrite failed with {e}, want ENOSPC")),
         Err(_) => {}
     }
     drop(filler_file);
     let out = vol.try_umount();
     if out.status.success() {
-        failures.push(format!("umount exited 0 although the daemon could not commit the overwrite: {}", out.describe()));
+        failures
+            .push(format!("umount exited 0 although the daemon could not commit the overwrite: {}", out.describe()));
     } else if !out.stderr.contains("could not commit") || out.stderr.trim().lines().count() != 1 {
-        failures.push(format!("umount failed, but not with one line saying what was not committed: {}", out.describe()));
+        failures
+            .push(format!("umount failed, but not with one line saying what was not committed: {}", out.describe()));
     }
     if is_mounted(&vol.mnt) {
         failures.push("umount left the volume mounted".to_string());
@@ -274,14 +297,18 @@ fn umount_reports_data_it_could_not_commit() {
         Ok(got) if got == old => {}
         other => failures.push(format!("the fsync'd {name} changed: {:?}", other.map(|g| g.len()))),
     }
-    let untouched: Vec<_> = filled.kept.iter().filter(|(n, _)| overwritten.iter().all(|(o, _)| o != n)).cloned().collect();
+    let untouched: Vec<_> =
+        filled.kept.iter().filter(|(n, _)| overwritten.iter().all(|(o, _)| o != n)).cloned().collect();
     check_kept(&vol, &untouched, "after the failed unmount", &mut failures);
     // An overwrite whose close succeeded was committed: it must read back.
     check_kept(&vol, &overwritten, "after the failed unmount (closed without error)", &mut failures);
     vol.umount();
     summary(&format!(
         "enospc at unmount: close {} (after {} overwrites that found room), `s2sfs umount` exit {} ({}): {}",
-        match &r { Ok(()) => "succeeded".to_string(), Err(e) => errno_name(errno_or(e)).to_string() },
+        match &r {
+            Ok(()) => "succeeded".to_string(),
+            Err(e) => errno_name(errno_or(e)).to_string(),
+        },
         overwritten.len(),
         exit_code(&out),
         first_line(&out.stderr),
@@ -323,10 +350,14 @@ fn full_disk_metadata_gives_enospc_and_unlink_still_frees() {
     for i in 0..20_000 {
         let name = format!("m{i:05}-{}", "n".repeat(200));
         let path = vol.path(&name);
-        let r = timed("a metadata operation on a full store", OP_TIMEOUT, move || -> Result<(), (&'static str, io::Error)> {
-            File::create(&path).map_err(|e| ("create", e))?;
-            set_xattr(&path, "user.pad", &[b'x'; 2000]).map_err(|e| ("setxattr", e))
-        });
+        let r = timed(
+            "a metadata operation on a full store",
+            OP_TIMEOUT,
+            move || -> Result<(), (&'static str, io::Error)> {
+                File::create(&path).map_err(|e| ("create", e))?;
+                set_xattr(&path, "user.pad", &[b'x'; 2000]).map_err(|e| ("setxattr", e))
+            },
+        );
         match r {
             Ok(()) => made.push(name),
             Err((op, e)) => {
@@ -338,11 +369,15 @@ fn full_disk_metadata_gives_enospc_and_unlink_still_frees() {
     if let Some((i, op, errno)) = meta_err
         && errno != libc::ENOSPC
     {
-        failures.push(format!("{op} of metadata entry {i} on the full store failed with {}, want ENOSPC", errno_name(errno)));
+        failures.push(format!(
+            "{op} of metadata entry {i} on the full store failed with {}, want ENOSPC",
+            errno_name(errno)
+        ));
     }
     // The next metadata operation: ENOSPC again (or success), not EIO.
     let next = vol.path("one-more");
-    let next_err = timed("a create on a full store", OP_TIMEOUT, move || File::create(next).err().map(|e| errno_or(&e)));
+    let next_err =
+        timed("a create on a full store", OP_TIMEOUT, move || File::create(next).err().map(|e| errno_or(&e)));
     if let Some(e) = next_err
         && e != libc::ENOSPC
     {
@@ -375,7 +410,10 @@ fn full_disk_metadata_gives_enospc_and_unlink_still_frees() {
         let names = list_timed(&vol.mnt).unwrap_or_default();
         let lost = made.iter().filter(|n| !names.contains(n)).count();
         if lost > 0 {
-            failures.push(format!("{lost} of {} entries created before the error are gone after a clean unmount", made.len()));
+            failures.push(format!(
+                "{lost} of {} entries created before the error are gone after a clean unmount",
+                made.len()
+            ));
         }
         check_kept(&vol, &filled.kept[4..], "after a remount", &mut failures);
         let _ = vol.try_umount();
@@ -388,7 +426,11 @@ fn full_disk_metadata_gives_enospc_and_unlink_still_frees() {
             None => "no error".into(),
         },
         next_err.map_or("worked".to_string(), |e| format!("failed with {}", errno_name(e))),
-        if failures.is_empty() { "pass".to_string() } else { format!("FAIL - KNOWN BUG ({} problems)", failures.len()) }
+        if failures.is_empty() {
+            "pass".to_string()
+        } else {
+            format!("FAIL - KNOWN BUG ({} problems)", failures.len())
+        }
     ));
     assert!(failures.is_empty(), "KNOWN BUG: a full disk wedges the metadata store:\n{}", failures.join("\n"));
 }

@@ -55,7 +55,9 @@ fn read_all(vol: &Vol, files: &[(&str, Vec<u8>)], failures: &mut Vec<String>, wh
         let path = vol.path(name);
         match read_timed(&path) {
             Ok(got) if got == *want => {}
-            Ok(got) => failures.push(format!("{when}: {name}: WRONG BYTES: read {} bytes, want {}", got.len(), want.len())),
+            Ok(got) => {
+                failures.push(format!("{when}: {name}: WRONG BYTES: read {} bytes, want {}", got.len(), want.len()))
+            }
             Err(e) if e.raw_os_error() == Some(libc::EIO) => {
                 eio.insert(name.to_string());
             }
@@ -116,11 +118,18 @@ fn check_damaged(vol: &Vol, files: &[(&str, Vec<u8>)], what: &str, failures: &mu
         return eio;
     }
     if f.code != 4 {
-        failures.push(format!("{what}: fsck exit {} (want 4) with damaged files {want_paths:?}: {}", f.code, f.describe()));
+        failures.push(format!(
+            "{what}: fsck exit {} (want 4) with damaged files {want_paths:?}: {}",
+            f.code,
+            f.describe()
+        ));
     }
     let named = f.paths_of("unreadable_block");
     if named != want_paths {
-        failures.push(format!("{what}: fsck names unreadable files {named:?}, reads gave EIO for {want_paths:?}: {}", f.describe()));
+        failures.push(format!(
+            "{what}: fsck names unreadable files {named:?}, reads gave EIO for {want_paths:?}: {}",
+            f.describe()
+        ));
     }
     let others: Vec<_> = f.problems().into_iter().filter(|p| p.0 != "unreadable_block").collect();
     if !others.is_empty() {
@@ -219,7 +228,8 @@ fn truncated_pack_gives_eio_never_wrong_bytes() {
         let f = fs::OpenOptions::new().write(true).open(&pack).unwrap();
         f.set_len(cut as u64).unwrap();
         drop(f);
-        let what = format!("pack cut at {cut} of {} (inside frame {idx} of {}; seed {seed:#x})", bytes.len(), frames.len());
+        let what =
+            format!("pack cut at {cut} of {} (inside frame {idx} of {}; seed {seed:#x})", bytes.len(), frames.len());
         let eio = check_damaged(&vol, &files, &what, &mut failures);
         if eio.is_empty() {
             failures.push(format!("{what}: frames past the cut are gone, yet every file read fine"));
@@ -274,7 +284,10 @@ fn truncated_pack_offsets_are_never_reused() {
         if failures.is_empty() {
             "pass (lost frames of a cut pack stay EIO after new writes)".to_string()
         } else {
-            format!("FAIL (KNOWN BUG): {} wrong reads; the old file reads the new file's blocks: {wrong_is_new}", failures.len())
+            format!(
+                "FAIL (KNOWN BUG): {} wrong reads; the old file reads the new file's blocks: {wrong_is_new}",
+                failures.len()
+            )
         }
     ));
     assert!(failures.is_empty(), "KNOWN BUG: reused pack offsets give wrong bytes:\n{}", failures.join("\n"));
@@ -289,7 +302,8 @@ fn truncated_pack_offsets_are_never_reused() {
 fn damaged_metadata_fails_cleanly_or_reads_correctly() {
     let seed = seed_from_env("S2SFS_FAULT_SEED");
     let files = sample_files();
-    let late: Vec<(&str, Vec<u8>)> = vec![("late1", text_bytes(301, 150 * KIB)), ("d/late2", random_bytes(302, BLOCK + 5))];
+    let late: Vec<(&str, Vec<u8>)> =
+        vec![("late1", text_bytes(301, 150 * KIB)), ("d/late2", random_bytes(302, BLOCK + 5))];
     // Two stores: "fresh" mounted once; "aged" opened again (fsck, a remount) and then
     // written to, so that its file holds pages freed and reused by later commits.
     let vol = Vol::new("meta", &[]);
@@ -315,7 +329,8 @@ fn damaged_metadata_fails_cleanly_or_reads_correctly() {
     let (mut refused, mut intact, mut lossy) = (0, 0, 0);
     let rounds = 10;
     for round in 0..rounds {
-        let (kind, pristine, files) = if round % 2 == 0 { ("fresh", &fresh, &files) } else { ("aged", &aged, &aged_files) };
+        let (kind, pristine, files) =
+            if round % 2 == 0 { ("fresh", &fresh, &files) } else { ("aged", &aged, &aged_files) };
         restore(pristine, &vol.store);
         let target = vol.store.join("meta.redb");
         let mut bytes = fs::read(&target).unwrap();
@@ -336,8 +351,13 @@ fn damaged_metadata_fails_cleanly_or_reads_correctly() {
         if !out.status.success() {
             refused += 1;
             let line = first_line(&out.stderr);
-            if out.stderr.trim().lines().count() != 1 || !(line.contains("meta") || line.contains(&*vol.store.to_string_lossy())) {
-                failures.push(format!("{what}: mount refused, but not with one line naming the store/metadata: {}", out.describe()));
+            if out.stderr.trim().lines().count() != 1
+                || !(line.contains("meta") || line.contains(&*vol.store.to_string_lossy()))
+            {
+                failures.push(format!(
+                    "{what}: mount refused, but not with one line naming the store/metadata: {}",
+                    out.describe()
+                ));
             }
             if is_mounted(&vol.mnt) {
                 failures.push(format!("{what}: mount failed but left the mount point mounted"));

@@ -10,7 +10,9 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use s2sfs::codec::Codecs;
-use s2sfs::store::{BlockHash, BlockRecord, FrameInfo, FsckOutcome, FsckReport, NO_PACK, Problem, Store, StoreError, StoreOptions, Txn};
+use s2sfs::store::{
+    BlockHash, BlockRecord, FrameInfo, FsckOutcome, FsckReport, NO_PACK, Problem, Store, StoreError, StoreOptions, Txn,
+};
 use s2sfs::volume::{Caller, FileKind, ROOT_INO, Volume, VolumeOptions, XattrFlags};
 
 const ME: Caller = Caller { uid: 0, gid: 0 };
@@ -79,7 +81,8 @@ fn fixture() -> Fixture {
 }
 
 fn open(dir: &Path) -> Store {
-    Store::open(dir, &StoreOptions { block_size: BS as u32, meta_cache_bytes: 1 << 20, allow_lost_changes: false }).unwrap()
+    Store::open(dir, &StoreOptions { block_size: BS as u32, meta_cache_bytes: 1 << 20, allow_lost_changes: false })
+        .unwrap()
 }
 
 fn fsck(store: &Store, repair: bool) -> FsckReport {
@@ -216,7 +219,11 @@ fn flipped_byte_quarantines_the_file() {
     assert_eq!(store.xattr(fx.f, b"user.s2sfs.bad_ranges").unwrap().unwrap(), b"4096-8191");
     let quarantined = store.block(fx.f, 1).unwrap().unwrap();
     assert_ne!(quarantined, hash);
-    assert_eq!(block_record(&store, &quarantined), BlockRecord { refcount: 1, ..rec }, "a frame that reads keeps its place");
+    assert_eq!(
+        block_record(&store, &quarantined),
+        BlockRecord { refcount: 1, ..rec },
+        "a frame that reads keeps its place"
+    );
     assert!(store.block_record(&hash).unwrap().is_none(), "the content's own id is free again");
     assert_eq!(store.inode(ROOT_INO).unwrap().unwrap().nlink, 4, "root: d, lost+found");
     assert_repaired(&report, fx.dir.path(), store);
@@ -242,7 +249,11 @@ fn truncated_pack() {
     let store = open(fx.dir.path());
     let rec = block_record(&store, &store.block(fx.last, 0).unwrap().unwrap());
     let path = store.pack_path(rec.pack);
-    assert_eq!(std::fs::metadata(&path).unwrap().len(), rec.offset + rec.frame_len as u64, "/last's frame ends the pack");
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        rec.offset + rec.frame_len as u64,
+        "/last's frame ends the pack"
+    );
     drop(store);
     std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(rec.offset + 10).unwrap();
     let store = open(fx.dir.path());
@@ -321,7 +332,8 @@ fn inode_fields() {
     assert_eq!(kinds(&report.problems), ["dir_parent", "link_count", "stored_blocks"]);
     assert_eq!(find(&report.problems, "dir_parent").path.as_deref(), Some("/d/e"));
     assert_eq!(find(&report.problems, "stored_blocks").path.as_deref(), Some("/g"));
-    let links: Vec<Option<&str>> = report.problems.iter().filter(|p| p.kind == "link_count").map(|p| p.path.as_deref()).collect();
+    let links: Vec<Option<&str>> =
+        report.problems.iter().filter(|p| p.kind == "link_count").map(|p| p.path.as_deref()).collect();
     assert_eq!(links, [Some("/"), Some("/d/f")]);
 
     let report = fsck(&store, true);
@@ -357,7 +369,8 @@ fn unreachable_inodes_and_directory_cycles() {
     txn.commit(true).unwrap();
 
     let report = fsck(&store, false);
-    let unreachable: Vec<u64> = report.problems.iter().filter(|p| p.kind == "unreachable_inode").filter_map(|p| p.ino).collect();
+    let unreachable: Vec<u64> =
+        report.problems.iter().filter(|p| p.kind == "unreachable_inode").filter_map(|p| p.ino).collect();
     for ino in [fx.d, fx.e, fx.f, fx.g, x, y] {
         assert!(unreachable.contains(&ino), "{ino} unreachable: {report:#?}");
     }
@@ -548,7 +561,10 @@ fn frames_whose_model_is_missing_are_reported_and_left_alone() {
     assert_eq!(block_record(&store, &hash), rec, "the record is untouched");
     assert_eq!(store.block(fx.g, 0).unwrap(), Some(hash), "not quarantined");
     assert_eq!(store.block(fx.g, 1).unwrap(), Some(store.block(fx.g, 1).unwrap().unwrap()));
-    assert!(store.lookup(ROOT_INO, b"g").unwrap().is_some() && store.lookup(ROOT_INO, b"dup").unwrap().is_some(), "not moved");
+    assert!(
+        store.lookup(ROOT_INO, b"g").unwrap().is_some() && store.lookup(ROOT_INO, b"dup").unwrap().is_some(),
+        "not moved"
+    );
     assert!(store.xattr(fx.g, b"user.s2sfs.bad_ranges").unwrap().is_none());
 
     // With repair alone, nothing is written for them.

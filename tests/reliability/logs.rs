@@ -35,7 +35,8 @@ fn daemon_log_stays_under_its_bound() {
         assert_eq!(unsafe { libc::ioctl(f.as_raw_fd(), libc::TCGETS, &mut t) }, -1);
         let mut buf = [0u8; 16];
         // SAFETY: a valid C path and name, and a buffer of the size given.
-        let r = unsafe { libc::getxattr(c_path.as_ptr(), c"user.missing".as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        let r =
+            unsafe { libc::getxattr(c_path.as_ptr(), c"user.missing".as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
         assert_eq!(r, -1);
         drop(f);
         if round % 100 == 0 {
@@ -45,7 +46,8 @@ fn daemon_log_stays_under_its_bound() {
         }
     }
     vol.umount();
-    let (current, rotated) = (fs::read_to_string(&log).unwrap_or_default(), fs::read_to_string(&old).unwrap_or_default());
+    let (current, rotated) =
+        (fs::read_to_string(&log).unwrap_or_default(), fs::read_to_string(&old).unwrap_or_default());
     let total = (current.len() + rotated.len()) as u64;
     largest = largest.max(total);
     let mut failures = Vec::new();

@@ -51,7 +51,8 @@ pub fn batch_decode(
     let mut t5 = Vec::new();
     for (k, frame) in frames.iter().enumerate() {
         let (path, i, _) = &blocks[k];
-        let header = FrameHeader::parse(frame).map_err(|source| ToolError::Frame { path: path.clone(), block: *i, source })?;
+        let header =
+            FrameHeader::parse(frame).map_err(|source| ToolError::Frame { path: path.clone(), block: *i, source })?;
         if header.codec == CodecId::T5 {
             t5.push(k);
         }
@@ -69,7 +70,10 @@ pub fn batch_decode(
             let (path, i, block) = &blocks[k];
             let got = got.map_err(|source| ToolError::Frame { path: path.clone(), block: *i, source })?;
             if got != *block {
-                return Err(ToolError::Format { path: path.clone(), what: format!("block {i} decoded to other bytes in a batch") });
+                return Err(ToolError::Format {
+                    path: path.clone(),
+                    what: format!("block {i} decoded to other bytes in a batch"),
+                });
             }
             bytes += block.len() as u64;
         }

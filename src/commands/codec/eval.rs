@@ -85,7 +85,10 @@ fn eval_block(codecs: &Codecs, path: &Path, index: u64, block: &[u8]) -> Result<
     let back = codecs.decode_frame(&frame).map_err(frame_err)?;
     let t2 = thread_cpu();
     if back != block {
-        return Err(ToolError::Format { path: path.to_path_buf(), what: format!("block {index} decoded to other bytes") });
+        return Err(ToolError::Format {
+            path: path.to_path_buf(),
+            what: format!("block {index} decoded to other bytes"),
+        });
     }
     let zstd19 = zstd::bulk::compress(block, ZSTD_REFERENCE_LEVEL)
         .map_err(|e| ToolError::Io { path: path.to_path_buf(), source: e })?;
@@ -105,7 +108,12 @@ fn eval_block(codecs: &Codecs, path: &Path, index: u64, block: &[u8]) -> Result<
 
 /// Evaluates every file (blocks on all cores, each timed on its own thread); the last
 /// row is the total. `progress` gets bytes done.
-pub fn eval_files(codecs: &Codecs, block_size: usize, files: &[PathBuf], progress: &(dyn Fn(u64) + Sync)) -> Result<Vec<EvalRow>> {
+pub fn eval_files(
+    codecs: &Codecs,
+    block_size: usize,
+    files: &[PathBuf],
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Vec<EvalRow>> {
     let done = std::sync::atomic::AtomicU64::new(0);
     let mut rows = Vec::with_capacity(files.len() + 1);
     let mut total = EvalRow { file: "TOTAL".into(), ..Default::default() };
@@ -155,5 +163,8 @@ pub fn render_eval(out: &mut dyn Write, rows: &[EvalRow], codec: &str) -> std::i
             format!("{}/{}/{}", r.blocks_t5, r.blocks_zstd, r.blocks_raw)
         )?;
     }
-    writeln!(out, "(KB/s: 1000 bytes per second of one core's CPU time; ratios: bytes / stored bytes; t5/zstd/raw: blocks stored by each)")
+    writeln!(
+        out,
+        "(KB/s: 1000 bytes per second of one core's CPU time; ratios: bytes / stored bytes; t5/zstd/raw: blocks stored by each)"
+    )
 }

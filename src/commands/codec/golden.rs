@@ -47,7 +47,12 @@ fn unmixed_model() -> std::sync::Arc<crate::t5::Model> {
     let read = |name: &str| std::fs::read(dir.join(name)).expect("models/default");
     let mut config: crate::t5::ModelConfig = serde_json::from_slice(&read("config.json")).expect("config");
     config.mixing = false;
-    let model = crate::t5::Model::from_files(config.to_json().into_bytes(), read("tokenizer.json"), read("weights.safetensors"), &dir);
+    let model = crate::t5::Model::from_files(
+        config.to_json().into_bytes(),
+        read("tokenizer.json"),
+        read("weights.safetensors"),
+        &dir,
+    );
     std::sync::Arc::new(model.expect("the unmixed model loads"))
 }
 
@@ -123,7 +128,8 @@ fn shipped_model_produces_the_golden_frames_with_any_thread_count() {
         std::fs::write(&path, serde_json::to_string_pretty(&got).expect("serializable") + "\n").expect("writable");
         return;
     }
-    let want: Golden = serde_json::from_str(&std::fs::read_to_string(&path).expect("tests/golden/t5.json")).expect("valid json");
+    let want: Golden =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("tests/golden/t5.json")).expect("valid json");
     assert_eq!(got.model_id, want.model_id, "models/default changed: bless new golden vectors with it");
     for (g, w) in got.vectors.iter().zip(&want.vectors) {
         assert_eq!(g, w, "vector {}: the coder produced another frame", w.name);
@@ -147,7 +153,8 @@ fn shipped_model_produces_the_golden_frames_with_any_thread_count() {
 #[test]
 fn every_kernel_set_produces_the_golden_frames() {
     use crate::t5::{Kernels, with_kernels};
-    let want: Golden = serde_json::from_str(&std::fs::read_to_string(golden_path()).expect("tests/golden/t5.json")).expect("valid json");
+    let want: Golden = serde_json::from_str(&std::fs::read_to_string(golden_path()).expect("tests/golden/t5.json"))
+        .expect("valid json");
     let mut ran = Vec::new();
     for k in Kernels::available() {
         let got = with_kernels(k, produce);
@@ -161,7 +168,9 @@ fn every_kernel_set_produces_the_golden_frames() {
 /// (stored in their registry) still writes and reads exactly those frames.
 #[test]
 fn frames_of_the_unmixed_model_stay_exact() {
-    let want: Golden = serde_json::from_str(&std::fs::read_to_string(unmixed_path()).expect("tests/golden/t5-unmixed.json")).expect("valid json");
+    let want: Golden =
+        serde_json::from_str(&std::fs::read_to_string(unmixed_path()).expect("tests/golden/t5-unmixed.json"))
+            .expect("valid json");
     let got = produce_with(unmixed_model());
     assert_eq!(got, want, "the unmixed model codes other frames than volumes hold");
 }
@@ -173,14 +182,20 @@ fn golden_frames_decode_on_the_batched_network() {
     use crate::codec::{CodecId, FrameHeader, HEADER_LEN};
     use crate::t5::{T5Codec, batch_device};
 
-    let want: Golden = serde_json::from_str(&std::fs::read_to_string(golden_path()).expect("tests/golden/t5.json")).expect("valid json");
+    let want: Golden = serde_json::from_str(&std::fs::read_to_string(golden_path()).expect("tests/golden/t5.json"))
+        .expect("valid json");
     let model = load_model(None).expect("the shipped model loads");
     assert_eq!(hex(&model.id().0), want.model_id, "models/default changed: bless new golden vectors with it");
     let codec = T5Codec::new(model);
     let frames: Vec<Vec<u8>> = want
         .vectors
         .iter()
-        .map(|v| (0..v.frame_hex.len()).step_by(2).map(|i| u8::from_str_radix(&v.frame_hex[i..i + 2], 16).expect("hex")).collect())
+        .map(|v| {
+            (0..v.frame_hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&v.frame_hex[i..i + 2], 16).expect("hex"))
+                .collect()
+        })
         .collect();
     let inputs: Vec<Vec<u8>> = inputs().into_iter().map(|(_, data)| data).collect();
     let mut items = Vec::new();
@@ -219,11 +234,12 @@ fn repeats_cost_no_more_than_zstd() {
     let phrase: Vec<u8> = passage[..1024].repeat(128);
     let halves: Vec<u8> = passage.repeat(2);
     let one_byte = vec![0u8; 128 * 1024];
-    for (name, block) in [("one byte repeated", one_byte), ("a 1 KiB passage repeated", phrase), ("two equal halves", halves)] {
+    for (name, block) in
+        [("one byte repeated", one_byte), ("a 1 KiB passage repeated", phrase), ("two equal halves", halves)]
+    {
         let learned = codecs.encode_as(&block, t5).expect("t5 codes");
         let zstd = codecs.encode_as(&block, Target::Zstd { level: 19 }).expect("zstd codes");
         assert_eq!(codecs.decode_frame(&learned).expect("decodes"), block, "{name}");
         assert!(learned.len() <= zstd.len(), "{name}: t5 {} bytes, zstd -19 {}", learned.len(), zstd.len());
     }
 }
-

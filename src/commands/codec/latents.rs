@@ -33,10 +33,7 @@ pub fn latent_files(codec: &T5Codec, block: usize, files: &[PathBuf]) -> Result<
         .iter()
         .map(|path| {
             let data = read_file(path)?;
-            let latents: Vec<Vec<u32>> = data
-                .par_chunks(block)
-                .flat_map_iter(|b| codec.latents(b))
-                .collect();
+            let latents: Vec<Vec<u32>> = data.par_chunks(block).flat_map_iter(|b| codec.latents(b)).collect();
             Ok(row(path.display().to_string(), &latents))
         })
         .collect()

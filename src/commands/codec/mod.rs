@@ -18,8 +18,10 @@ pub use self::batchbench::{BatchReport, batch_decode};
 pub use self::eval::{EvalRow, eval_files, render_eval};
 pub use self::latents::{LatentRow, latent_files, render_latents};
 
+use crate::codec::{
+    CodecError, CodecKind, CodecSet, CodecSpec, Codecs, MAX_PLAIN_LEN, ModelError, Target, learned_target, open_codecs,
+};
 use crate::t5::{Latents, T5Codec};
-use crate::codec::{CodecError, CodecKind, CodecSet, CodecSpec, Codecs, MAX_PLAIN_LEN, ModelError, Target, learned_target, open_codecs};
 
 const MAGIC: &[u8; 4] = b"S2SC";
 const VERSION: u8 = 1;
@@ -99,7 +101,13 @@ fn finish(out: BufWriter<File>, path: &Path) -> Result<()> {
 
 /// Compresses `input` into the container at `output`; `progress` gets bytes done.
 /// Blocks are compressed on all cores; returns the container's length.
-pub fn compress_file(codecs: &Codecs, block_size: usize, input: &Path, output: &Path, progress: &(dyn Fn(u64) + Sync)) -> Result<u64> {
+pub fn compress_file(
+    codecs: &Codecs,
+    block_size: usize,
+    input: &Path,
+    output: &Path,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<u64> {
     use rayon::prelude::*;
     let data = read_file(input)?;
     let done = std::sync::atomic::AtomicU64::new(0);
@@ -107,7 +115,11 @@ pub fn compress_file(codecs: &Codecs, block_size: usize, input: &Path, output: &
         .par_chunks(block_size)
         .enumerate()
         .map(|(i, block)| {
-            let frame = codecs.encode_block(block).map_err(|source| ToolError::Frame { path: input.to_path_buf(), block: i as u64, source });
+            let frame = codecs.encode_block(block).map_err(|source| ToolError::Frame {
+                path: input.to_path_buf(),
+                block: i as u64,
+                source,
+            });
             progress(done.fetch_add(block.len() as u64, std::sync::atomic::Ordering::Relaxed) + block.len() as u64);
             frame
         })
@@ -170,7 +182,11 @@ pub fn decompress_file(codecs: &Codecs, input: &Path, output: &Path, progress: &
         .par_iter()
         .enumerate()
         .map(|(b, f)| {
-            let p = codecs.decode_frame(f).map_err(|source| ToolError::Frame { path: input.to_path_buf(), block: b as u64, source })?;
+            let p = codecs.decode_frame(f).map_err(|source| ToolError::Frame {
+                path: input.to_path_buf(),
+                block: b as u64,
+                source,
+            })?;
             let want = (total - b as u64 * block_size as u64).min(block_size as u64) as usize;
             if p.len() != want {
                 return Err(bad(format!("block {b} holds {} bytes, {want} expected", p.len())));
@@ -189,7 +205,6 @@ pub fn decompress_file(codecs: &Codecs, input: &Path, output: &Path, progress: &
 
 #[cfg(test)]
 mod tests;
-
 
 #[cfg(test)]
 mod golden;

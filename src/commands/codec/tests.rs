@@ -69,7 +69,8 @@ fn damaged_truncated_and_foreign_containers_are_errors() {
     assert!(decode(b"not a container at all").unwrap_err().contains("not an s2sfs codec file"));
     // A reader without the model the frames name says so.
     std::fs::write(&packed, &good).unwrap();
-    let err = decompress_file(&tool_codecs(CodecKind::Zstd, None), &packed, &output, &no_progress).unwrap_err().to_string();
+    let err =
+        decompress_file(&tool_codecs(CodecKind::Zstd, None), &packed, &output, &no_progress).unwrap_err().to_string();
     assert!(err.contains("needs model"), "{err}");
 }
 
@@ -97,7 +98,9 @@ fn auto_keeps_the_smallest_frame_per_block() {
     let mut data = sample();
     data.extend(std::iter::repeat_n(b"<a>1</a>".as_slice(), 1024).flatten());
     std::fs::write(&path, &data).unwrap();
-    let t5 = eval_files(&tool_codecs(CodecKind::T5, Some(tiny_model())), 4096, std::slice::from_ref(&path), &no_progress).unwrap();
+    let t5 =
+        eval_files(&tool_codecs(CodecKind::T5, Some(tiny_model())), 4096, std::slice::from_ref(&path), &no_progress)
+            .unwrap();
     let auto = eval_files(&tool_codecs(CodecKind::Auto, Some(tiny_model())), 4096, &[path], &no_progress).unwrap();
     let (t5, auto) = (&t5[0], &auto[0]);
     assert!(auto.frame_bytes <= t5.frame_bytes, "auto {} > t5 alone {}", auto.frame_bytes, t5.frame_bytes);

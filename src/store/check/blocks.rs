@@ -38,7 +38,10 @@ impl Checker<'_> {
             if !st.drop_blocks.is_empty() {
                 let (kind, detail) = if rec.kind == libc::S_IFREG {
                     let list = block_list(&st.drop_blocks);
-                    ("block_past_eof", format!("blocks {list} are mapped at or past the end of the file ({} bytes)", rec.size))
+                    (
+                        "block_past_eof",
+                        format!("blocks {list} are mapped at or past the end of the file ({} bytes)", rec.size),
+                    )
                 } else {
                     let n = st.drop_blocks.len();
                     ("block_of_non_file", format!("{n} block-map entries of a {}", kind_name(rec.kind)))
@@ -64,7 +67,11 @@ impl Checker<'_> {
             .scan
             .inodes
             .iter()
-            .filter(|&(ino, s)| !s.bad_blocks.is_empty() && !self.freed.contains(ino) && s.rec.as_ref().is_some_and(|r| r.kind == libc::S_IFREG))
+            .filter(|&(ino, s)| {
+                !s.bad_blocks.is_empty()
+                    && !self.freed.contains(ino)
+                    && s.rec.as_ref().is_some_and(|r| r.kind == libc::S_IFREG)
+            })
             .map(|(&ino, _)| ino)
             .collect();
         for ino in files {
@@ -165,7 +172,12 @@ impl Checker<'_> {
             if said.describes(&header) {
                 continue;
             }
-            let detail = format!("block record {} describes its frame as {}, its header says {}", hex(hash), describe(&said), describe(&header));
+            let detail = format!(
+                "block record {} describes its frame as {}, its header says {}",
+                hex(hash),
+                describe(&said),
+                describe(&header)
+            );
             let at = hs.first_ref.map_or(At::Nowhere, At::Ino);
             self.out.problem("frame_info", hs.first_ref, at, detail, fix("rewritten from the frame"));
             self.fixed_info.insert(*hash, header);
@@ -180,10 +192,20 @@ impl Checker<'_> {
         for (hash, hs) in hashes {
             let r = hs.rec;
             if hs.refs == 0 {
-                let detail = format!("block record {} ({}-byte frame in pack {}) is used by no block-map entry", hex(hash), r.frame_len, r.pack);
+                let detail = format!(
+                    "block record {} ({}-byte frame in pack {}) is used by no block-map entry",
+                    hex(hash),
+                    r.frame_len,
+                    r.pack
+                );
                 self.out.problem("orphaned_frame", None, At::Nowhere, detail, fix("removed"));
             } else if hs.refs != r.refcount {
-                let detail = format!("block record {}: refcount {}, but {} block-map entries use it", hex(hash), r.refcount, hs.refs);
+                let detail = format!(
+                    "block record {}: refcount {}, but {} block-map entries use it",
+                    hex(hash),
+                    r.refcount,
+                    hs.refs
+                );
                 let at = hs.first_ref.map_or(At::Nowhere, At::Ino);
                 self.out.problem("refcount", hs.first_ref, at, detail, fix("set"));
             }
@@ -203,7 +225,11 @@ impl Checker<'_> {
 
 /// Block numbers as runs: "3,7-9".
 fn block_list(blocks: &[u64]) -> String {
-    runs(blocks).iter().map(|&(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") }).collect::<Vec<_>>().join(",")
+    runs(blocks)
+        .iter()
+        .map(|&(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Inclusive byte ranges of blocks (sorted) of a file of `size` bytes: "131072-262143,524288-655359".

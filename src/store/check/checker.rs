@@ -77,7 +77,14 @@ pub(super) struct Out {
 }
 
 impl Out {
-    pub(super) fn problem(&mut self, kind: &'static str, ino: Option<u64>, at: At, detail: String, fix: Option<String>) {
+    pub(super) fn problem(
+        &mut self,
+        kind: &'static str,
+        ino: Option<u64>,
+        at: At,
+        detail: String,
+        fix: Option<String>,
+    ) {
         self.problems.push(Found { kind, ino, at, detail, fix });
     }
     pub(super) fn note(&mut self, kind: &'static str, ino: Option<u64>, at: At, detail: String, fix: Option<String>) {
@@ -173,7 +180,13 @@ impl Checker<'_> {
             self.out.problem("bad_inode", Some(ino), At::Ino(ino), detail, None);
         }
         for (hash, why) in std::mem::take(&mut self.scan.bad_block_records) {
-            self.out.problem("bad_block_record", None, At::Nowhere, format!("block record {}: {why}", hex(&hash)), fix("removed"));
+            self.out.problem(
+                "bad_block_record",
+                None,
+                At::Nowhere,
+                format!("block record {}: {why}", hex(&hash)),
+                fix("removed"),
+            );
             self.out.plan.delete.insert(key_block(&hash));
         }
         for (parent, seq, why) in std::mem::take(&mut self.scan.bad_dirents) {
@@ -184,7 +197,8 @@ impl Checker<'_> {
         let used: HashSet<u32> = self.scan.hashes.values().map(|h| h.rec.pack).collect();
         for (&id, &size) in &self.scan.packs {
             if size > PACK_HEADER_LEN && !used.contains(&id) {
-                let detail = format!("pack {id:08}.pack ({size} bytes): no block record points into it; compaction reclaims it");
+                let detail =
+                    format!("pack {id:08}.pack ({size} bytes): no block record points into it; compaction reclaims it");
                 self.out.note("dead_pack", None, At::Nowhere, detail, None);
             }
         }

@@ -62,7 +62,8 @@ impl Checker<'_> {
             if !self.is_dir(ino) {
                 return Err("/lost+found is not a directory".into());
             }
-            self.lost_found_taken = self.names.iter().filter(|n| !n.removed && n.parent == ino).map(|n| n.name.clone()).collect();
+            self.lost_found_taken =
+                self.names.iter().filter(|n| !n.removed && n.parent == ino).map(|n| n.name.clone()).collect();
             return Ok(ino);
         }
         let ino = if self.out.repair { self.store.new_ino().map_err(|e| e.to_string())? } else { PLANNED_INO };
@@ -92,7 +93,16 @@ impl Checker<'_> {
         }
         self.lost_found_taken.insert(name.clone());
         let kind = self.kind_of(ino).flatten().unwrap_or(libc::S_IFREG);
-        let entry = Name { parent: lf, name: name.clone(), ino, kind, keys: Vec::new(), rewrite: false, added: true, removed: false };
+        let entry = Name {
+            parent: lf,
+            name: name.clone(),
+            ino,
+            kind,
+            keys: Vec::new(),
+            rewrite: false,
+            added: true,
+            removed: false,
+        };
         self.push_name(entry);
         name
     }
@@ -101,7 +111,8 @@ impl Checker<'_> {
     /// and removes its other names; says what it did, for the problem's message.
     pub(super) fn move_to_lost_found(&mut self, ino: u64, live: &[usize]) -> Result<String, String> {
         let lf = self.lost_found()?;
-        let first = self.current.first.get(&ino).copied().filter(|i| live.contains(i)).or_else(|| live.first().copied());
+        let first =
+            self.current.first.get(&ino).copied().filter(|i| live.contains(i)).or_else(|| live.first().copied());
         let wanted = match first {
             Some(i) => [format!("{ino}-").into_bytes(), self.names[i].name.clone()].concat(),
             None => format!("#{ino}").into_bytes(),
@@ -179,7 +190,8 @@ impl Checker<'_> {
 
     fn report_unreachable(&mut self, ino: u64, reach: &Reach, placed: &Placed) {
         let Some(rec) = self.scan.inodes.get(&ino).and_then(|s| s.rec.as_ref()) else { return };
-        let mut detail = format!("a {} with nlink {} that no path from the root reaches", kind_name(rec.kind), rec.nlink);
+        let mut detail =
+            format!("a {} with nlink {} that no path from the root reaches", kind_name(rec.kind), rec.nlink);
         if self.by_ino.get(&ino).is_some_and(|v| v.iter().any(|&i| !self.names[i].added)) {
             detail.push_str(" (its names lie in unreachable directories)");
         }

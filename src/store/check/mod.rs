@@ -170,7 +170,12 @@ impl Store {
     /// checks again. `verify` decodes a frame (and checks its own checksum); fsck compares
     /// the plaintext's blake3 with the block id. Damage is reported, never an error: errors
     /// are for a store that cannot be read at all.
-    pub fn fsck(&self, verify: Verify<'_>, repair: bool, progress: &mut dyn FnMut(Progress)) -> Result<FsckReport, StoreError> {
+    pub fn fsck(
+        &self,
+        verify: Verify<'_>,
+        repair: bool,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<FsckReport, StoreError> {
         let scan = self.fsck_scan(verify, None, 1, progress)?;
         let totals = scan.totals.clone();
         let cache = scan.frame_cache();

@@ -104,7 +104,13 @@ impl Checker<'_> {
             None => {
                 self.created.insert(ROOT, new_dir(0o755));
                 let detail = "inode 1, the root directory, is missing".to_string();
-                self.out.problem("root_missing", Some(ROOT), At::Nowhere, detail, fix("a new root keeps the entries found in it"));
+                self.out.problem(
+                    "root_missing",
+                    Some(ROOT),
+                    At::Nowhere,
+                    detail,
+                    fix("a new root keeps the entries found in it"),
+                );
             }
             Some(Some(r)) if r.kind != libc::S_IFDIR => {
                 let detail = format!("inode 1, the root directory, is a {}", kind_name(r.kind));
@@ -154,7 +160,12 @@ impl Checker<'_> {
             .delete
             .iter()
             .filter(|k| k.len() == 17 && k[0] == TAG_DIRENT)
-            .map(|k| (u64::from_be_bytes(k[1..9].try_into().unwrap_or_default()), u64::from_be_bytes(k[9..17].try_into().unwrap_or_default())))
+            .map(|k| {
+                (
+                    u64::from_be_bytes(k[1..9].try_into().unwrap_or_default()),
+                    u64::from_be_bytes(k[9..17].try_into().unwrap_or_default()),
+                )
+            })
             .collect()
     }
 
@@ -164,7 +175,13 @@ impl Checker<'_> {
         if let Some(Err(why)) = &g.n {
             let what = if candidates.is_empty() { "removed" } else { "rebuilt from its readdir record" };
             let detail = format!("name record does not decode ({why})");
-            self.out.problem("bad_entry", candidates.first().map(|r| r.ino), At::Entry(parent, name.to_vec()), detail, fix(what));
+            self.out.problem(
+                "bad_entry",
+                candidates.first().map(|r| r.ino),
+                At::Entry(parent, name.to_vec()),
+                detail,
+                fix(what),
+            );
             if candidates.is_empty() {
                 return true;
             }
@@ -185,14 +202,29 @@ impl Checker<'_> {
 
     /// A name whose records name one existing inode: rebuilt where its records disagree
     /// otherwise, rewritten where it carries the wrong file type.
-    fn agreed_name(&mut self, parent: u64, name: Vec<u8>, keys: Vec<Vec<u8>>, g: &NameGroup, chosen: EntryRecord, bad_dirents: &HashSet<(u64, u64)>) {
+    fn agreed_name(
+        &mut self,
+        parent: u64,
+        name: Vec<u8>,
+        keys: Vec<Vec<u8>>,
+        g: &NameGroup,
+        chosen: EntryRecord,
+        bad_dirents: &HashSet<(u64, u64)>,
+    ) {
         let n_rec = name_record(g);
         let consistent = n_rec.is_some_and(|r| g.d.len() == 1 && g.d[0].0 == r.seq && g.d[0].1 == r);
         // An undecodable half is already reported as bad_entry.
-        let covered = matches!(g.n, Some(Err(_))) || n_rec.is_some_and(|r| g.d.is_empty() && bad_dirents.contains(&(parent, r.seq)));
+        let covered = matches!(g.n, Some(Err(_)))
+            || n_rec.is_some_and(|r| g.d.is_empty() && bad_dirents.contains(&(parent, r.seq)));
         if !consistent && !covered {
             let detail = mismatch(&g.n, &g.d);
-            self.out.problem("entry_mismatch", Some(chosen.ino), At::Entry(parent, name.clone()), detail, fix("rebuilt"));
+            self.out.problem(
+                "entry_mismatch",
+                Some(chosen.ino),
+                At::Entry(parent, name.clone()),
+                detail,
+                fix("rebuilt"),
+            );
         }
         let kind = match self.kind_of(chosen.ino) {
             Some(Some(k)) => k,
@@ -209,7 +241,14 @@ impl Checker<'_> {
     /// A name whose records name different existing inodes: reported, not repaired (which
     /// one is right would be a guess); the name record's inode, where it exists, stands
     /// for it in the model.
-    fn disputed_name(&mut self, parent: u64, name: Vec<u8>, keys: Vec<Vec<u8>>, g: &NameGroup, targets: &[EntryRecord]) {
+    fn disputed_name(
+        &mut self,
+        parent: u64,
+        name: Vec<u8>,
+        keys: Vec<Vec<u8>>,
+        g: &NameGroup,
+        targets: &[EntryRecord],
+    ) {
         let detail = format!("{}; they name different inodes ({})", mismatch(&g.n, &g.d), describe_inos(targets));
         let chosen = name_record(g).filter(|r| self.kind_of(r.ino).is_some()).unwrap_or(targets[0]);
         self.out.problem("entry_mismatch", Some(chosen.ino), At::Entry(parent, name.clone()), detail, None);
@@ -390,8 +429,11 @@ impl Checker<'_> {
     fn inode_counts(&mut self, links: &LinkCounts, ino: u64, rec: InodeRecord, created: bool, stored: u64) {
         let get = |m: &HashMap<u64, u64>| m.get(&ino).copied().unwrap_or(0);
         let is_dir = rec.kind == libc::S_IFDIR;
-        let (now, fin) =
-            if is_dir { (2 + get(&links.now_subdirs), 2 + get(&links.fin_subdirs)) } else { (get(&links.now_names), get(&links.fin_names)) };
+        let (now, fin) = if is_dir {
+            (2 + get(&links.now_subdirs), 2 + get(&links.fin_subdirs))
+        } else {
+            (get(&links.now_names), get(&links.fin_names))
+        };
         if !created && rec.nlink as u64 != now && (is_dir || now > 0) {
             let detail = if is_dir {
                 format!("nlink {}, but it has {} subdirectories (expected {now})", rec.nlink, now - 2)
@@ -476,7 +518,9 @@ fn mismatch(n: &Option<Result<EntryRecord, String>>, d: &[(u64, EntryRecord)]) -
     let show = |r: &EntryRecord| format!("inode {}, {}, position {}", r.ino, kind_name(r.kind), r.seq);
     match (n, d) {
         (Some(Ok(_)), []) => "name record without a readdir record".into(),
-        (Some(Ok(r)), [(seq, e)]) => format!("name record ({}) and readdir record {seq} ({}) disagree", show(r), show(e)),
+        (Some(Ok(r)), [(seq, e)]) => {
+            format!("name record ({}) and readdir record {seq} ({}) disagree", show(r), show(e))
+        }
         (Some(Ok(_)), many) => format!("{} readdir records for one name", many.len()),
         (_, _) => "readdir record without a (readable) name record".into(),
     }

@@ -150,7 +150,10 @@ pub(super) fn block_kept(rec: Option<&InodeRecord>, block: u64, block_size: u64)
 }
 
 pub(super) fn known_kind(kind: u32) -> bool {
-    matches!(kind, libc::S_IFREG | libc::S_IFDIR | libc::S_IFLNK | libc::S_IFIFO | libc::S_IFSOCK | libc::S_IFCHR | libc::S_IFBLK)
+    matches!(
+        kind,
+        libc::S_IFREG | libc::S_IFDIR | libc::S_IFLNK | libc::S_IFIFO | libc::S_IFSOCK | libc::S_IFCHR | libc::S_IFBLK
+    )
 }
 
 impl Store {
@@ -206,7 +209,15 @@ impl Store {
                 Ok(rec) => {
                     scan.totals.frames += 1;
                     scan.totals.live_frame_bytes += rec.frame_len as u64;
-                    let state = HashState { rec, refs: 0, keep_refs: 0, first_ref: None, fault: None, unavailable: None, header: None };
+                    let state = HashState {
+                        rec,
+                        refs: 0,
+                        keep_refs: 0,
+                        first_ref: None,
+                        fault: None,
+                        unavailable: None,
+                        header: None,
+                    };
                     scan.hashes.insert(hash, state);
                 }
                 Err(e) => {
@@ -233,7 +244,9 @@ impl Store {
             let misplaced = match scan.packs.get(&r.pack) {
                 None if r.pack == NO_PACK => Some("no frame (a block quarantined by fsck)".to_string()),
                 None => Some(format!("its pack {:08}.pack is missing", r.pack)),
-                Some(_) if r.offset < PACK_HEADER_LEN => Some(format!("offset {} lies in the header of pack {}", r.offset, r.pack)),
+                Some(_) if r.offset < PACK_HEADER_LEN => {
+                    Some(format!("offset {} lies in the header of pack {}", r.offset, r.pack))
+                }
                 Some(&size) if r.offset.checked_add(r.frame_len as u64).is_none_or(|end| end > size) => Some(format!(
                     "{} bytes at offset {} run past the end of pack {} ({size} bytes)",
                     r.frame_len, r.offset, r.pack
@@ -366,8 +379,12 @@ fn check_frame(hash: &BlockHash, frame: Result<Vec<u8>, StoreError>, verify: Ver
     };
     match verify(&frame) {
         Err(VerifyError::Damaged(e)) => fault(format!("does not decode: {e}"), true),
-        Err(VerifyError::Unavailable(what)) => Verdict { unavailable: Some(format!("frame {}: {what}", hex(hash))), ..Verdict::default() },
-        Ok((plain, _)) if blake3::hash(&plain).as_bytes() != hash => fault("decodes to data other than its block id names".into(), false),
+        Err(VerifyError::Unavailable(what)) => {
+            Verdict { unavailable: Some(format!("frame {}: {what}", hex(hash))), ..Verdict::default() }
+        }
+        Ok((plain, _)) if blake3::hash(&plain).as_bytes() != hash => {
+            fault("decodes to data other than its block id names".into(), false)
+        }
         Ok((_, header)) => Verdict { header: Some(header), ..Verdict::default() },
     }
 }
@@ -414,9 +431,8 @@ impl Scan {
                     None => self.stray_orphans.push(ino),
                 }
             }
-            TAG_SUPER | TAG_SEQ | TAG_IDS | TAG_NAME | TAG_DIRENT | TAG_BLOCKMAP | TAG_XATTR | TAG_ORPHAN | TAG_BLOCK | TAG_INODE => {
-                self.bad_keys.push((k.to_vec(), "key of the wrong length for its kind"))
-            }
+            TAG_SUPER | TAG_SEQ | TAG_IDS | TAG_NAME | TAG_DIRENT | TAG_BLOCKMAP | TAG_XATTR | TAG_ORPHAN
+            | TAG_BLOCK | TAG_INODE => self.bad_keys.push((k.to_vec(), "key of the wrong length for its kind")),
             _ => self.bad_keys.push((k.to_vec(), "unknown kind of key")),
         }
     }
@@ -467,7 +483,9 @@ impl Scan {
                     }
                     None
                 }
-                None if self.bad_block_records.contains_key(&h) => Some(format!("block record {} does not decode", hex(&h))),
+                None if self.bad_block_records.contains_key(&h) => {
+                    Some(format!("block record {} does not decode", hex(&h)))
+                }
                 None => Some(format!("block record {} missing", hex(&h))),
             },
         };

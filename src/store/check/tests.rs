@@ -132,7 +132,8 @@ impl Builder<'_> {
 }
 
 pub(crate) fn open(dir: &Path) -> Store {
-    Store::open(dir, &StoreOptions { block_size: BS as u32, meta_cache_bytes: 1 << 20, allow_lost_changes: false }).unwrap()
+    Store::open(dir, &StoreOptions { block_size: BS as u32, meta_cache_bytes: 1 << 20, allow_lost_changes: false })
+        .unwrap()
 }
 
 pub(crate) fn fsck(store: &Store, repair: bool) -> FsckReport {
@@ -226,11 +227,15 @@ fn directory_entries() {
     store.raw_put(&key_u64_u64(TAG_DIRENT, fx.d, 1 << 40), b"short");
 
     let report = fsck(&store, false);
-    assert_eq!(kinds(&report.problems), ["bad_entry", "dangling_entry", "entry_in_non_directory", "entry_kind", "entry_mismatch"]);
+    assert_eq!(
+        kinds(&report.problems),
+        ["bad_entry", "dangling_entry", "entry_in_non_directory", "entry_kind", "entry_mismatch"]
+    );
     assert_eq!(find(&report.problems, "dangling_entry").path.as_deref(), Some("/ghost"));
     assert_eq!(find(&report.problems, "entry_mismatch").path.as_deref(), Some("/g"));
     assert_eq!(find(&report.problems, "entry_kind").path.as_deref(), Some("/s"));
-    let bad: Vec<Option<&str>> = report.problems.iter().filter(|p| p.kind == "bad_entry").map(|p| p.path.as_deref()).collect();
+    let bad: Vec<Option<&str>> =
+        report.problems.iter().filter(|p| p.kind == "bad_entry").map(|p| p.path.as_deref()).collect();
     assert_eq!(bad, [Some("/d"), Some("/junk")]);
     assert_eq!(report.problems.iter().filter(|p| p.kind == "dangling_entry").count(), 1, "/junk is not dangling too");
     let p = find(&report.problems, "entry_in_non_directory");

@@ -203,8 +203,7 @@ impl<'m> BatchNet<'m> {
         let mut h = self.embed.index_select(&ids, 0)?.affine(f64::from(1 << (E_H - E_X)), 0.0)?;
         // Slots of the window holding a position: the newest min(pos + 1, W).
         let held = (self.pos + 1).min(self.window);
-        let valid: Vec<f64> =
-            (0..self.window).map(|j| if j + held >= self.window { 0.0 } else { NO_KEY }).collect();
+        let valid: Vec<f64> = (0..self.window).map(|j| if j + held >= self.window { 0.0 } else { NO_KEY }).collect();
         let valid = Tensor::from_vec(valid, (1, 1, 1, self.window), &self.device)?;
         for l in 0..self.layers.len() {
             h = self.layer(l, &h, &valid)?;
@@ -253,9 +252,7 @@ fn attend(q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor, exp_table: &Tensor)
     let max = scores.max_keepdim(D::Minus1)?;
     let level = max.broadcast_sub(&scores)?.clamp(0.0, (EXP_LEVELS - 1) as f64)?;
     let shape = level.dims().to_vec();
-    let w = exp_table
-        .index_select(&level.flatten_all()?.to_dtype(DType::U32)?, 0)?
-        .reshape(shape)?;
+    let w = exp_table.index_select(&level.flatten_all()?.to_dtype(DType::U32)?, 0)?.reshape(shape)?;
     let total = w.sum_keepdim(D::Minus1)?;
     let sums = w.matmul(v)?;
     // div_round(sums, total) = floor((2·sums + total) / (2·total)).
@@ -299,9 +296,8 @@ mod tests {
         let batch = 3;
         let steps = window + 20;
         let mut next = fixtures::xorshift(11);
-        let seqs: Vec<Vec<u32>> = (0..batch)
-            .map(|_| (0..steps).map(|_| (next() % vocab as u64) as u32).collect())
-            .collect();
+        let seqs: Vec<Vec<u32>> =
+            (0..batch).map(|_| (0..steps).map(|_| (next() % vocab as u64) as u32).collect()).collect();
         let mut net = BatchNet::new(&model, batch, &Device::Cpu).expect("batch net");
         let mut cpu: Vec<Decoder> = (0..batch).map(|_| Decoder::new(&model, 1)).collect();
         let mut logits = Vec::new();
@@ -314,8 +310,7 @@ mod tests {
                     dec.set_latent(&codes);
                 }
             }
-            let inputs: Vec<u32> =
-                seqs.iter().map(|s| if t == 0 { START_TOKEN } else { s[t - 1] }).collect();
+            let inputs: Vec<u32> = seqs.iter().map(|s| if t == 0 { START_TOKEN } else { s[t - 1] }).collect();
             let got = net.step(&inputs).expect("step");
             for (b, dec) in cpu.iter_mut().enumerate() {
                 dec.forward(&[inputs[b]], &mut logits);

@@ -6,12 +6,12 @@
 
 use candle_core::Device;
 
+use crate::codec::CodecError;
 use crate::t5::candle_net::BatchNet;
 use crate::t5::decoder::START_TOKEN;
 use crate::t5::predictor::Predictor;
 use crate::t5::range::RangeDecoder;
 use crate::t5::t5_codec::{T5Codec, token_count};
-use crate::codec::CodecError;
 
 /// One block being decoded.
 struct Lane<'a, 'm> {
@@ -24,11 +24,7 @@ struct Lane<'a, 'm> {
 impl T5Codec {
     /// Decodes the payloads `(payload, plaintext length)` as one batch, the network on
     /// `device`; the same bytes as `decompress` on each, or its error.
-    pub fn decompress_batch(
-        &self,
-        items: &[(&[u8], usize)],
-        device: &Device,
-    ) -> Vec<Result<Vec<u8>, CodecError>> {
+    pub fn decompress_batch(&self, items: &[(&[u8], usize)], device: &Device) -> Vec<Result<Vec<u8>, CodecError>> {
         let fail = |e: String| CodecError::Decompress(e);
         let model = self.model();
         // A lane per payload; one whose header does not parse fails now.
@@ -69,7 +65,8 @@ impl T5Codec {
             let logits = net.step(&inputs).map_err(|e| e.to_string())?;
             for (b, lane) in lanes.iter_mut().enumerate().filter(|(_, l)| pos < l.count) {
                 let row = &logits[b * vocab..(b + 1) * vocab];
-                let token = lane.predictor.decode_from_logits(&lane.tokens, row, &mut lane.input).map_err(|e| e.to_string())?;
+                let token =
+                    lane.predictor.decode_from_logits(&lane.tokens, row, &mut lane.input).map_err(|e| e.to_string())?;
                 lane.tokens.push(token);
                 inputs[b] = token;
             }
@@ -89,13 +86,8 @@ mod tests {
         let codec = T5Codec::new(fixtures::tiny_model());
         let mut next = fixtures::xorshift(3);
         let random: Vec<u8> = (0..700).map(|_| next() as u8).collect();
-        let blocks: Vec<Vec<u8>> = vec![
-            fixtures::text(0),
-            fixtures::text(9),
-            fixtures::text(2500),
-            random,
-            fixtures::text(400),
-        ];
+        let blocks: Vec<Vec<u8>> =
+            vec![fixtures::text(0), fixtures::text(9), fixtures::text(2500), random, fixtures::text(400)];
         let payloads: Vec<Vec<u8>> = blocks.iter().map(|b| codec.compress(b).expect("compress")).collect();
         let mut damaged = payloads[2].clone();
         let middle = damaged.len() / 2;

@@ -29,10 +29,7 @@ impl FreqTable {
     pub fn from_weights(weights: &[u32]) -> Result<FreqTable> {
         let n = weights.len();
         if n == 0 || n > FREQ_TOTAL as usize {
-            return Err(CoderError::TableSize {
-                got: n,
-                max: FREQ_TOTAL as usize,
-            });
+            return Err(CoderError::TableSize { got: n, max: FREQ_TOTAL as usize });
         }
         let uniform;
         let weights = if weights.iter().all(|&w| w == 0) {
@@ -79,10 +76,7 @@ impl FreqTable {
     pub fn refill_from_levels(&mut self, levels: &[u8], level_weights: &[u32]) -> Result<()> {
         let n = levels.len();
         if n == 0 || n > FREQ_TOTAL as usize {
-            return Err(CoderError::TableSize {
-                got: n,
-                max: FREQ_TOTAL as usize,
-            });
+            return Err(CoderError::TableSize { got: n, max: FREQ_TOTAL as usize });
         }
         const LEVELS: usize = 256;
         // Four histograms: most symbols share a level (far below the best), and one
@@ -270,10 +264,7 @@ impl FreqTable {
     /// Codes `sym` under this table; an out-of-range symbol is an error, not a panic.
     pub fn encode(&self, encoder: &mut impl CodeSink, sym: usize) -> Result<()> {
         if sym >= self.len() {
-            return Err(CoderError::SymbolOutOfRange {
-                symbol: sym,
-                len: self.len(),
-            });
+            return Err(CoderError::SymbolOutOfRange { symbol: sym, len: self.len() });
         }
         encoder.encode(self.cum(sym), self.freq[sym], FREQ_TOTAL);
         Ok(())

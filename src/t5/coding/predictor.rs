@@ -3,8 +3,9 @@
 //! compressor and the decompressor both get their tables from here, in the same order of
 //! operations, which is what makes a frame decodable.
 
-use crate::t5::decoder::{Decoder, START_TOKEN};
+use crate::t5::confidence::MatchSse;
 use crate::t5::config::ModelConfig;
+use crate::t5::decoder::{Decoder, START_TOKEN};
 use crate::t5::error::Result;
 use crate::t5::freq::FreqTable;
 use crate::t5::intnet::{EXP, EXP_LEVELS};
@@ -12,7 +13,6 @@ use crate::t5::matcher::{MatchPrediction, Matcher};
 use crate::t5::mix::{Io, LatentModel, MATCH_INPUTS, TokenMixer};
 use crate::t5::model::Model;
 use crate::t5::multiversion::multiversion;
-use crate::t5::confidence::MatchSse;
 
 pub struct Predictor<'m> {
     decoder: Decoder<'m>,
@@ -113,8 +113,7 @@ impl<'m> Predictor<'m> {
         if start == 0 {
             self.inputs.push(START_TOKEN);
         }
-        self.inputs
-            .extend_from_slice(&tokens[start.saturating_sub(1)..end.saturating_sub(1)]);
+        self.inputs.extend_from_slice(&tokens[start.saturating_sub(1)..end.saturating_sub(1)]);
         self.decoder.forward(&self.inputs, &mut self.logits);
         for p in start..end {
             let row = p - start;
@@ -157,10 +156,8 @@ impl<'m> Predictor<'m> {
         let logits = &mut self.logits[row * self.vocab..(row + 1) * self.vocab];
         let pred = self.matcher.predict(before);
         if let Some(pred) = pred
-            && let (Some(l), Some(&boost)) = (
-                logits.get_mut(pred.token as usize),
-                self.boost.get(usize::from(pred.bucket)),
-            )
+            && let (Some(l), Some(&boost)) =
+                (logits.get_mut(pred.token as usize), self.boost.get(usize::from(pred.bucket)))
         {
             *l = l.saturating_add(boost);
         }

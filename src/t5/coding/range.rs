@@ -23,11 +23,7 @@ const MAX_BITS_PER_STEP: u32 = 16;
 /// which would otherwise be wasted; the decoder's clamp in `decode_freq` maps that slack
 /// to the last symbol too.
 fn sub_range(range: u32, r: u32, cum: u32, freq: u32, total: u32) -> u32 {
-    if cum + freq >= total {
-        range - r * cum
-    } else {
-        r * freq
-    }
+    if cum + freq >= total { range - r * cum } else { r * freq }
 }
 
 /// Clamps a (cum, freq, total) triple into the coder's contract, so a caller's bug makes
@@ -88,14 +84,7 @@ impl Default for RangeEncoder {
 
 impl RangeEncoder {
     pub fn new() -> Self {
-        RangeEncoder {
-            low: 0,
-            range: u32::MAX,
-            cache: 0,
-            cache_size: 1,
-            skip_first: true,
-            out: Vec::new(),
-        }
+        RangeEncoder { low: 0, range: u32::MAX, cache: 0, cache_size: 1, skip_first: true, out: Vec::new() }
     }
 
     /// Codes the symbol whose interval is `[cum, cum + freq)` out of `total`.
@@ -195,12 +184,7 @@ pub struct RangeDecoder<'a> {
 
 impl<'a> RangeDecoder<'a> {
     pub fn new(input: &'a [u8]) -> Self {
-        let mut decoder = RangeDecoder {
-            input,
-            pos: 0,
-            range: u32::MAX,
-            code: 0,
-        };
+        let mut decoder = RangeDecoder { input, pos: 0, range: u32::MAX, code: 0 };
         for _ in 0..4 {
             decoder.code = (decoder.code << 8) | u32::from(decoder.next_byte());
         }
@@ -271,11 +255,7 @@ mod tests {
         }
         let bytes = enc.finish();
         let total_bits: u32 = fields.iter().map(|f| f.1).sum();
-        assert!(
-            bytes.len() as u32 <= total_bits.div_ceil(8) + 2,
-            "{} bytes",
-            bytes.len()
-        );
+        assert!(bytes.len() as u32 <= total_bits.div_ceil(8) + 2, "{} bytes", bytes.len());
         let mut dec = RangeDecoder::new(&bytes);
         for &(v, n) in &fields {
             assert_eq!(dec.decode_bits(n), v, "field of {n} bits");
@@ -288,13 +268,7 @@ mod tests {
     fn carries_through_ff_runs() {
         let total = 1 << 16;
         let mut symbols = vec![(0u32, total - 1); 5000];
-        symbols.extend((0..200).map(|i| {
-            if i % 3 == 0 {
-                (total - 1, 1)
-            } else {
-                (0, total - 1)
-            }
-        }));
+        symbols.extend((0..200).map(|i| if i % 3 == 0 { (total - 1, 1) } else { (0, total - 1) }));
         let mut enc = RangeEncoder::new();
         for &(cum, freq) in &symbols {
             enc.encode(cum, freq, total);

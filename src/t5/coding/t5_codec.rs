@@ -8,8 +8,8 @@ use std::sync::Arc;
 use crate::codec::{Codec, CodecError, CodecId, ModelId};
 
 use crate::t5::encoder::Encoder;
-use crate::t5::model::Model;
 use crate::t5::mix::Encode;
+use crate::t5::model::Model;
 use crate::t5::predictor::Predictor;
 use crate::t5::range::{BitTally, CodeSink, RangeDecoder, RangeEncoder};
 
@@ -38,10 +38,7 @@ pub enum Latents {
 
 impl T5Codec {
     pub fn new(model: Arc<Model>) -> T5Codec {
-        T5Codec {
-            model,
-            latents: Latents::Learned,
-        }
+        T5Codec { model, latents: Latents::Learned }
     }
 
     pub fn with_latents(self, latents: Latents) -> T5Codec {
@@ -54,8 +51,7 @@ impl T5Codec {
 
     fn compress_tokens(&self, tokens: &[u32]) -> Result<Vec<u8>, CodecError> {
         let mut out = RangeEncoder::new();
-        self.code_tokens(tokens, &mut out)
-            .map_err(|e| CodecError::Compress(e.to_string()))?;
+        self.code_tokens(tokens, &mut out).map_err(|e| CodecError::Compress(e.to_string()))?;
         let mut payload = Vec::with_capacity(MAX_LEB128);
         write_leb128(&mut payload, tokens.len() as u64);
         payload.extend(out.finish());
@@ -68,8 +64,7 @@ impl T5Codec {
     pub fn code_length(&self, plain: &[u8]) -> Result<f64, CodecError> {
         let tokens = self.model.tokenizer().encode(plain);
         let mut tally = BitTally::default();
-        self.code_tokens(&tokens, &mut tally)
-            .map_err(|e| CodecError::Compress(e.to_string()))?;
+        self.code_tokens(&tokens, &mut tally).map_err(|e| CodecError::Compress(e.to_string()))?;
         Ok(tally.0)
     }
 
@@ -78,10 +73,7 @@ impl T5Codec {
     pub fn latents(&self, plain: &[u8]) -> Vec<Vec<u32>> {
         let tokens = self.model.tokenizer().encode(plain);
         let mut encoder = Encoder::new(&self.model);
-        tokens
-            .chunks(self.model.config().segment)
-            .map(|segment| encoder.latent(segment))
-            .collect()
+        tokens.chunks(self.model.config().segment).map(|segment| encoder.latent(segment)).collect()
     }
 
     /// Codes a block's latents and tokens into `out`, as CODER.md lays out the stream.
@@ -113,14 +105,11 @@ impl T5Codec {
         let tokenizer = self.model.tokenizer();
         let mut plain = Vec::with_capacity(plain_len);
         for &t in tokens {
-            let bytes = tokenizer.token_bytes(t).ok_or_else(|| {
-                CodecError::Decompress(format!("token {t} is not in the vocabulary"))
-            })?;
+            let bytes = tokenizer
+                .token_bytes(t)
+                .ok_or_else(|| CodecError::Decompress(format!("token {t} is not in the vocabulary")))?;
             if plain.len() + bytes.len() > plain_len {
-                return Err(CodecError::Length {
-                    expected: plain_len,
-                    got: plain.len() + bytes.len(),
-                });
+                return Err(CodecError::Length { expected: plain_len, got: plain.len() + bytes.len() });
             }
             plain.extend_from_slice(bytes);
         }
@@ -233,13 +222,9 @@ mod tests {
     fn round_trip(data: &[u8]) -> Vec<u8> {
         let c = codec();
         let payload = c.compress(data).expect("compress");
-        assert_eq!(
-            c.decompress(&payload, data.len()).expect("decompress"),
-            data
-        );
+        assert_eq!(c.decompress(&payload, data.len()).expect("decompress"), data);
         payload
     }
-
 
     fn codecs() -> Codecs {
         let mut codecs = Codecs::new(3);
@@ -261,10 +246,7 @@ mod tests {
         assert_eq!(read_leb128(&[]), None);
         assert_eq!(read_leb128(&[0x80]), None);
         assert_eq!(read_leb128(&[0xFF; 10]), None);
-        assert_eq!(
-            read_leb128(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02]),
-            None
-        );
+        assert_eq!(read_leb128(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02]), None);
     }
 
     #[test]
@@ -275,47 +257,22 @@ mod tests {
         // Text repeats itself: the match model makes even a random network pay off.
         let data = text(BLOCK);
         let payload = round_trip(&data);
-        assert!(
-            payload.len() < data.len() / 2,
-            "{} bytes for {}",
-            payload.len(),
-            data.len()
-        );
+        assert!(payload.len() < data.len() / 2, "{} bytes for {}", payload.len(), data.len());
     }
 
     #[test]
     fn thread_count_does_not_change_frames() {
-        let blocks: Vec<Vec<u8>> = (0..6)
-            .map(|i| {
-                if i % 2 == 0 {
-                    text(1000 + 300 * i)
-                } else {
-                    random_bytes(700, i as u64)
-                }
-            })
-            .collect();
+        let blocks: Vec<Vec<u8>> =
+            (0..6).map(|i| if i % 2 == 0 { text(1000 + 300 * i) } else { random_bytes(700, i as u64) }).collect();
         let codecs = codecs();
-        let alone: Vec<Vec<u8>> = blocks
-            .iter()
-            .map(|b| codecs.encode_block(b).expect("encode"))
-            .collect();
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(4)
-            .build()
-            .expect("pool");
+        let alone: Vec<Vec<u8>> = blocks.iter().map(|b| codecs.encode_block(b).expect("encode")).collect();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(4).build().expect("pool");
         let pooled: Vec<Vec<u8>> = pool.install(|| {
             use rayon::prelude::*;
-            blocks
-                .par_iter()
-                .map(|b| codecs.encode_block(b).expect("encode"))
-                .collect()
+            blocks.par_iter().map(|b| codecs.encode_block(b).expect("encode")).collect()
         });
         assert_eq!(alone, pooled);
-        assert!(
-            alone
-                .iter()
-                .any(|f| FrameHeader::parse(f).expect("header").codec == CodecId::T5)
-        );
+        assert!(alone.iter().any(|f| FrameHeader::parse(f).expect("header").codec == CodecId::T5));
         for (frame, block) in alone.iter().zip(&blocks) {
             assert_eq!(&codecs.decode_frame(frame).expect("decode"), block);
         }
@@ -326,15 +283,9 @@ mod tests {
         let codecs = codecs();
         let data = text(250);
         let frame = codecs.encode_block(&data).expect("encode");
-        assert_eq!(
-            FrameHeader::parse(&frame).expect("header").codec,
-            CodecId::T5
-        );
+        assert_eq!(FrameHeader::parse(&frame).expect("header").codec, CodecId::T5);
         for n in 0..frame.len() {
-            assert!(
-                codecs.decode_frame(&frame[..n]).is_err(),
-                "prefix {n} accepted"
-            );
+            assert!(codecs.decode_frame(&frame[..n]).is_err(), "prefix {n} accepted");
         }
         for bit in 0..frame.len() * 8 {
             let mut bad = frame.clone();
@@ -357,16 +308,11 @@ mod tests {
     #[test]
     fn another_model_cannot_read_the_frame() {
         let frame = codecs().encode_block(&text(800)).expect("encode");
-        let other = T5Codec::new(Arc::new(
-            Model::random(tiny_config(), tiny_bpe(), 8).expect("model"),
-        ));
+        let other = T5Codec::new(Arc::new(Model::random(tiny_config(), tiny_bpe(), 8).expect("model")));
         assert_ne!(other.model_id(), codec().model_id());
         let mut reader = Codecs::new(3);
         reader.register(Arc::new(other));
-        assert!(matches!(
-            reader.decode_frame(&frame),
-            Err(CodecError::UnknownModel(_))
-        ));
+        assert!(matches!(reader.decode_frame(&frame), Err(CodecError::UnknownModel(_))));
     }
 
     fn block() -> impl Strategy<Value = Vec<u8>> {

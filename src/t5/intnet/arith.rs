@@ -5,12 +5,11 @@
 /// arithmetic (no entry lies near a rounding boundary). A table, not `f64::exp`, because
 /// libm implementations may differ in the last bit.
 pub const EXP: [u32; EXP_LEVELS] = [
-    32768, 28918, 25520, 22521, 19875, 17539, 15479, 13660, 12055, 10638, 9388, 8285, 7312, 6452,
-    5694, 5025, 4435, 3914, 3454, 3048, 2690, 2374, 2095, 1849, 1631, 1440, 1271, 1121, 990, 873,
-    771, 680, 600, 530, 467, 412, 364, 321, 283, 250, 221, 195, 172, 152, 134, 118, 104, 92, 81,
-    72, 63, 56, 49, 43, 38, 34, 30, 26, 23, 21, 18, 16, 14, 12, 11, 10, 9, 8, 7, 6, 5, 5, 4, 4, 3,
-    3, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    32768, 28918, 25520, 22521, 19875, 17539, 15479, 13660, 12055, 10638, 9388, 8285, 7312, 6452, 5694, 5025, 4435,
+    3914, 3454, 3048, 2690, 2374, 2095, 1849, 1631, 1440, 1271, 1121, 990, 873, 771, 680, 600, 530, 467, 412, 364, 321,
+    283, 250, 221, 195, 172, 152, 134, 118, 104, 92, 81, 72, 63, 56, 49, 43, 38, 34, 30, 26, 23, 21, 18, 16, 14, 12,
+    11, 10, 9, 8, 7, 6, 5, 5, 4, 4, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
 ];
 /// Entries of `EXP`; a gap of `EXP_LEVELS - 1` or more eighths of a nat weighs zero.
 pub const EXP_LEVELS: usize = 128;
@@ -18,11 +17,7 @@ pub const EXP_LEVELS: usize = 128;
 /// `round(x / 2^s)`, halves rounded up, for `s > 0`; `x · 2^-s` for `s ≤ 0`.
 #[inline]
 pub fn rshift(x: i64, s: i32) -> i64 {
-    if s > 0 {
-        (x + (1i64 << (s - 1))) >> s
-    } else {
-        x << -s
-    }
+    if s > 0 { (x + (1i64 << (s - 1))) >> s } else { x << -s }
 }
 
 /// `round(a / b)` for `b > 0`, halves rounded up (floor division of `2a + b` by `2b`).
@@ -50,10 +45,7 @@ pub struct FloorDiv {
 impl FloorDiv {
     pub fn new(d: u64) -> FloorDiv {
         debug_assert!(d >= 2);
-        FloorDiv {
-            d,
-            m: u64::MAX / d.max(2) + 1,
-        }
+        FloorDiv { d, m: u64::MAX / d.max(2) + 1 }
     }
 
     #[inline]
@@ -127,10 +119,7 @@ mod tests {
     fn exp_table_matches_its_definition() {
         for (i, &e) in EXP.iter().enumerate() {
             let exact = 32768.0 * (-(i as f64) / 8.0).exp();
-            assert!(
-                (exact - f64::from(e)).abs() < 0.5,
-                "EXP[{i}] = {e}, exp gives {exact}"
-            );
+            assert!((exact - f64::from(e)).abs() < 0.5, "EXP[{i}] = {e}, exp gives {exact}");
             // Far from a tie, so no libm could round it the other way.
             assert!((exact.fract() - 0.5).abs() > 1e-6, "EXP[{i}] is near a tie");
         }

@@ -8,9 +8,9 @@
 
 use super::arith::{EXP, EXP_LEVELS, FloorDiv, clamp8};
 use super::kv::KvCache;
-use crate::t5::multiversion::multiversion;
 use super::packed;
 use super::{E_A, E_S};
+use crate::t5::multiversion::multiversion;
 
 /// Most keys one query may see: with weights up to 2^15 and values up to 127, this many
 /// products still sum exactly in an i32.
@@ -47,24 +47,11 @@ pub static ZERO_BIAS: [i32; MAX_KEYS] = [0; MAX_KEYS];
 /// most `MAX_KEYS` keys in all; none gives zeros). Per head, the scores of all queries
 /// are one product, and so are the sums. Runs of consecutive slots keep the per-key loops
 /// free of index arithmetic, so they vectorize.
-pub fn attend<'b, F>(
-    cache: &KvCache,
-    q: &[i8],
-    n: usize,
-    keys: F,
-    out: &mut [i8],
-    scratch: &mut AttnScratch,
-) where
+pub fn attend<'b, F>(cache: &KvCache, q: &[i8], n: usize, keys: F, out: &mut [i8], scratch: &mut AttnScratch)
+where
     F: Fn(usize, usize) -> [KeyRun<'b>; 2],
 {
-    let AttnScratch {
-        q_biased,
-        raw,
-        scores,
-        weight_bytes,
-        totals,
-        sums,
-    } = scratch;
+    let AttnScratch { q_biased, raw, scores, weight_bytes, totals, sums } = scratch;
     let (heads, dh) = (cache.heads(), cache.head_dim());
     let d = heads * dh;
     for head in 0..heads {
@@ -72,11 +59,7 @@ pub fn attend<'b, F>(
         let (kw, kh) = (key_matrix.width(), key_matrix.height());
         q_biased.clear();
         for i in 0..n {
-            q_biased.extend(
-                q[i * d + head * dh..i * d + (head + 1) * dh]
-                    .iter()
-                    .map(|&v| (v as u8) ^ 0x80),
-            );
+            q_biased.extend(q[i * d + head * dh..i * d + (head + 1) * dh].iter().map(|&v| (v as u8) ^ 0x80));
             q_biased.resize((i + 1) * kw, 0x80);
         }
         raw.resize(n * kh, 0);
@@ -175,12 +158,8 @@ mod tests {
         let mute = -1000;
         // q·k = ±1000 → scores ±31 (1000/32 rounded): a gap of 62 eighths of a nat.
         let w1 = EXP[62] as i64;
-        let expect =
-            |a: i64, b: i64| clamp8(super::super::div_round(32768 * a + w1 * b, 32768 + w1));
-        assert_eq!(
-            run([100, 0], (0, &[0, mute, mute, 0])),
-            [expect(100, 20), expect(-50, 30)]
-        );
+        let expect = |a: i64, b: i64| clamp8(super::super::div_round(32768 * a + w1 * b, 32768 + w1));
+        assert_eq!(run([100, 0], (0, &[0, mute, mute, 0])), [expect(100, 20), expect(-50, 30)]);
         // Bias can equalize them: then the output is the plain mean.
         assert_eq!(run([100, 0], (0, &[-31, mute, mute, 31])), [60, -10]);
         // Only the keys listed count.
@@ -204,10 +183,7 @@ mod tests {
         // Two runs, the second wrapping to the cache's start, as the decoder's ring does.
         let keys = |i: usize, head: usize| {
             let split = 10 + 3 * i + head;
-            [
-                KeyRun { slot: split, bias: &bias[split..] },
-                KeyRun { slot: 0, bias: &bias[..i + head] },
-            ]
+            [KeyRun { slot: split, bias: &bias[split..] }, KeyRun { slot: 0, bias: &bias[..i + head] }]
         };
         let mut s = AttnScratch::default();
         let mut batch = vec![0i8; n * heads * dh];
@@ -215,14 +191,7 @@ mod tests {
         for i in 0..n {
             let row = i * heads * dh..(i + 1) * heads * dh;
             let mut alone = vec![0i8; heads * dh];
-            attend(
-                &cache,
-                &q[row.clone()],
-                1,
-                |_, head| keys(i, head),
-                &mut alone,
-                &mut s,
-            );
+            attend(&cache, &q[row.clone()], 1, |_, head| keys(i, head), &mut alone, &mut s);
             assert_eq!(alone, batch[row]);
         }
     }

@@ -13,9 +13,9 @@
 //! product, so the sums are its sums.
 
 use std::arch::x86_64::{
-    __m256i, _mm256_abs_epi8, _mm256_add_epi32, _mm256_loadu_si256, _mm256_madd_epi16,
-    _mm256_maddubs_epi16, _mm256_set1_epi8, _mm256_set1_epi16, _mm256_set1_epi32,
-    _mm256_setzero_si256, _mm256_sign_epi8, _mm256_storeu_si256, _mm256_xor_si256,
+    __m256i, _mm256_abs_epi8, _mm256_add_epi32, _mm256_loadu_si256, _mm256_madd_epi16, _mm256_maddubs_epi16,
+    _mm256_set1_epi8, _mm256_set1_epi16, _mm256_set1_epi32, _mm256_setzero_si256, _mm256_sign_epi8,
+    _mm256_storeu_si256, _mm256_xor_si256,
 };
 
 use super::packed::{Centered, GROUP, PackedRef, STEP};
@@ -101,10 +101,7 @@ unsafe fn block<const M: usize, const N: usize>(
             let mut v: [__m256i; M] = [_mm256_setzero_si256(); M];
             let mut magnitude: [__m256i; M] = [_mm256_setzero_si256(); M];
             for m in 0..M {
-                let four = xp
-                    .add((i + m) * x_stride + s * STEP)
-                    .cast::<i32>()
-                    .read_unaligned();
+                let four = xp.add((i + m) * x_stride + s * STEP).cast::<i32>().read_unaligned();
                 v[m] = _mm256_xor_si256(_mm256_set1_epi32(four), flip);
                 magnitude[m] = _mm256_abs_epi8(v[m]);
             }

@@ -150,9 +150,7 @@ impl<'m> Decoder<'m> {
         attn.project(&s.x, n, &mut s.q, &mut s.k, &mut s.v, &mut s.linear);
         for i in 0..n {
             let row = i * d..(i + 1) * d;
-            state
-                .past
-                .set((pos + i) % capacity, &s.k[row.clone()], &s.v[row]);
+            state.past.set((pos + i) % capacity, &s.k[row.clone()], &s.v[row]);
         }
         // Query i is position t = pos + i and sees the m = min(t + 1, W) newest keys, the
         // key `back` positions before it (bias[back]) in slot (t - back) mod capacity: in
@@ -176,8 +174,7 @@ impl<'m> Decoder<'m> {
             }
         };
         attend(&state.past, &s.q, n, keys, &mut s.o, &mut s.attn);
-        attn.o
-            .add_to_residual(&s.o, n, E_A, &mut s.h, &mut s.linear);
+        attn.o.add_to_residual(&s.o, n, E_A, &mut s.h, &mut s.linear);
 
         let cross = &layer.cross;
         rmsnorm(&s.h, &layer.norm2, &mut s.x);
@@ -185,9 +182,7 @@ impl<'m> Decoder<'m> {
         let memory_slots = self.memory_slots;
         let keys = |_, _| [KeyRun { slot: 0, bias: &ZERO_BIAS[..memory_slots] }, KeyRun::EMPTY];
         attend(&state.memory, &s.q, n, keys, &mut s.o, &mut s.attn);
-        cross
-            .o
-            .add_to_residual(&s.o, n, E_A, &mut s.h, &mut s.linear);
+        cross.o.add_to_residual(&s.o, n, E_A, &mut s.h, &mut s.linear);
 
         rmsnorm(&s.h, &layer.norm3, &mut s.x);
         layer.ffn.add_to_residual(&s.x, n, &mut s.h, &mut s.ffn);

@@ -54,10 +54,7 @@ impl<'m> Encoder<'m> {
                 let sum: i64 = (lo..hi).map(|i| i64::from(self.rows.x[i * d + c])).sum();
                 self.pooled.push(clamp8(div_round(sum, (hi - lo) as i64)));
             }
-            let (scores, _) =
-                self.net
-                    .latent_head
-                    .accumulate(&self.pooled, 1, &mut self.rows.linear);
+            let (scores, _) = self.net.latent_head.accumulate(&self.pooled, 1, &mut self.rows.linear);
             let mut best = 0;
             for (code, &score) in scores.iter().enumerate().take(self.end + 1) {
                 if score > scores[best] {
@@ -92,8 +89,7 @@ impl<'m> Encoder<'m> {
                 [KeyRun { slot: 0, bias: &attn.head_bias(head)[first..first + n] }, KeyRun::EMPTY]
             };
             attend(&self.cache, &r.q, n, keys, &mut r.o, &mut r.attn);
-            attn.o
-                .add_to_residual(&r.o, n, E_A, &mut r.h, &mut r.linear);
+            attn.o.add_to_residual(&r.o, n, E_A, &mut r.h, &mut r.linear);
             rmsnorm(&r.h, &layer.norm2, &mut r.x);
             layer.ffn.add_to_residual(&r.x, n, &mut r.h, &mut r.ffn);
         }

@@ -77,8 +77,7 @@ impl KvCache {
                 let old = std::mem::replace(&mut values[packed::index(c, slot, vs)], v[c]);
                 sums[c] += 128 * (i32::from(v[c]) - i32::from(old));
             }
-            self.key_start[head * kg * GROUP + slot] =
-                -128 * k.iter().map(|&x| i32::from(x)).sum::<i32>();
+            self.key_start[head * kg * GROUP + slot] = -128 * k.iter().map(|&x| i32::from(x)).sum::<i32>();
         }
     }
 

@@ -34,13 +34,7 @@ impl Linear {
         for (s, row) in start.iter_mut().zip(w.chunks_exact(cols.max(1))) {
             *s = -128 * row.iter().map(|&v| i32::from(v)).sum::<i32>();
         }
-        Linear {
-            rows,
-            cols,
-            exp,
-            packed: packed::pack(w, rows, cols),
-            start,
-        }
+        Linear { rows, cols, exp, packed: packed::pack(w, rows, cols), start }
     }
 
     pub fn rows(&self) -> usize {
@@ -76,12 +70,7 @@ impl Linear {
 
     /// Exact sums `Σ_j W_rj x_ij` for the `n` inputs `x[i·cols..(i+1)·cols]`, as
     /// `n` rows of `stride` (≥ `rows`) values.
-    pub fn accumulate<'s>(
-        &self,
-        x: &[i8],
-        n: usize,
-        scratch: &'s mut LinearScratch,
-    ) -> (&'s [i32], usize) {
+    pub fn accumulate<'s>(&self, x: &[i8], n: usize, scratch: &'s mut LinearScratch) -> (&'s [i32], usize) {
         assert_eq!(x.len(), n * self.cols, "{n} inputs of {}", self.cols);
         let m = self.packed();
         let (width, stride) = (m.width(), m.height());
@@ -89,12 +78,8 @@ impl Linear {
         for xi in x.chunks_exact(self.cols) {
             // x + 128 as u8 is x with its sign bit flipped; padding columns hold 128,
             // which meets zero weights.
-            scratch
-                .x_biased
-                .extend(xi.iter().map(|&v| (v as u8) ^ 0x80));
-            scratch
-                .x_biased
-                .resize(scratch.x_biased.len() + width - self.cols, 0x80);
+            scratch.x_biased.extend(xi.iter().map(|&v| (v as u8) ^ 0x80));
+            scratch.x_biased.resize(scratch.x_biased.len() + width - self.cols, 0x80);
         }
         scratch.acc.resize(n * stride, 0);
         packed::matmul(m, &scratch.x_biased, n, &mut scratch.acc);
@@ -103,14 +88,7 @@ impl Linear {
 
     /// `clamp8(rshift(W x, e_W + e_in - E_A))`, `n` rows of `rows` into `out`: the
     /// network's q8 outputs (queries, keys, values) are all at E_A.
-    pub fn to_q8(
-        &self,
-        x: &[i8],
-        n: usize,
-        e_in: i32,
-        out: &mut [i8],
-        scratch: &mut LinearScratch,
-    ) {
+    pub fn to_q8(&self, x: &[i8], n: usize, e_in: i32, out: &mut [i8], scratch: &mut LinearScratch) {
         let shift = self.exp + e_in - E_A;
         let rows = self.rows;
         let (acc, stride) = self.accumulate(x, n, scratch);
@@ -118,14 +96,7 @@ impl Linear {
     }
 
     /// `h = clamp16(h + rshift(W x, e_W + e_in - E_H))` for `n` rows of the residual.
-    pub fn add_to_residual(
-        &self,
-        x: &[i8],
-        n: usize,
-        e_in: i32,
-        h: &mut [i32],
-        scratch: &mut LinearScratch,
-    ) {
+    pub fn add_to_residual(&self, x: &[i8], n: usize, e_in: i32, h: &mut [i32], scratch: &mut LinearScratch) {
         let shift = self.exp + e_in - E_H;
         let rows = self.rows;
         let (acc, stride) = self.accumulate(x, n, scratch);
@@ -134,15 +105,7 @@ impl Linear {
     }
 
     /// `rshift(W x, e_W + e_in - e_out)` without clamping: the output logits.
-    pub fn to_logits(
-        &self,
-        x: &[i8],
-        n: usize,
-        e_in: i32,
-        e_out: i32,
-        out: &mut [i32],
-        scratch: &mut LinearScratch,
-    ) {
+    pub fn to_logits(&self, x: &[i8], n: usize, e_in: i32, e_out: i32, out: &mut [i32], scratch: &mut LinearScratch) {
         let shift = self.exp + e_in - e_out;
         let rows = self.rows;
         let (acc, stride) = self.accumulate(x, n, scratch);

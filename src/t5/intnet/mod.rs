@@ -5,10 +5,10 @@
 
 mod arith;
 mod attention;
-pub(crate) mod decoder;
-pub(crate) mod encoder;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+pub(crate) mod decoder;
+pub(crate) mod encoder;
 mod ffn;
 mod kernels;
 mod kv;
@@ -24,12 +24,12 @@ pub(crate) mod weights;
 pub use self::arith::{EXP, EXP_LEVELS, clamp8, div_round};
 pub use self::attention::{AttnScratch, KeyRun, MAX_KEYS, ZERO_BIAS, attend};
 pub use self::ffn::{Ffn, FfnScratch};
+#[cfg(test)]
+pub use self::kernels::with_kernels;
+pub use self::kernels::{Kernels, KernelsError, kernels, selected as selected_kernels};
 pub use self::kv::KvCache;
 pub use self::linear::{Linear, LinearScratch};
 pub use self::norm::rmsnorm;
-pub use self::kernels::{Kernels, KernelsError, kernels, selected as selected_kernels};
-#[cfg(test)]
-pub use self::kernels::with_kernels;
 
 /// Whether this thread runs the AVX-512 kernels (for `t5::multiversion`'s switch).
 #[inline]

@@ -1,8 +1,8 @@
 //! RMSNorm from the i32 residual to q8 activations, in integers (CODER.md, "Operations").
 
 use super::arith::{SmallFloorDiv, clamp8, isqrt};
-use crate::t5::multiversion::multiversion;
 use super::{E_GAIN, E_X};
+use crate::t5::multiversion::multiversion;
 
 /// Normalizes each row of `h` (rows of `gain.len()` values at exponent `E_H`) into `out`
 /// at exponent `E_X`: `r = max(1, isqrt(Σ h² / d))`, `x = round(h · g · 2^E_X / (r · 2^6))`.
@@ -44,10 +44,7 @@ mod tests {
         h.iter()
             .zip(gain)
             .map(|(&v, &g)| {
-                clamp8(super::super::div_round(
-                    i64::from(v) * i64::from(g) * (1 << E_X),
-                    r * (1 << E_GAIN),
-                ))
+                clamp8(super::super::div_round(i64::from(v) * i64::from(g) * (1 << E_X), r * (1 << E_GAIN)))
             })
             .collect()
     }

@@ -105,11 +105,7 @@ fn matmul_portable(m: PackedRef<'_>, x: &[u8], n: usize, acc: &mut [i32]) {
             for (s, w) in block.chunks_exact(GROUP * STEP).enumerate() {
                 let xs = &xi[s * STEP..(s + 1) * STEP];
                 for (sum, w) in sums.iter_mut().zip(w.chunks_exact(STEP)) {
-                    *sum += w
-                        .iter()
-                        .zip(xs)
-                        .map(|(&w, &x)| i32::from(w) * i32::from(x))
-                        .sum::<i32>();
+                    *sum += w.iter().zip(xs).map(|(&w, &x)| i32::from(w) * i32::from(x)).sum::<i32>();
                 }
             }
             acc[i * height + g * GROUP..i * height + (g + 1) * GROUP].copy_from_slice(&sums);
@@ -133,7 +129,15 @@ mod tests {
 
     /// Every kernel set this CPU has against the definition, on one product, with the
     /// centered sums given, and (for `Start::Offset`) as zero.
-    fn check(w: &[i8], rows: usize, cols: usize, how: Start, seed: u64, x: &[u8], n: usize) -> Result<(), TestCaseError> {
+    fn check(
+        w: &[i8],
+        rows: usize,
+        cols: usize,
+        how: Start,
+        seed: u64,
+        x: &[u8],
+        n: usize,
+    ) -> Result<(), TestCaseError> {
         let packed = pack(w, rows, cols);
         let groups = rows.div_ceil(GROUP);
         let mut next = crate::t5::fixtures::xorshift(seed);
@@ -142,15 +146,25 @@ mod tests {
             *s = match how {
                 Start::Zero => 0,
                 Start::Random => (next() as i32) >> 8,
-                Start::Offset if r < rows => -128 * w[r * cols..(r + 1) * cols].iter().map(|&v| i32::from(v)).sum::<i32>(),
+                Start::Offset if r < rows => {
+                    -128 * w[r * cols..(r + 1) * cols].iter().map(|&v| i32::from(v)).sum::<i32>()
+                }
                 Start::Offset => 0,
             };
         }
         let centered: Vec<i32> = (0..groups * GROUP)
-            .map(|r| start[r] + if r < rows { 128 * w[r * cols..(r + 1) * cols].iter().map(|&v| i32::from(v)).sum::<i32>() } else { 0 })
+            .map(|r| {
+                start[r]
+                    + if r < rows {
+                        128 * w[r * cols..(r + 1) * cols].iter().map(|&v| i32::from(v)).sum::<i32>()
+                    } else {
+                        0
+                    }
+            })
             .collect();
         let start = (!matches!(how, Start::Zero)).then_some(&start[..]);
-        let m = PackedRef { w: &packed, start, centered: Centered::Sums(&centered), groups, steps: cols.div_ceil(STEP) };
+        let m =
+            PackedRef { w: &packed, start, centered: Centered::Sums(&centered), groups, steps: cols.div_ceil(STEP) };
         assert_eq!(x.len(), n * m.width());
         let mut portable = vec![0i32; n * m.height()];
         matmul_on(Kernels::Portable, m, x, n, &mut portable);
@@ -269,7 +283,10 @@ mod speed {
                         matmul_on(k, m, std::hint::black_box(&x), n, &mut acc);
                     }
                     let ns = t.elapsed().as_nanos() as f64 / reps as f64;
-                    eprintln!("{rows}x{cols}, {n} inputs, {k}: {ns:.0} ns, {:.1} products/ns", (rows * cols * n) as f64 / ns);
+                    eprintln!(
+                        "{rows}x{cols}, {n} inputs, {k}: {ns:.0} ns, {:.1} products/ns",
+                        (rows * cols * n) as f64 / ns
+                    );
                 }
             }
         }

@@ -39,27 +39,17 @@ impl RelBuckets {
         let log_buckets = per_side - max_exact;
         let mut table = Vec::with_capacity(max_distance);
         for d in 0..max_distance {
-            let bucket = if d < max_exact {
-                d
-            } else {
-                max_exact + log_steps(d, max_exact, max_distance, log_buckets)?
-            };
+            let bucket =
+                if d < max_exact { d } else { max_exact + log_steps(d, max_exact, max_distance, log_buckets)? };
             table.push(u16::try_from(bucket.min(per_side - 1)).ok()?);
         }
-        Some(RelBuckets {
-            direction,
-            per_side,
-            max_distance,
-            table,
-        })
+        Some(RelBuckets { direction, per_side, max_distance, table })
     }
 
     /// The bucket of key position j seen from query position t, given `rel = j - t`.
     pub fn bucket(&self, rel: i64) -> usize {
         let (offset, distance) = match self.direction {
-            Direction::Bidirectional => {
-                (if rel > 0 { self.per_side } else { 0 }, rel.unsigned_abs())
-            }
+            Direction::Bidirectional => (if rel > 0 { self.per_side } else { 0 }, rel.unsigned_abs()),
             Direction::Causal => (0, rel.min(0).unsigned_abs()),
         };
         let inner = usize::try_from(distance)
@@ -75,9 +65,8 @@ impl RelBuckets {
 /// `(d / max_exact)^steps ≥ (max_distance / max_exact)^k`, that is
 /// `d^steps ≥ max_distance^k · max_exact^(steps - k)`.
 fn log_steps(d: usize, max_exact: usize, max_distance: usize, steps: usize) -> Option<usize> {
-    let pow = |base: usize, exp: usize| -> Option<u128> {
-        (0..exp).try_fold(1u128, |acc, _| acc.checked_mul(base as u128))
-    };
+    let pow =
+        |base: usize, exp: usize| -> Option<u128> { (0..exp).try_fold(1u128, |acc, _| acc.checked_mul(base as u128)) };
     let lhs = pow(d, steps)?;
     let mut k = 0;
     while k < steps {
@@ -111,8 +100,7 @@ mod tests {
             d
         } else {
             let large = max_exact
-                + ((d as f64 / max_exact as f64).ln()
-                    / (max_distance as f64 / max_exact as f64).ln()
+                + ((d as f64 / max_exact as f64).ln() / (max_distance as f64 / max_exact as f64).ln()
                     * (n - max_exact) as f64) as i64;
             large.min(n - 1)
         };

@@ -2,9 +2,7 @@
 //! signed bytes and adds each four products into an i32 lane, exactly, so the sums are
 //! the portable product's, in another order.
 
-use std::arch::x86_64::{
-    __m512i, _mm512_dpbusd_epi32, _mm512_loadu_si512, _mm512_set1_epi32, _mm512_storeu_si512,
-};
+use std::arch::x86_64::{__m512i, _mm512_dpbusd_epi32, _mm512_loadu_si512, _mm512_set1_epi32, _mm512_storeu_si512};
 
 use super::packed::{GROUP, PackedRef, STEP};
 
@@ -41,12 +39,7 @@ unsafe fn blocks(packed: &PackedRef<'_>, x: &[u8], n: usize, acc: &mut [i32]) {
 /// Inputs `i..i+M` times all row groups, N groups at a time.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn strip<const M: usize, const N: usize>(
-    packed: &PackedRef<'_>,
-    x: &[u8],
-    i: usize,
-    acc: &mut [i32],
-) {
+unsafe fn strip<const M: usize, const N: usize>(packed: &PackedRef<'_>, x: &[u8], i: usize, acc: &mut [i32]) {
     let mut g = 0;
     while g + N <= packed.groups {
         unsafe { block::<M, N>(packed, x, i, g, acc) };
@@ -61,13 +54,7 @@ unsafe fn strip<const M: usize, const N: usize>(
 /// Inputs `i..i+M` times row groups `g..g+N`, held in M·N registers.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn block<const M: usize, const N: usize>(
-    packed: &PackedRef<'_>,
-    x: &[u8],
-    i: usize,
-    g: usize,
-    acc: &mut [i32],
-) {
+unsafe fn block<const M: usize, const N: usize>(packed: &PackedRef<'_>, x: &[u8], i: usize, g: usize, acc: &mut [i32]) {
     let x_stride = packed.steps * STEP;
     let stride = packed.groups * GROUP;
     let group_bytes = packed.steps * GROUP * STEP;
@@ -85,10 +72,7 @@ unsafe fn block<const M: usize, const N: usize>(
         for s in 0..packed.steps {
             let mut xb: [__m512i; M] = [_mm512_set1_epi32(0); M];
             for (m, b) in xb.iter_mut().enumerate() {
-                let four = xp
-                    .add((i + m) * x_stride + s * STEP)
-                    .cast::<i32>()
-                    .read_unaligned();
+                let four = xp.add((i + m) * x_stride + s * STEP).cast::<i32>().read_unaligned();
                 *b = _mm512_set1_epi32(four);
             }
             // Indexed loops: each weight load feeds one column of the register block.
@@ -102,12 +86,7 @@ unsafe fn block<const M: usize, const N: usize>(
         }
         for (m, row) in sums.iter().enumerate() {
             for (k, s) in row.iter().enumerate() {
-                _mm512_storeu_si512(
-                    acc.as_mut_ptr()
-                        .add((i + m) * stride + (g + k) * GROUP)
-                        .cast(),
-                    *s,
-                );
+                _mm512_storeu_si512(acc.as_mut_ptr().add((i + m) * stride + (g + k) * GROUP).cast(), *s);
             }
         }
     }

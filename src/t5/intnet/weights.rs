@@ -27,15 +27,7 @@ pub struct SelfAttention {
 
 impl SelfAttention {
     /// Queries, keys and values (q8 at E_A) of `n` normalized rows `x` (q8 at E_X).
-    pub fn project(
-        &self,
-        x: &[i8],
-        n: usize,
-        q: &mut [i8],
-        k: &mut [i8],
-        v: &mut [i8],
-        scratch: &mut LinearScratch,
-    ) {
+    pub fn project(&self, x: &[i8], n: usize, q: &mut [i8], k: &mut [i8], v: &mut [i8], scratch: &mut LinearScratch) {
         self.q.to_q8(x, n, E_X, q, scratch);
         self.k.to_q8(x, n, E_X, k, scratch);
         self.v.to_q8(x, n, E_X, v, scratch);
@@ -119,16 +111,9 @@ impl Activations {
         self.h.clear();
         for &token in tokens {
             let row = &net.embed[token as usize * d..(token as usize + 1) * d];
-            self.h
-                .extend(row.iter().map(|&e| i32::from(e) << (E_H - E_X)));
+            self.h.extend(row.iter().map(|&e| i32::from(e) << (E_H - E_X)));
         }
-        for rows in [
-            &mut self.x,
-            &mut self.q,
-            &mut self.k,
-            &mut self.v,
-            &mut self.o,
-        ] {
+        for rows in [&mut self.x, &mut self.q, &mut self.k, &mut self.v, &mut self.o] {
             rows.resize(tokens.len() * d, 0);
         }
     }
@@ -147,20 +132,12 @@ impl Reader<'_> {
 
     fn linear(&self, name: &str, rows: usize, cols: usize) -> Result<Linear> {
         let exp = self.scalar(&format!("{name}.exp"))?;
-        Ok(Linear::new(
-            self.tensors.i8(name, self.path)?,
-            rows,
-            cols,
-            exp,
-        ))
+        Ok(Linear::new(self.tensors.i8(name, self.path)?, rows, cols, exp))
     }
 
     fn scalar(&self, name: &str) -> Result<i32> {
         let values = self.tensors.i32(name, self.path)?;
-        values
-            .first()
-            .copied()
-            .ok_or_else(|| crate::t5::model::tensor_error(self.path, name, "is empty".into()))
+        values.first().copied().ok_or_else(|| crate::t5::model::tensor_error(self.path, name, "is empty".into()))
     }
 
     fn self_attention(
@@ -178,11 +155,7 @@ impl Reader<'_> {
             for &r in rels {
                 let index = buckets.bucket(r) * heads + head;
                 bias.push(rel.get(index).copied().ok_or_else(|| {
-                    crate::t5::model::tensor_error(
-                        self.path,
-                        &format!("{prefix}self.rel"),
-                        "is too small".into(),
-                    )
+                    crate::t5::model::tensor_error(self.path, &format!("{prefix}self.rel"), "is too small".into())
                 })?);
             }
         }
@@ -214,23 +187,13 @@ impl Net {
             path: path.with_file_name("config.json"),
             reason: "relative positions cannot be bucketed".into(),
         };
-        let enc_buckets = RelBuckets::new(
-            Direction::Bidirectional,
-            config.rel_buckets,
-            config.rel_max_distance,
-        )
-        .ok_or_else(unbucketable)?;
-        let dec_buckets = RelBuckets::new(
-            Direction::Causal,
-            config.rel_buckets,
-            config.rel_max_distance,
-        )
-        .ok_or_else(unbucketable)?;
+        let enc_buckets = RelBuckets::new(Direction::Bidirectional, config.rel_buckets, config.rel_max_distance)
+            .ok_or_else(unbucketable)?;
+        let dec_buckets =
+            RelBuckets::new(Direction::Causal, config.rel_buckets, config.rel_max_distance).ok_or_else(unbucketable)?;
         let reach = config.segment as i64 - 1;
         let enc_rels: Vec<i64> = (-reach..=reach).collect();
-        let dec_rels: Vec<i64> = (0..config.window as i64)
-            .map(|distance| -distance)
-            .collect();
+        let dec_rels: Vec<i64> = (0..config.window as i64).map(|distance| -distance).collect();
         let encoder = (0..config.enc_layers)
             .map(|i| {
                 let p = format!("enc.{i}.");

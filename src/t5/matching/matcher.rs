@@ -60,12 +60,7 @@ impl Matcher {
 
     /// A matcher keyed on contexts of `min` tokens (at least 1).
     pub fn with_min(min: usize) -> Matcher {
-        Matcher {
-            last: vec![0; 1 << KEY_BITS],
-            ptr: 0,
-            len: 0,
-            min: min.max(1),
-        }
+        Matcher { last: vec![0; 1 << KEY_BITS], ptr: 0, len: 0, min: min.max(1) }
     }
 
     /// Takes in the newest token: `tokens` is the block's sequence up to and including
@@ -87,9 +82,7 @@ impl Matcher {
         let q = self.last[key] as usize;
         if self.len == 0 && q != 0 {
             self.ptr = q;
-            self.len = (0..VERIFY_MAX.min(q))
-                .take_while(|&k| tokens[q - 1 - k] == tokens[t - k])
-                .count() as u32;
+            self.len = (0..VERIFY_MAX.min(q)).take_while(|&k| tokens[q - 1 - k] == tokens[t - k]).count() as u32;
         }
         // Positions in a block are far below 2^32 (a block is at most 1 MiB of bytes).
         self.last[key] = (t + 1) as u32;
@@ -131,9 +124,7 @@ mod tests {
     fn hash_is_the_specified_one() {
         let c = 0x9E37_79B1u32;
         let (x0, x1, x2, x3) = (5u32, 700, 1, 2047);
-        let h = ((((x0.wrapping_mul(c) ^ x1).wrapping_mul(c) ^ x2).wrapping_mul(c) ^ x3)
-            .wrapping_mul(c))
-            >> 16;
+        let h = ((((x0.wrapping_mul(c) ^ x1).wrapping_mul(c) ^ x2).wrapping_mul(c) ^ x3).wrapping_mul(c)) >> 16;
         assert_eq!(key(&[x0, x1, x2, x3]), h as usize);
     }
 

@@ -35,7 +35,9 @@ pub struct History {
 impl History {
     pub fn new(token_bytes: impl Fn(u32) -> Option<Vec<u8>>, vocab: usize) -> History {
         let continues_word = (0..vocab as u32)
-            .map(|t| token_bytes(t).and_then(|b| b.first().copied()).is_some_and(|b| b.is_ascii_alphanumeric() || b >= 0x80))
+            .map(|t| {
+                token_bytes(t).and_then(|b| b.first().copied()).is_some_and(|b| b.is_ascii_alphanumeric() || b >= 0x80)
+            })
             .collect();
         History { last: [u32::MAX; ORDER], word: 0, previous_word: 0, continues_word }
     }

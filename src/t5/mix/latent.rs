@@ -29,7 +29,9 @@ impl LatentModel {
             code_bits,
             // `vocab` in a slot: the previous segment had no code there; `max + 1` as the
             // length: there was no previous segment.
-            previous: (0..=latent_max).map(|slot| if slot < latent_max { latent_vocab as u32 } else { latent_max as u32 + 1 }).collect(),
+            previous: (0..=latent_max)
+                .map(|slot| if slot < latent_max { latent_vocab as u32 } else { latent_max as u32 + 1 })
+                .collect(),
             same: FRESH,
             lengths: vec![FRESH; (latent_max + 2) << length_bits],
             codes: vec![FRESH; (latent_max * (latent_vocab + 1)) << code_bits],
@@ -51,7 +53,8 @@ impl LatentModel {
             }
         }
         let length = codes.len().min(self.max) as u32;
-        let counters = &mut self.lengths[previous_length << self.length_bits..(previous_length + 1) << self.length_bits];
+        let counters =
+            &mut self.lengths[previous_length << self.length_bits..(previous_length + 1) << self.length_bits];
         let length = code_binary(length, self.length_bits, self.max + 1, counters, io) as usize;
         codes.resize(length, 0);
         for (slot, code) in codes.iter_mut().enumerate() {

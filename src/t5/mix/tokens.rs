@@ -47,7 +47,13 @@ impl TokenMixer {
 
     /// Codes `token` (ignored when decoding) at the position whose network distribution is
     /// `table` and whose match models predict `matches`; returns the token.
-    pub fn code(&mut self, table: &FreqTable, matches: &[Option<MatchPrediction>; MATCH_INPUTS], token: u32, io: &mut impl Io) -> u32 {
+    pub fn code(
+        &mut self,
+        table: &FreqTable,
+        matches: &[Option<MatchPrediction>; MATCH_INPUTS],
+        token: u32,
+        io: &mut impl Io,
+    ) -> u32 {
         let mut matches = *matches;
         let mut missed = false;
         if let Some(pred) = matches[0].filter(|p| (p.token as usize) < self.vocab && p.len >= REPEAT_FROM) {

@@ -86,22 +86,15 @@ impl Default for ModelConfig {
 
 impl ModelConfig {
     pub fn load(path: &Path) -> Result<ModelConfig> {
-        let bad = |reason: String| CoderError::ModelConfig {
-            path: path.to_owned(),
-            reason,
-        };
-        let bytes = std::fs::read(path).map_err(|source| CoderError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
+        let bad = |reason: String| CoderError::ModelConfig { path: path.to_owned(), reason };
+        let bytes = std::fs::read(path).map_err(|source| CoderError::Io { path: path.to_owned(), source })?;
         let config: ModelConfig = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
         config.check().map_err(bad)?;
         Ok(config)
     }
 
     pub fn to_json(&self) -> String {
-        let mut text =
-            serde_json::to_string_pretty(self).expect("strings and integers always serialize");
+        let mut text = serde_json::to_string_pretty(self).expect("strings and integers always serialize");
         text.push('\n');
         text
     }
@@ -128,10 +121,7 @@ impl ModelConfig {
             return Err(format!("vocab {} is outside 256..={MAX_VOCAB}", self.vocab));
         }
         if !self.d_model.is_multiple_of(self.n_heads) {
-            return Err(format!(
-                "d_model {} is not a multiple of n_heads {}",
-                self.d_model, self.n_heads
-            ));
+            return Err(format!("d_model {} is not a multiple of n_heads {}", self.d_model, self.n_heads));
         }
         // Integers carried in f32 stay exact while int8 dot products are at most 1024 long.
         if self.d_model > 1024 || self.d_ff > 1024 {
@@ -206,12 +196,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("config.json");
         std::fs::write(&path, r#"{"format": "s2sfs-t5 1"}"#).expect("write");
-        let err = ModelConfig::load(&path)
-            .expect_err("missing fields")
-            .to_string();
-        assert!(
-            err.contains("config.json") && err.contains("missing field"),
-            "{err}"
-        );
+        let err = ModelConfig::load(&path).expect_err("missing fields").to_string();
+        assert!(err.contains("config.json") && err.contains("missing field"), "{err}");
     }
 }

@@ -76,32 +76,16 @@ pub fn layout(config: &ModelConfig) -> Vec<TensorSpec> {
     let d = config.d_model;
     let mut specs = Vec::new();
     let q8 = |specs: &mut Vec<TensorSpec>, name: String, shape: Vec<usize>| {
-        specs.push(TensorSpec {
-            name,
-            kind: Kind::Q8,
-            shape,
-        })
+        specs.push(TensorSpec { name, kind: Kind::Q8, shape })
     };
     q8(&mut specs, "embed".into(), vec![config.vocab, d]);
-    q8(
-        &mut specs,
-        "latent_embed".into(),
-        vec![config.latent_vocab + 1, d],
-    );
-    q8(
-        &mut specs,
-        "latent_pos".into(),
-        vec![config.latent_max + 1, d],
-    );
+    q8(&mut specs, "latent_embed".into(), vec![config.latent_vocab + 1, d]);
+    q8(&mut specs, "latent_pos".into(), vec![config.latent_max + 1, d]);
     let blocks = (0..config.enc_layers)
         .map(|i| (format!("enc.{i}."), false))
         .chain((0..config.dec_layers).map(|i| (format!("dec.{i}."), true)));
     for (prefix, decoder) in blocks {
-        let norms: &[&str] = if decoder {
-            &["ln1.g", "ln2.g", "ln3.g"]
-        } else {
-            &["ln1.g", "ln2.g"]
-        };
+        let norms: &[&str] = if decoder { &["ln1.g", "ln2.g", "ln3.g"] } else { &["ln1.g", "ln2.g"] };
         for norm in norms {
             q8(&mut specs, format!("{prefix}{norm}"), vec![d]);
         }
@@ -124,25 +108,13 @@ pub fn layout(config: &ModelConfig) -> Vec<TensorSpec> {
     q8(&mut specs, "dec.ln_f.g".into(), vec![d]);
     matrix(&mut specs, "out".into(), config.vocab, d);
     matrix(&mut specs, "latent_head".into(), config.latent_vocab + 1, d);
-    specs.push(TensorSpec {
-        name: "match.boost".into(),
-        kind: Kind::Bias,
-        shape: vec![MATCH_BUCKETS],
-    });
+    specs.push(TensorSpec { name: "match.boost".into(), kind: Kind::Bias, shape: vec![MATCH_BUCKETS] });
     specs
 }
 
 fn matrix(specs: &mut Vec<TensorSpec>, name: String, rows: usize, cols: usize) {
-    specs.push(TensorSpec {
-        name: format!("{name}.exp"),
-        kind: Kind::Exponent,
-        shape: vec![],
-    });
-    specs.push(TensorSpec {
-        name,
-        kind: Kind::Matrix,
-        shape: vec![rows, cols],
-    });
+    specs.push(TensorSpec { name: format!("{name}.exp"), kind: Kind::Exponent, shape: vec![] });
+    specs.push(TensorSpec { name, kind: Kind::Matrix, shape: vec![rows, cols] });
 }
 
 #[cfg(test)]
@@ -152,25 +124,14 @@ mod tests {
     #[test]
     fn default_layout() {
         let specs = layout(&ModelConfig::default());
-        let names: std::collections::HashSet<&str> =
-            specs.iter().map(|s| s.name.as_str()).collect();
+        let names: std::collections::HashSet<&str> = specs.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names.len(), specs.len(), "names are unique");
-        for name in [
-            "embed",
-            "dec.1.cross.v",
-            "dec.1.cross.v.exp",
-            "enc.0.self.rel",
-            "match.boost",
-            "out.exp",
-        ] {
+        for name in ["embed", "dec.1.cross.v", "dec.1.cross.v.exp", "enc.0.self.rel", "match.boost", "out.exp"] {
             assert!(names.contains(name), "{name}");
         }
         assert!(!names.contains("enc.0.ln3.g") && !names.contains("enc.0.cross.q"));
         let out = specs.iter().find(|s| s.name == "out").expect("out");
-        assert_eq!(
-            (out.shape.clone(), out.dtype()),
-            (vec![2048, 128], Dtype::I8)
-        );
+        assert_eq!((out.shape.clone(), out.dtype()), (vec![2048, 128], Dtype::I8));
         // Embeddings, one encoder and two decoder blocks, final norms, heads, boost.
         assert_eq!(specs.len(), 3 + 15 + 2 * 24 + 2 + 4 + 1);
     }

@@ -80,11 +80,8 @@ impl Model {
         crate::t5::intnet::selected_kernels()?;
         let files = Files { config, tokenizer, weights };
         let config_path = dir.join(CONFIG_FILE);
-        let config: ModelConfig =
-            serde_json::from_slice(&files.config).map_err(|e| CoderError::ModelConfig {
-                path: config_path.clone(),
-                reason: e.to_string(),
-            })?;
+        let config: ModelConfig = serde_json::from_slice(&files.config)
+            .map_err(|e| CoderError::ModelConfig { path: config_path.clone(), reason: e.to_string() })?;
         let tokenizer = ByteBpe::from_json(&files.tokenizer, &dir.join(TOKENIZER_FILE))?;
         let weights_path = dir.join(WEIGHTS_FILE);
         let tensors = Tensors::from_safetensors(&files.weights, &weights_path)?;
@@ -116,10 +113,7 @@ impl Model {
             let path = dir.join(name);
             std::fs::write(&path, bytes).map_err(|source| CoderError::Write { path, source })
         };
-        std::fs::create_dir_all(dir).map_err(|source| CoderError::Write {
-            path: dir.to_owned(),
-            source,
-        })?;
+        std::fs::create_dir_all(dir).map_err(|source| CoderError::Write { path: dir.to_owned(), source })?;
         write(CONFIG_FILE, &self.files.config)?;
         write(TOKENIZER_FILE, &self.files.tokenizer)?;
         write(WEIGHTS_FILE, &self.files.weights)
@@ -141,21 +135,12 @@ impl Model {
         &self.net
     }
 
-    fn assemble(
-        config: ModelConfig,
-        tokenizer: ByteBpe,
-        tensors: &Tensors,
-        files: Files,
-        dir: &Path,
-    ) -> Result<Model> {
+    fn assemble(config: ModelConfig, tokenizer: ByteBpe, tensors: &Tensors, files: Files, dir: &Path) -> Result<Model> {
         let config_path = dir.join(CONFIG_FILE);
         config
             .check()
             .and_then(|()| coder_limits(&config))
-            .map_err(|reason| CoderError::ModelConfig {
-                path: config_path,
-                reason,
-            })?;
+            .map_err(|reason| CoderError::ModelConfig { path: config_path, reason })?;
         if tokenizer.vocab_size() != config.vocab {
             return Err(CoderError::Model {
                 path: dir.to_owned(),
@@ -170,13 +155,7 @@ impl Model {
         tensors.check(&layout(&config), &weights_path)?;
         let net = Net::new(&config, tensors, &weights_path)?;
         let id = files.id();
-        Ok(Model {
-            config,
-            tokenizer,
-            net,
-            files,
-            id,
-        })
+        Ok(Model { config, tokenizer, net, files, id })
     }
 }
 
@@ -193,9 +172,7 @@ fn coder_limits(config: &ModelConfig) -> std::result::Result<(), String> {
     ];
     for (name, value, max) in limits {
         if value > max {
-            return Err(format!(
-                "{name} {value} is above this coder's limit of {max}"
-            ));
+            return Err(format!("{name} {value} is above this coder's limit of {max}"));
         }
     }
     Ok(())
@@ -213,9 +190,7 @@ mod tests {
     }
 
     fn load_error(dir: &Path) -> String {
-        Model::load(dir)
-            .expect_err("a broken model loads")
-            .to_string()
+        Model::load(dir).expect_err("a broken model loads").to_string()
     }
 
     #[test]
@@ -238,10 +213,7 @@ mod tests {
         let bytes = std::fs::read(&weights).expect("read");
         std::fs::write(&weights, &bytes[..bytes.len() - 100]).expect("write");
         let err = load_error(dir.path());
-        assert!(
-            err.contains(WEIGHTS_FILE) && err.contains("safetensors"),
-            "{err}"
-        );
+        assert!(err.contains(WEIGHTS_FILE) && err.contains("safetensors"), "{err}");
         std::fs::write(&weights, &bytes[..5]).expect("write");
         assert!(load_error(dir.path()).contains(WEIGHTS_FILE));
 
@@ -257,24 +229,8 @@ mod tests {
             ("enc.0.self.q.exp", |t| {
                 t.remove("enc.0.self.q.exp");
             }),
-            ("out.exp", |t| {
-                t.insert(
-                    "out.exp",
-                    Tensor {
-                        shape: vec![],
-                        data: TensorData::I32(vec![99]),
-                    },
-                )
-            }),
-            ("bogus", |t| {
-                t.insert(
-                    "bogus",
-                    Tensor {
-                        shape: vec![1],
-                        data: TensorData::I8(vec![1]),
-                    },
-                )
-            }),
+            ("out.exp", |t| t.insert("out.exp", Tensor { shape: vec![], data: TensorData::I32(vec![99]) })),
+            ("bogus", |t| t.insert("bogus", Tensor { shape: vec![1], data: TensorData::I8(vec![1]) })),
         ];
         for (tensor, edit) in edits {
             let mut tensors = original.clone();
@@ -282,10 +238,7 @@ mod tests {
             let bytes = tensors.to_safetensors(&weights).expect("serialize");
             std::fs::write(&weights, bytes).expect("write");
             let err = load_error(dir.path());
-            assert!(
-                err.contains(WEIGHTS_FILE) && err.contains(&format!("tensor {tensor} ")),
-                "{err}"
-            );
+            assert!(err.contains(WEIGHTS_FILE) && err.contains(&format!("tensor {tensor} ")), "{err}");
         }
     }
 
@@ -294,18 +247,10 @@ mod tests {
         let dir = saved();
         let config_path = dir.path().join(CONFIG_FILE);
         let json = std::fs::read_to_string(&config_path).expect("read");
-        std::fs::write(
-            &config_path,
-            json.replace("\"window\": 48", "\"window\": 4096"),
-        )
-        .expect("write");
+        std::fs::write(&config_path, json.replace("\"window\": 48", "\"window\": 4096")).expect("write");
         let err = load_error(dir.path());
         assert!(err.contains(CONFIG_FILE) && err.contains("window"), "{err}");
-        std::fs::write(
-            &config_path,
-            json.replace("\"vocab\": 300", "\"vocab\": 301"),
-        )
-        .expect("write");
+        std::fs::write(&config_path, json.replace("\"vocab\": 300", "\"vocab\": 301")).expect("write");
         let err = load_error(dir.path());
         assert!(err.contains("vocab 301"), "{err}");
         std::fs::write(&config_path, "{").expect("write");

@@ -27,27 +27,13 @@ pub fn random_tensors(specs: &[TensorSpec], seed: u64) -> Tensors {
                 TensorData::I8((0..n).map(|_| rng.symmetric(half) as i8).collect())
             }
             Kind::Q8 if spec.name.ends_with(".g") => TensorData::I8(vec![UNIT_GAIN; n]),
-            Kind::Q8 => TensorData::I8(
-                (0..n)
-                    .map(|_| rng.symmetric(EMBED_HALF_RANGE) as i8)
-                    .collect(),
-            ),
+            Kind::Q8 => TensorData::I8((0..n).map(|_| rng.symmetric(EMBED_HALF_RANGE) as i8).collect()),
             Kind::Bias if spec.name == "match.boost" => {
                 TensorData::I32((0..n as i32).map(|b| b * BOOST_PER_BUCKET).collect())
             }
-            Kind::Bias => TensorData::I32(
-                (0..n)
-                    .map(|_| rng.symmetric(BIAS_HALF_RANGE) as i32)
-                    .collect(),
-            ),
+            Kind::Bias => TensorData::I32((0..n).map(|_| rng.symmetric(BIAS_HALF_RANGE) as i32).collect()),
         };
-        tensors.insert(
-            spec.name.clone(),
-            Tensor {
-                shape: spec.shape.clone(),
-                data,
-            },
-        );
+        tensors.insert(spec.name.clone(), Tensor { shape: spec.shape.clone(), data });
     }
     tensors
 }
@@ -55,11 +41,7 @@ pub fn random_tensors(specs: &[TensorSpec], seed: u64) -> Tensors {
 /// Input size of the matrix an exponent belongs to.
 fn matrix_cols(specs: &[TensorSpec], exponent: &TensorSpec) -> usize {
     let name = exponent.name.trim_end_matches(".exp");
-    specs
-        .iter()
-        .find(|s| s.name == name)
-        .and_then(|s| s.shape.get(1).copied())
-        .unwrap_or(1)
+    specs.iter().find(|s| s.name == name).and_then(|s| s.shape.get(1).copied()).unwrap_or(1)
 }
 
 /// `e` with `MATRIX_STD · 2^-e ≈ 1/√cols`, in integers so that a seed gives the same

@@ -73,10 +73,7 @@ impl Tensors {
             };
             let fail = |reason: String| Err(tensor_error(path, &spec.name, reason));
             if tensor.shape != spec.shape {
-                return fail(format!(
-                    "has shape {:?}, the config needs {:?}",
-                    tensor.shape, spec.shape
-                ));
+                return fail(format!("has shape {:?}, the config needs {:?}", tensor.shape, spec.shape));
             }
             let (lo, hi) = spec.kind.range();
             let values: Box<dyn Iterator<Item = i64>> = match (&tensor.data, spec.dtype()) {
@@ -103,11 +100,7 @@ impl Tensors {
         if self.0.len() != specs.len()
             && let Some(extra) = self.names().find(|n| !specs.iter().any(|s| s.name == *n))
         {
-            return Err(tensor_error(
-                path,
-                extra,
-                "is not part of the format".into(),
-            ));
+            return Err(tensor_error(path, extra, "is not part of the format".into()));
         }
         Ok(())
     }
@@ -119,18 +112,10 @@ impl Tensors {
             .0
             .iter()
             .map(|(name, t)| match &t.data {
-                TensorData::I8(v) => (
-                    name.as_str(),
-                    StDtype::I8,
-                    &t.shape[..],
-                    v.iter().map(|&x| x as u8).collect(),
-                ),
-                TensorData::I32(v) => (
-                    name.as_str(),
-                    StDtype::I32,
-                    &t.shape[..],
-                    v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-                ),
+                TensorData::I8(v) => (name.as_str(), StDtype::I8, &t.shape[..], v.iter().map(|&x| x as u8).collect()),
+                TensorData::I32(v) => {
+                    (name.as_str(), StDtype::I32, &t.shape[..], v.iter().flat_map(|x| x.to_le_bytes()).collect())
+                }
             })
             .collect();
         let views = bytes
@@ -141,10 +126,8 @@ impl Tensors {
                     .map_err(|e| tensor_error(path, name, e.to_string()))
             })
             .collect::<Result<Vec<_>>>()?;
-        safetensors::serialize(views, None).map_err(|e| CoderError::Weights {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })
+        safetensors::serialize(views, None)
+            .map_err(|e| CoderError::Weights { path: path.to_owned(), reason: e.to_string() })
     }
 
     /// Parses a safetensors file's bytes (dtypes I8 and I32 only).
@@ -158,35 +141,18 @@ impl Tensors {
             let data = match view.dtype() {
                 StDtype::I8 => TensorData::I8(view.data().iter().map(|&b| b as i8).collect()),
                 StDtype::I32 => TensorData::I32(
-                    view.data()
-                        .chunks_exact(4)
-                        .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                        .collect(),
+                    view.data().chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
                 ),
                 other => {
-                    return Err(tensor_error(
-                        path,
-                        name,
-                        format!("has dtype {other:?}, not I8 or I32"),
-                    ));
+                    return Err(tensor_error(path, name, format!("has dtype {other:?}, not I8 or I32")));
                 }
             };
-            tensors.insert(
-                name,
-                Tensor {
-                    shape: view.shape().to_vec(),
-                    data,
-                },
-            );
+            tensors.insert(name, Tensor { shape: view.shape().to_vec(), data });
         }
         Ok(tensors)
     }
 }
 
 pub(crate) fn tensor_error(path: &Path, tensor: &str, reason: String) -> CoderError {
-    CoderError::Tensor {
-        path: path.to_owned(),
-        tensor: tensor.to_owned(),
-        reason,
-    }
+    CoderError::Tensor { path: path.to_owned(), tensor: tensor.to_owned(), reason }
 }

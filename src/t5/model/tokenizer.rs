@@ -117,14 +117,10 @@ impl ByteBpe {
             text
         });
         trainer
-            .feed(mapped, |text| {
-                Ok(text.split_terminator(' ').map(str::to_owned).collect())
-            })
+            .feed(mapped, |text| Ok(text.split_terminator(' ').map(str::to_owned).collect()))
             .map_err(|e| CoderError::Train(e.to_string()))?;
         let mut model = BPE::default();
-        trainer
-            .train(&mut model)
-            .map_err(|e| CoderError::Train(e.to_string()))?;
+        trainer.train(&mut model).map_err(|e| CoderError::Train(e.to_string()))?;
         ByteBpe::from_model(model)
     }
 
@@ -150,10 +146,7 @@ impl ByteBpe {
     /// bytes. Only the model is used: normalizers and pre-tokenizers in the file work on
     /// text, not bytes, and are ignored.
     pub fn load(path: &Path) -> Result<ByteBpe> {
-        let json = std::fs::read(path).map_err(|source| CoderError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
+        let json = std::fs::read(path).map_err(|source| CoderError::Io { path: path.to_owned(), source })?;
         ByteBpe::from_json(&json, path)
     }
 
@@ -161,10 +154,7 @@ impl ByteBpe {
     pub fn from_json(json: &[u8], path: &Path) -> Result<ByteBpe> {
         parse_model(json)
             .and_then(|model| ByteBpe::from_model(model).map_err(|e| e.to_string()))
-            .map_err(|reason| CoderError::TokenizerFile {
-                path: path.to_owned(),
-                reason,
-            })
+            .map_err(|reason| CoderError::TokenizerFile { path: path.to_owned(), reason })
     }
 
     /// Checks that `model` maps every byte string exactly and builds the id-to-bytes table.
@@ -205,12 +195,7 @@ impl ByteBpe {
                 None => return bad(format!("no token for the byte {byte:#04x}")),
             }
         }
-        Ok(ByteBpe {
-            model,
-            token_bytes,
-            token_starts,
-            byte_ids,
-        })
+        Ok(ByteBpe { model, token_bytes, token_starts, byte_ids })
     }
 
     pub fn encode(&self, bytes: &[u8]) -> Vec<u32> {
@@ -298,13 +283,9 @@ fn words(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut rest = bytes;
     std::iter::from_fn(move || {
         let first = *rest.first()?;
-        let lead =
-            usize::from(first == b' ' && rest.get(1).is_some_and(|&b| class(b) != Class::Blank));
+        let lead = usize::from(first == b' ' && rest.get(1).is_some_and(|&b| class(b) != Class::Blank));
         let kind = class(rest.get(lead).copied().unwrap_or(first));
-        let run = rest[lead..]
-            .iter()
-            .take_while(|&&b| class(b) == kind)
-            .count();
+        let run = rest[lead..].iter().take_while(|&&b| class(b) == kind).count();
         let mut len = lead + run;
         if kind == Class::Blank && len > 1 && rest[len - 1] == b' ' && len < rest.len() {
             len -= 1;
@@ -355,25 +336,13 @@ mod tests {
         }
         assert_eq!(
             split(b"  hello, world!\n    return x"),
-            [
-                &b" "[..],
-                b" hello",
-                b",",
-                b" world",
-                b"!",
-                b"\n   ",
-                b" return",
-                b" x"
-            ]
+            [&b" "[..], b" hello", b",", b" world", b"!", b"\n   ", b" return", b" x"]
         );
         assert_eq!(split(b"a  "), [&b"a"[..], b"  "]);
         assert_eq!(split(b" "), [&b" "[..]]);
         assert_eq!(split(b" ("), [&b" ("[..]]);
         let long = vec![b'x'; 150];
-        assert_eq!(
-            split(&long).iter().map(|w| w.len()).collect::<Vec<_>>(),
-            [64, 64, 22]
-        );
+        assert_eq!(split(&long).iter().map(|w| w.len()).collect::<Vec<_>>(), [64, 64, 22]);
         assert!(split(b"").is_empty());
     }
 
@@ -382,19 +351,11 @@ mod tests {
         let bpe = small();
         assert_eq!(bpe.vocab_size(), 350);
         for byte in 0..=255u8 {
-            assert_eq!(
-                bpe.token_bytes(bpe.byte_ids[usize::from(byte)]),
-                Some(&[byte][..])
-            );
+            assert_eq!(bpe.token_bytes(bpe.byte_ids[usize::from(byte)]), Some(&[byte][..]));
         }
         let text = SAMPLE.as_bytes();
         let ids = bpe.encode(text);
-        assert!(
-            ids.len() * 2 < text.len(),
-            "{} tokens for {} bytes",
-            ids.len(),
-            text.len()
-        );
+        assert!(ids.len() * 2 < text.len(), "{} tokens for {} bytes", ids.len(), text.len());
         assert_eq!(bpe.decode(&ids).expect("known ids"), text);
     }
 
@@ -402,19 +363,13 @@ mod tests {
     fn too_small_vocab_is_an_error() {
         assert!(ByteBpe::train(std::iter::empty(), 255).is_err());
         let bytes_only = ByteBpe::train(std::iter::empty(), 256).expect("bytes alone");
-        assert_eq!(
-            bytes_only.encode(b"\0\xffab"),
-            [0, 255, 97, 98].map(|b| bytes_only.byte_ids[b])
-        );
+        assert_eq!(bytes_only.encode(b"\0\xffab"), [0, 255, 97, 98].map(|b| bytes_only.byte_ids[b]));
     }
 
     #[test]
     fn unknown_ids_are_errors() {
         let bpe = small();
-        assert!(matches!(
-            bpe.decode(&[1, 350]),
-            Err(CoderError::UnknownToken(350))
-        ));
+        assert!(matches!(bpe.decode(&[1, 350]), Err(CoderError::UnknownToken(350))));
         assert!(bpe.token_bytes(u32::MAX).is_none());
     }
 
@@ -454,16 +409,8 @@ mod tests {
             ("\"type\": \"BPE\"", "\"type\": \"WordLevel\"", "not BPE"),
             ("\"Q\": ", "\"QQQQQ\": ", "byte 0x51"),
             ("\"Q\": ", "\"Q\u{2603}\": ", "not byte-level"),
-            (
-                "\"vocab\": {",
-                "\"vocab\": {\"\u{100}\u{100}\": 99999,",
-                "gaps",
-            ),
-            (
-                "\"continuing_subword_prefix\": null",
-                "\"continuing_subword_prefix\": \"##\"",
-                "prefix",
-            ),
+            ("\"vocab\": {", "\"vocab\": {\"\u{100}\u{100}\": 99999,", "gaps"),
+            ("\"continuing_subword_prefix\": null", "\"continuing_subword_prefix\": \"##\"", "prefix"),
         ];
         for (i, (from, to, reason)) in edits.into_iter().enumerate() {
             broken(&format!("edit{i}.json"), &json.replace(from, to), reason);
