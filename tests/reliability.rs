@@ -9,6 +9,8 @@
 //! - `faults`: bit flips and truncation in pack files, bit flips in the metadata database.
 //! - `enospc`: a store on a 24 MiB tmpfs filled up.
 //! - `cli`: wrong command lines; the packaged man pages and completions are current.
+//! - `fsck`: `s2sfs fsck` on damaged stores (records, frames, packs, namespace) and
+//!   what `--repair` makes of them, through the public API and real mounts.
 //! - `logs`: the daemon log's bound (rotation) and journald-friendly foreground lines.
 //!
 //! Each test prints a one-line `[reliability] ...` summary (visible without --nocapture).
