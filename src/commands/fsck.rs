@@ -13,9 +13,7 @@ use std::path::{Path, PathBuf};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::codec::{CodecKind, CodecSpec, Codecs, ModelRegistry, open_codecs};
-use crate::store::{
-    FrameInfo, FsckOutcome, FsckReport, Problem, Progress, Store, StoreError, StoreOptions, VerifyError, control_socket,
-};
+use crate::store::{FsckOutcome, FsckReport, Problem, Progress, Store, StoreError, StoreOptions, control_socket};
 
 pub const EXIT_CLEAN: u8 = 0;
 pub const EXIT_REPAIRED: u8 = 1;
@@ -91,7 +89,7 @@ pub fn check(store_dir: &Path, repair: bool, show_progress: bool) -> Result<Fsck
     // Frames name their codec and model; every model the store keeps is loaded (one that
     // cannot be is logged, and its frames reported as unavailable, not damaged).
     let codecs = codec_set_of(&store);
-    let verify = |frame: &[u8]| verify_frame(&codecs, frame);
+    let verify = |frame: &[u8]| crate::volume::verify_frame(&codecs, frame);
     let bar = ProgressBar::with_draw_target(
         None,
         if show_progress { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() },
@@ -109,18 +107,6 @@ pub fn check(store_dir: &Path, repair: bool, show_progress: bool) -> Result<Fsck
     let report = store.fsck(&verify, repair, &mut on_progress);
     bar.finish_and_clear();
     Ok(report?)
-}
-
-/// Decodes a frame for fsck, with what its header says it is. A frame whose learned model
-/// this volume does not have is unavailable, not damaged: fsck leaves its blocks alone.
-pub fn verify_frame(codecs: &Codecs, frame: &[u8]) -> Result<(Vec<u8>, FrameInfo), VerifyError> {
-    let verify_error = |e: crate::codec::CodecError| match e {
-        crate::codec::CodecError::UnknownModel(_) => VerifyError::Unavailable(e.to_string()),
-        other => VerifyError::Damaged(other.to_string()),
-    };
-    let plain = codecs.decode_frame(frame).map_err(verify_error)?;
-    let info = crate::volume::frame_info(frame, crate::codec::ModelId::NONE).map_err(verify_error)?;
-    Ok((plain, info))
 }
 
 /// The human-readable report: a summary, then each problem on one line as

@@ -13,9 +13,9 @@ use rayon::prelude::*;
 use super::data::{FileEntry, FileState};
 use super::dirty::DirtyBlock;
 use super::{Core, lock};
-use crate::codec::{CodecError, CodecId, FrameHeader, ModelId};
+use crate::codec::{CodecError, CodecId, Codecs, FrameHeader, ModelId};
 use crate::error::{Error, Result};
-use crate::store::{BlockHash, FrameInfo};
+use crate::store::{BlockHash, FrameInfo, VerifyError};
 
 /// Blocks committed per store step: bounds the memory a commit holds (whole plaintext
 /// blocks plus their frames) whatever the dirty limit. Chunks go in file order and each
@@ -186,4 +186,16 @@ pub(crate) fn frame_info(frame: &[u8], weighed: ModelId) -> std::result::Result<
     let h = FrameHeader::parse(frame)?;
     let model = if h.codec == CodecId::T5 { h.model_id } else { weighed };
     Ok(FrameInfo { codec: h.codec as u8, model: model.tag(), plain_len: h.plain_len })
+}
+
+/// Decodes a frame for fsck, with what its header says it is. A frame whose learned model
+/// this volume does not have is unavailable, not damaged: fsck leaves its blocks alone.
+pub fn verify_frame(codecs: &Codecs, frame: &[u8]) -> std::result::Result<(Vec<u8>, FrameInfo), VerifyError> {
+    let verify_error = |e: crate::codec::CodecError| match e {
+        crate::codec::CodecError::UnknownModel(_) => VerifyError::Unavailable(e.to_string()),
+        other => VerifyError::Damaged(other.to_string()),
+    };
+    let plain = codecs.decode_frame(frame).map_err(verify_error)?;
+    let info = frame_info(frame, crate::codec::ModelId::NONE).map_err(verify_error)?;
+    Ok((plain, info))
 }

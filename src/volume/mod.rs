@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 /// How the last daemon left a store: read by `s2sfs umount` once the daemon is gone.
 pub use crate::store::{CloseState, close_state};
-pub(crate) use commit::frame_info;
+pub use commit::verify_frame;
 pub use recompress::{
     RecompressCodec, RecompressProgress, RecompressReport, RecompressRequest, RecompressStatus, RequestGuard,
     describe_target,
@@ -272,7 +272,7 @@ impl Core {
     /// store): writers wait while the metadata is read, then frames are verified.
     pub fn check(&self, progress: &mut dyn FnMut(crate::store::Progress)) -> Result<crate::store::FsckReport> {
         let codecs = self.codecs();
-        let verify = |frame: &[u8]| crate::commands::fsck::verify_frame(&codecs, frame);
+        let verify = |frame: &[u8]| crate::volume::verify_frame(&codecs, frame);
         Ok(self.store.fsck(&verify, false, progress)?)
     }
 }

@@ -87,7 +87,7 @@ fn open(dir: &Path) -> Store {
 
 fn fsck(store: &Store, repair: bool) -> FsckReport {
     let codecs = Codecs::new(3);
-    let verify = |f: &[u8]| s2sfs::commands::fsck::verify_frame(&codecs, f);
+    let verify = |f: &[u8]| s2sfs::volume::verify_frame(&codecs, f);
     store.fsck(&verify, repair, &mut |_| {}).unwrap()
 }
 
@@ -168,7 +168,7 @@ fn clean_volume_has_no_problems() {
     let store = open(fx.dir.path());
     let mut calls = Vec::new();
     let codecs = Codecs::new(3);
-    let verify = |f: &[u8]| s2sfs::commands::fsck::verify_frame(&codecs, f);
+    let verify = |f: &[u8]| s2sfs::volume::verify_frame(&codecs, f);
     let report = store.fsck(&verify, false, &mut |p| calls.push(p)).unwrap();
     assert!(report.problems.is_empty(), "{:#?}", report.problems);
     assert!(report.notes.is_empty(), "{:#?}", report.notes);

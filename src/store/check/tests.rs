@@ -119,7 +119,7 @@ impl Builder<'_> {
             let hash: BlockHash = *blake3::hash(plain).as_bytes();
             let frame = || -> Result<(Vec<u8>, FrameInfo), StoreError> {
                 let frame = self.codecs.encode_block(plain).unwrap();
-                let (_, info) = crate::commands::fsck::verify_frame(&self.codecs, &frame).unwrap();
+                let (_, info) = crate::volume::verify_frame(&self.codecs, &frame).unwrap();
                 Ok((frame, info))
             };
             rec.stored_blocks += txn.set_block(ino, block, Some(hash), frame).unwrap() as u64;
@@ -138,7 +138,7 @@ pub(crate) fn open(dir: &Path) -> Store {
 
 pub(crate) fn fsck(store: &Store, repair: bool) -> FsckReport {
     let codecs = Codecs::new(3);
-    let verify = |f: &[u8]| crate::commands::fsck::verify_frame(&codecs, f);
+    let verify = |f: &[u8]| crate::volume::verify_frame(&codecs, f);
     store.fsck(&verify, repair, &mut |_| {}).unwrap()
 }
 
@@ -363,7 +363,7 @@ fn a_frame_replaced_during_the_check_is_not_damage() {
     let raw = FrameHeader::new(CodecId::Raw, ModelId::NONE, &plain, &plain).unwrap().encode(&plain);
     let info = FrameInfo { codec: CodecId::Raw as u8, model: [0; 8], plain_len: BS as u32 };
     let codecs = Codecs::new(3);
-    let verify = |f: &[u8]| crate::commands::fsck::verify_frame(&codecs, f);
+    let verify = |f: &[u8]| crate::volume::verify_frame(&codecs, f);
     let mut replaced = false;
     // The first progress report comes after the metadata is read, before any frame is.
     let report = store
