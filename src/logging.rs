@@ -15,6 +15,7 @@ use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 /// The daemon log's bound when `s2sfs mount --log-max` is not given.
@@ -29,19 +30,29 @@ pub fn init(verbose: u8) {
         2 => "debug",
         _ => "trace",
     };
-    let mut builder = env_logger::Builder::new();
-    builder.parse_filters(level).parse_default_env();
-    if stderr_is_journal() {
-        builder.format(|f, record| {
-            writeln!(f, "<{}>{}: {}", syslog_priority(record.level()), record.target(), record.args())
-        });
-    }
-    builder.target(env_logger::Target::Pipe(Box::new(Stderr))).init();
+    TO_JOURNAL.store(stderr_is_journal(), Ordering::Relaxed);
+    env_logger::Builder::new()
+        .parse_filters(level)
+        .parse_default_env()
+        .format(|f, record| {
+            if TO_JOURNAL.load(Ordering::Relaxed) {
+                writeln!(f, "<{}>{}: {}", syslog_priority(record.level()), record.target(), record.args())
+            } else {
+                writeln!(f, "[{} {:<5} {}] {}", f.timestamp(), record.level(), record.target(), record.args())
+            }
+        })
+        .target(env_logger::Target::Pipe(Box::new(Stderr)))
+        .init();
 }
+
+/// Whether stderr is the journal's stream: decided at `init`, and cleared when a daemon
+/// moves its stderr to a log file (a background mount started from a service).
+static TO_JOURNAL: AtomicBool = AtomicBool::new(false);
 
 /// Keeps the log file that stderr now points at (`path`) under `max_bytes` in all, by
 /// rotation (module documentation). Only a daemon calls it, once stderr is that file.
 pub fn rotate_at(path: &Path, max_bytes: u64) {
+    TO_JOURNAL.store(false, Ordering::Relaxed);
     let mut rotation = ROTATION.lock().unwrap_or_else(PoisonError::into_inner);
     *rotation = Some(Rotation { path: path.to_path_buf(), rotate_above: (max_bytes / 2).max(1) });
 }
