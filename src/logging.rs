@@ -18,9 +18,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-/// The daemon log's bound when `s2sfs mount --log-max` is not given.
-pub const DEFAULT_LOG_MAX: u64 = 16 << 20;
-
 /// Installs the logger. `verbose` counts `-v`: 0 gives warnings (and s2sfs's own info
 /// lines), 1 info, 2 debug, 3 and more trace; `RUST_LOG` overrides it.
 pub fn init(verbose: u8) {
