@@ -40,7 +40,7 @@ for f in /usr/bin/s2sfs /sbin/mount.s2sfs /lib/systemd/system/s2sfs@.service \
     /usr/share/man/man1/s2sfs-mount.1.gz /usr/share/bash-completion/completions/s2sfs \
     /usr/share/zsh/vendor-completions/_s2sfs /usr/share/fish/vendor_completions.d/s2sfs.fish; do
     [ -e "$f" ] || fail "$f is not installed"
-    dpkg -S "$f" >/dev/null 2>&1 || [ -e "$f" ] || fail "$f does not belong to the package"
+    dpkg -S "$f" >/dev/null 2>&1 || fail "$f does not belong to the package"
 done
 zcat /usr/share/man/man1/s2sfs-mount.1.gz | grep -q 'foreground' || fail "s2sfs-mount(1) does not document --foreground"
 bash -c 'source /usr/share/bash-completion/completions/s2sfs && complete -p s2sfs' >/dev/null ||
