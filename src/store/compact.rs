@@ -222,6 +222,24 @@ mod tests {
         assert!(dir.path().join("packs/00000002.pack").exists());
     }
 
+    /// A crash while a pack was being created leaves at most its temporary file, which the
+    /// next open removes; a headerless pack (damage) is never appended to.
+    #[test]
+    fn no_frame_is_written_into_a_headerless_pack() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        put(&store, 5, 0, 1, 1000);
+        drop(store);
+        std::fs::write(dir.path().join("packs/00000002.pack"), b"").unwrap();
+        std::fs::write(dir.path().join("packs/00000003.pack.new"), b"S2PK").unwrap();
+        let store = open(dir.path());
+        assert!(!dir.path().join("packs/00000003.pack.new").exists(), "leftover not removed");
+        let b = put(&store, 6, 0, 2, 1000);
+        let rec = store.block_record(&b).unwrap().unwrap();
+        assert!(rec.pack > 2 && rec.offset >= PACK_HEADER_LEN, "frame placed at {rec:?}");
+        assert_eq!(store.read_frame(&b).unwrap().unwrap(), vec![2u8; 1000]);
+    }
+
     #[test]
     fn uncommitted_change_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();

@@ -31,7 +31,7 @@ pub use txn::Txn;
 
 use layout::Layout;
 use meta::Meta;
-use packs::{ActivePack, PACK_TARGET_SIZE, Packs};
+use packs::{ActivePack, PACK_HEADER_LEN, PACK_TARGET_SIZE, Packs};
 use records::*;
 use watermark::Watermark;
 
@@ -190,7 +190,9 @@ impl Store {
         let highest_named = live.keys().copied().max().unwrap_or(0);
         // Nor is a pack appended to that is shorter than its records say (cut by damage):
         // new frames would land where the lost ones' records still point.
-        let intact = |id: u32, len: u64| named_end.get(&id).is_none_or(|&end| end <= len);
+        // A pack shorter than its header (damage) is not appended to either: its first
+        // frame would land at offset 0.
+        let intact = |id: u32, len: u64| len >= PACK_HEADER_LEN && named_end.get(&id).is_none_or(|&end| end <= len);
         let active = match found.last() {
             Some(&(id, len)) if len < PACK_TARGET_SIZE && id >= highest_named && intact(id, len) => packs.reopen(id)?,
             Some(&(id, _)) => packs.create(id.max(highest_named) + 1)?,

@@ -22,6 +22,8 @@ pub const PACK_HEADER_LEN: u64 = 16;
 /// Frames this close in a pack are prefetched as one range: reading a little dead data
 /// costs less than another request.
 const PREFETCH_GAP: u64 = 256 << 10;
+/// Suffix of a pack being created, before its header is durable.
+const NEW_SUFFIX: &str = ".new";
 
 fn io_err(path: &Path, source: std::io::Error) -> StoreError {
     if source.raw_os_error() == Some(libc::ENOSPC) {
@@ -58,6 +60,12 @@ impl Packs {
         for entry in entries {
             let entry = entry.map_err(|e| io_err(dir, e))?;
             let name = entry.file_name();
+            if name.to_str().is_some_and(|n| n.ends_with(NEW_SUFFIX)) {
+                // A pack whose creation a crash interrupted: never named, so never used.
+                log::info!("removing {:?}, left by an interrupted pack creation", name);
+                std::fs::remove_file(entry.path()).map_err(|e| io_err(&entry.path(), e))?;
+                continue;
+            }
             let Some(id) = name.to_str().and_then(parse_pack_name) else {
                 log::warn!("ignoring unexpected file {:?} in {}", name, dir.display());
                 continue;
@@ -130,19 +138,31 @@ impl Packs {
         }
     }
 
-    /// Creates a new, empty pack (header only, synced, directory entry synced).
+    /// Creates a new, empty pack (header only, synced, directory entry synced). The pack
+    /// is written under a temporary name and renamed: a crash never leaves a pack without
+    /// its header, which a reopened store would append frames into from offset 0.
     pub fn create(&self, id: u32) -> Result<ActivePack, StoreError> {
         let path = self.path(id);
-        let mut file =
-            OpenOptions::new().read(true).write(true).create_new(true).open(&path).map_err(|e| io_err(&path, e))?;
+        if path.exists() {
+            let exists = std::io::Error::from(std::io::ErrorKind::AlreadyExists);
+            return Err(io_err(&path, exists));
+        }
+        let tmp = self.dir.join(format!("{id:08}.pack{NEW_SUFFIX}"));
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(|e| io_err(&tmp, e))?;
         let mut header = Vec::with_capacity(PACK_HEADER_LEN as usize);
         header.extend_from_slice(MAGIC);
         header.extend_from_slice(&VERSION.to_le_bytes());
         header.extend_from_slice(&id.to_le_bytes());
         header.extend_from_slice(&[0u8; 4]);
         let written = file.write_all(&header).and_then(|_| file.sync_all());
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&path);
+        if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, &path)) {
+            let _ = std::fs::remove_file(&tmp);
             return Err(io_err(&path, e));
         }
         self.sync_dir()?;
