@@ -46,12 +46,15 @@ pub fn init(verbose: u8) {
 /// moves its stderr to a log file (a background mount started from a service).
 static TO_JOURNAL: AtomicBool = AtomicBool::new(false);
 
-/// Keeps the log file that stderr now points at (`path`) under `max_bytes` in all, by
-/// rotation (module documentation). Only a daemon calls it, once stderr is that file.
-pub fn rotate_at(path: &Path, max_bytes: u64) {
+/// Points stderr at the log file `path` (appended to, created readable by its owner only)
+/// and keeps that file under `max_bytes` in all, by rotation (module documentation). Only
+/// a daemon calls it.
+pub fn log_to_file(path: &Path, max_bytes: u64) -> io::Result<()> {
+    point_stderr_at(&open_log(path)?)?;
     TO_JOURNAL.store(false, Ordering::Relaxed);
     let mut rotation = ROTATION.lock().unwrap_or_else(PoisonError::into_inner);
     *rotation = Some(Rotation { path: path.to_path_buf(), rotate_above: (max_bytes / 2).max(1) });
+    Ok(())
 }
 
 /// Where stderr's file is moved when it is full.
@@ -96,9 +99,10 @@ impl Rotation {
             return;
         }
         let fresh = std::fs::rename(&self.path, rotated_path(&self.path))
-            .and_then(|()| OpenOptions::new().append(true).create(true).mode(0o600).open(&self.path));
+            .and_then(|()| open_log(&self.path))
+            .and_then(|file| point_stderr_at(&file));
         match fresh {
-            Ok(file) => point_stderr_at(&file),
+            Ok(()) => {}
             // No room for a new file (a full disk): start the old one again rather than
             // let it grow.
             Err(_) => {
@@ -109,10 +113,17 @@ impl Rotation {
     }
 }
 
-fn point_stderr_at(file: &File) {
+fn open_log(path: &Path) -> io::Result<File> {
+    OpenOptions::new().append(true).create(true).mode(0o600).open(path)
+}
+
+fn point_stderr_at(file: &File) -> io::Result<()> {
     // SAFETY: both descriptors are valid; dup2 replaces stderr atomically, so a concurrent
     // writer writes to the old file or the new one.
-    unsafe { libc::dup2(file.as_raw_fd(), 2) };
+    if unsafe { libc::dup2(file.as_raw_fd(), 2) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Whether stderr is the journal's stream: systemd sets `JOURNAL_STREAM` to the device and

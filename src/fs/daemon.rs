@@ -6,7 +6,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Weak;
 
@@ -132,15 +132,8 @@ pub(crate) fn detach(store: &Path, log_max: u64) -> Result<(), CommandError> {
     }
     create_store_dir(store)?;
     let log_path = store.join(LOG_FILE);
-    let log = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .open(&log_path)
-        .map_err(|e| CommandError::with_cause(format!("cannot open {}", log_path.display()), &e))?;
-    dup2(&log, 2)?;
-    crate::logging::rotate_at(&log_path, log_max);
-    Ok(())
+    crate::logging::log_to_file(&log_path, log_max)
+        .map_err(|e| CommandError::with_cause(format!("cannot log to {}", log_path.display()), &e))
 }
 
 fn dup2(file: &File, fd: i32) -> Result<(), CommandError> {

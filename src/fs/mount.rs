@@ -30,7 +30,7 @@ pub struct MountRequest {
     pub options: Vec<String>,
     /// Stay in the foreground and log to stderr (for systemd) instead of daemonizing.
     pub foreground: bool,
-    /// The bound of a background daemon's log (`logging::rotate_at`).
+    /// The bound of a background daemon's log (`logging::log_to_file`).
     pub log_max: u64,
 }
 
