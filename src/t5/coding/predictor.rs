@@ -29,8 +29,19 @@ pub struct Predictor<'m> {
     mixing: Option<Mixing>,
     /// What the match models predict for this position (the main one, then the stages').
     predictions: [Option<MatchPrediction>; MATCH_INPUTS],
+    /// Decoding: the token guessed for the position being decoded, whose successor's
+    /// logits the last network call computed too (row 1 of `logits`).
+    ahead: Option<u32>,
+    /// Positions computed ahead, and how many of those guesses were right.
+    guesses: (u64, u64),
     config: &'m ModelConfig,
 }
+
+/// Decoding runs the network one position ahead, on the match model's guess of the
+/// token being decoded, when the match is at least this long: a batch of two costs
+/// little more than one (the weights are read once), and a right guess saves the next
+/// call. The logits are the same integers either way, so frames do not change.
+const GUESS_FROM: u32 = 2;
 
 struct Mixing {
     tokens: TokenMixer,
@@ -72,6 +83,8 @@ impl<'m> Predictor<'m> {
                 latent: LatentModel::new(model.config().latent_max, model.config().latent_vocab),
             }),
             predictions: [None; MATCH_INPUTS],
+            ahead: None,
+            guesses: (0, 0),
             config: model.config(),
         })
     }
@@ -101,6 +114,10 @@ impl<'m> Predictor<'m> {
 
     /// The latent whose memory the next positions attend to.
     pub fn set_latent(&mut self, codes: &[u32]) {
+        // A position computed ahead attended to the previous latent.
+        if self.ahead.take().is_some() {
+            self.decoder.rewind(1);
+        }
         self.decoder.set_latent(codes);
     }
 
@@ -129,16 +146,47 @@ impl<'m> Predictor<'m> {
 
     /// For decoding: the token after `tokens` (all of the block's tokens decoded so far,
     /// each below the vocabulary size), read from `io`. Push it onto `tokens` before the
-    /// next call.
+    /// next call. With a batch of two (`new`), the network may run one position ahead.
     pub fn decode_next(&mut self, tokens: &[u32], io: &mut impl Io) -> Result<u32> {
-        if let Some(t) = tokens.len().checked_sub(1) {
+        if tokens.is_empty() {
+            debug_assert_eq!(self.decoder.position(), 0);
+        } else {
             self.push(tokens);
-            debug_assert_eq!(t + 1, self.decoder.position());
         }
         let input = tokens.last().copied().unwrap_or(START_TOKEN);
-        self.decoder.forward(&[input], &mut self.logits);
+        match self.ahead.take() {
+            Some(guess) if guess == input => {
+                // The guess was right: this position's logits are computed already.
+                self.guesses.1 += 1;
+                self.logits.copy_within(self.vocab..2 * self.vocab, 0);
+            }
+            ahead => {
+                if ahead.is_some() {
+                    self.decoder.rewind(1);
+                }
+                debug_assert_eq!(tokens.len(), self.decoder.position());
+                let guess = (self.decoder.max_batch() >= 2)
+                    .then(|| self.matcher.predict(tokens))
+                    .flatten()
+                    .filter(|p| p.len >= GUESS_FROM && (p.token as usize) < self.vocab);
+                match guess {
+                    Some(p) => {
+                        self.decoder.forward(&[input, p.token], &mut self.logits);
+                        self.ahead = Some(p.token);
+                        self.guesses.0 += 1;
+                    }
+                    None => self.decoder.forward(&[input], &mut self.logits),
+                }
+            }
+        }
         self.fill_table(0, tokens)?;
         self.code_token(0, io)
+    }
+
+    /// How many positions decoding computed ahead on a guess, and how many guesses were
+    /// right (each a network call saved).
+    pub fn guesses(&self) -> (u64, u64) {
+        self.guesses
     }
 
     /// For decoding with the network run elsewhere (`BatchNet`): as `decode_next`, with

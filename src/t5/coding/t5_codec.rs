@@ -117,9 +117,16 @@ impl T5Codec {
     }
 
     fn decompress_tokens(&self, stream: &[u8], count: usize) -> Result<Vec<u32>, CodecError> {
+        // Two positions per network call: the second one ahead, on a guess (Predictor).
+        self.decode_tokens(stream, count, 2).map(|(tokens, _)| tokens)
+    }
+
+    /// The tokens of a stream, the network taking up to `batch` positions a call; also
+    /// how many positions it computed ahead on a guess, and how many guesses were right.
+    fn decode_tokens(&self, stream: &[u8], count: usize, batch: usize) -> Result<(Vec<u32>, (u64, u64)), CodecError> {
         let config = self.model.config();
         let fail = |e: crate::t5::CoderError| CodecError::Decompress(e.to_string());
-        let mut predictor = Predictor::new(&self.model, 1).map_err(fail)?;
+        let mut predictor = Predictor::new(&self.model, batch).map_err(fail)?;
         let mut input = RangeDecoder::new(stream);
         let mut tokens = Vec::with_capacity(count);
         let mut codes = Vec::with_capacity(config.latent_max);
@@ -132,7 +139,7 @@ impl T5Codec {
                 tokens.push(token);
             }
         }
-        Ok(tokens)
+        Ok((tokens, predictor.guesses()))
     }
 }
 
@@ -258,6 +265,28 @@ mod tests {
         let data = text(BLOCK);
         let payload = round_trip(&data);
         assert!(payload.len() < data.len() / 2, "{} bytes for {}", payload.len(), data.len());
+    }
+
+    /// Decoding computes positions ahead on the match model's guesses; right and wrong
+    /// guesses, and guesses across a segment's end, read the tokens that decoding one
+    /// position at a time reads.
+    #[test]
+    fn decoding_ahead_on_guesses_reads_the_same_tokens() {
+        let c = codec();
+        let mut data = text(3 * BLOCK);
+        data.extend_from_slice(&random_bytes(500, 9));
+        data.extend_from_slice(&text(BLOCK));
+        let tokens = c.model().tokenizer().encode(&data);
+        assert!(tokens.len() > 3 * c.model().config().segment, "{} tokens: too few segments", tokens.len());
+        let mut out = RangeEncoder::new();
+        c.code_tokens(&tokens, &mut out).expect("code");
+        let stream = out.finish();
+        let (one, none) = c.decode_tokens(&stream, tokens.len(), 1).expect("decode one at a time");
+        let (two, (guessed, right)) = c.decode_tokens(&stream, tokens.len(), 2).expect("decode ahead");
+        assert_eq!(one, tokens);
+        assert_eq!(two, tokens);
+        assert_eq!(none, (0, 0));
+        assert!(right > 0 && right < guessed, "{right} of {guessed} guesses right: both kinds must occur");
     }
 
     #[test]

@@ -109,6 +109,18 @@ impl<'m> Decoder<'m> {
         self.pos
     }
 
+    /// The most positions one `forward` takes.
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
+    /// Forgets the last `n` positions computed (at most a batch): the next `forward`
+    /// computes them again, overwriting what they left in the key ring.
+    pub fn rewind(&mut self, n: usize) {
+        assert!(n <= self.max_batch && n <= self.pos, "rewinding {n} of {} positions", self.pos);
+        self.pos -= n;
+    }
+
     /// Cross-attention memory for the positions that follow: the null slot, then the
     /// latent's codes (each below K) at positions 1, 2, ...
     pub fn set_latent(&mut self, codes: &[u32]) {
