@@ -72,10 +72,14 @@ impl KvCache {
             let keys = &mut self.keys[head * kg * ks * GROUP * STEP..];
             let values = &mut self.values[head * vg * vs * GROUP * STEP..];
             let sums = &mut self.value_sums[head * vg * GROUP..];
-            for c in 0..dh {
-                keys[packed::index(slot, c, ks)] = k[c];
-                let old = std::mem::replace(&mut values[packed::index(c, slot, vs)], v[c]);
-                sums[c] += 128 * (i32::from(v[c]) - i32::from(old));
+            // A key row is packed as runs of STEP columns, one run per step.
+            for (step, run) in k.chunks(STEP).enumerate() {
+                let at = packed::index(slot, step * STEP, ks);
+                keys[at..at + run.len()].copy_from_slice(run);
+            }
+            for (c, (&new, sum)) in v.iter().zip(sums.iter_mut()).enumerate() {
+                let old = std::mem::replace(&mut values[packed::index(c, slot, vs)], new);
+                *sum += 128 * (i32::from(new) - i32::from(old));
             }
             self.key_start[head * kg * GROUP + slot] = -128 * k.iter().map(|&x| i32::from(x)).sum::<i32>();
         }
