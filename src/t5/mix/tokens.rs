@@ -10,7 +10,7 @@ use super::mixer::{Apm, Mixer};
 use super::repeat::{REPEAT_FROM, RepeatModel};
 use super::table::ContextTable;
 use super::*;
-use crate::t5::freq::FreqTable;
+use crate::t5::freq::{FREQ_TOTAL, FreqTable};
 use crate::t5::matcher::MatchPrediction;
 
 pub struct TokenMixer {
@@ -67,8 +67,10 @@ impl TokenMixer {
         }
         let vocab = self.vocab;
         let freqs = table.freqs();
-        // The frequency mass under the current node of the token tree.
-        let mut all: u32 = freqs.iter().sum();
+        // The frequency mass under the current node of the token tree: at the root, every
+        // table's total.
+        let mut all: u32 = FREQ_TOTAL;
+        debug_assert_eq!(freqs.iter().sum::<u32>(), FREQ_TOTAL);
         let contexts = self.history.contexts();
         let mut lines = [0usize; CONTEXTS];
         let mut prefix = 0u32;
