@@ -14,7 +14,9 @@ mod zstd;
 pub use self::block_read::BlockReadError;
 pub use self::chooser::{Codecs, MAX_PLAIN_LEN, Target};
 pub use self::frame::{CodecId, FrameHeader, HEADER_LEN};
-pub use self::models::{ModelError, ModelId, ModelRegistry, default_model, default_model_origin, load_model};
+pub use self::models::{
+    ModelError, ModelId, ModelRegistry, default_model, default_model_origin, load_model, previous_models,
+};
 pub use self::raw::Raw;
 pub use self::spec::{
     ARCHIVAL_ZSTD_LEVEL, CodecKind, CodecSet, CodecSpec, DEFAULT_RECOMPRESS_AFTER, add_model, learned_target,

@@ -72,9 +72,9 @@ pub enum ModelError {
     #[error("model {id} is not in the store's models ({dir} is missing)")]
     Missing { id: ModelId, dir: PathBuf },
     #[error(
-        "the default model is not installed ({dir} is missing): reinstall s2sfs, or name a model directory with --model"
+        "the {which} model is not installed ({dir} is missing): reinstall s2sfs, or name a model directory with --model"
     )]
-    NotInstalled { dir: PathBuf },
+    NotInstalled { which: &'static str, dir: PathBuf },
     #[error("copying model {id} into {dir}: {source}")]
     Copy {
         id: ModelId,
@@ -84,28 +84,53 @@ pub enum ModelError {
     },
 }
 
-/// The model shipped with s2sfs (models/default of the source tree), embedded.
-pub fn default_model() -> Result<Arc<Model>, ModelError> {
-    #[cfg(feature = "builtin-model")]
-    {
-        let name = Path::new("<built-in default model>");
-        Model::from_files(
-            include_bytes!("../../models/default/config.json").to_vec(),
-            include_bytes!("../../models/default/tokenizer.json").to_vec(),
-            include_bytes!("../../models/default/weights.safetensors").to_vec(),
-            name,
-        )
+/// A model directory of the source tree (`models/NAME`): embedded in the binary with the
+/// `builtin-model` feature, else loaded from where the package installs it
+/// (`SYSTEM_MODELS/NAME`).
+macro_rules! shipped {
+    ($dir:literal) => {{
+        #[cfg(feature = "builtin-model")]
+        let model = embedded_model(
+            concat!("<built-in model ", $dir, ">"),
+            include_bytes!(concat!("../../models/", $dir, "/config.json")),
+            include_bytes!(concat!("../../models/", $dir, "/tokenizer.json")),
+            include_bytes!(concat!("../../models/", $dir, "/weights.safetensors")),
+        );
+        #[cfg(not(feature = "builtin-model"))]
+        let model = installed_model($dir);
+        model
+    }};
+}
+
+#[cfg(feature = "builtin-model")]
+fn embedded_model(name: &str, config: &[u8], tokenizer: &[u8], weights: &[u8]) -> Result<Arc<Model>, ModelError> {
+    let name = Path::new(name);
+    Model::from_files(config.to_vec(), tokenizer.to_vec(), weights.to_vec(), name)
         .map(Arc::new)
         .map_err(|source| ModelError::Load { path: name.to_path_buf(), source })
+}
+
+#[cfg(not(feature = "builtin-model"))]
+fn installed_model(name: &str) -> Result<Arc<Model>, ModelError> {
+    let dir = Path::new(SYSTEM_MODELS).join(name);
+    if !dir.is_dir() {
+        let which = if name == "default" { "default" } else { "shipped" };
+        return Err(ModelError::NotInstalled { which, dir });
     }
-    #[cfg(not(feature = "builtin-model"))]
-    {
-        let dir = Path::new(SYSTEM_MODELS).join("default");
-        if !dir.is_dir() {
-            return Err(ModelError::NotInstalled { dir });
-        }
-        Model::load(&dir).map(Arc::new).map_err(|source| ModelError::Load { path: dir, source })
-    }
+    Model::load(&dir).map(Arc::new).map_err(|source| ModelError::Load { path: dir, source })
+}
+
+/// The model shipped with s2sfs (models/default of the source tree).
+pub fn default_model() -> Result<Arc<Model>, ModelError> {
+    shipped!("default")
+}
+
+/// Models that were the default before, shipped too (built in, or installed beside the
+/// default): a volume reads its frames with its own copies (`STORE/models`), but files
+/// written by `s2sfs codec compress` carry only the model's id, and must still decode
+/// after an upgrade.
+pub fn previous_models() -> Result<Vec<Arc<Model>>, ModelError> {
+    Ok(vec![shipped!("ac85efaf")?])
 }
 
 /// Where an installed s2sfs keeps its models (the Debian package puts the default model in

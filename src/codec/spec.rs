@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::chooser::{Codecs, Target};
-use super::models::{ModelError, ModelId, ModelRegistry, load_model};
+use super::models::{ModelError, ModelId, ModelRegistry, default_model, load_model, previous_models};
 use super::zstd::DEFAULT_LEVEL;
 use crate::t5::{Model, T5Codec};
 
@@ -99,7 +99,8 @@ pub fn learned_target(model: ModelId) -> Target {
 /// (a volume's `STORE/models`), the writer's model is copied in first and every stored
 /// model is registered for reading; a stored model that cannot be loaded is logged once
 /// and reported in `unavailable`, and the rest of the volume works. Without one (the
-/// codec tool), the default model is registered for reading too.
+/// codec tool), the shipped models (the default and those that were the default before)
+/// are registered for reading too.
 pub fn open_codecs(
     spec: &CodecSpec,
     default: CodecKind,
@@ -134,13 +135,16 @@ pub fn open_codecs(
                 }
             }
         }
-        None if model.is_none() => {
-            // The tool reads frames of the default model whatever it writes.
-            if let Ok(m) = super::models::default_model() {
-                codecs.register(Arc::new(T5Codec::new(m)));
+        None => {
+            // The tool reads frames of the built-in models whatever it writes.
+            let built_in = default_model().map(|m| vec![m]);
+            let previous = previous_models();
+            for m in built_in.into_iter().chain(previous).flatten() {
+                if !codecs.has_model(m.id()) {
+                    codecs.register(Arc::new(T5Codec::new(m)));
+                }
             }
         }
-        None => {}
     }
     let learned = model.as_ref().map(|m| learned_target(m.id()));
     let (writer, recompress_to) = match kind {
@@ -206,6 +210,25 @@ mod tests {
         let set = open_codecs(&CodecSpec::default(), CodecKind::Zstd, Some(&reg)).unwrap();
         assert_eq!(set.unavailable.len(), 1);
         assert_eq!(set.unavailable[0].0, model.id());
+    }
+
+    /// Files of `codec compress` name only their model: after the default changes, frames
+    /// of the previous defaults still decode, whichever model the tool writes with.
+    #[test]
+    fn the_tool_reads_every_built_in_model() {
+        let previous = previous_models().unwrap();
+        let specs = [
+            CodecSpec::default(),
+            CodecSpec { codec: Some(CodecKind::T5), zstd_level: None, model: None },
+            CodecSpec { codec: Some(CodecKind::Zstd), zstd_level: None, model: None },
+        ];
+        for spec in specs {
+            let set = open_codecs(&spec, CodecKind::T5, None).unwrap();
+            assert!(set.codecs.has_model(default_model().unwrap().id()));
+            for m in &previous {
+                assert!(set.codecs.has_model(m.id()), "{:?} cannot read {}", spec.codec, m.id());
+            }
+        }
     }
 
     #[test]

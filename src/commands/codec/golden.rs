@@ -35,15 +35,22 @@ fn golden_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("golden").join("t5.json")
 }
 
-/// Frames of the shipped network coded without in-block mixing (the default model before
-/// `mixing`, id `88cfe51e…`), as volumes written then hold them.
+/// Frames of a model that was the default before (`models/<short id>`), as volumes and
+/// `codec compress` files written then hold them.
+fn previous_path(model: &crate::t5::Model) -> PathBuf {
+    let name = format!("t5-{}.json", &hex(&model.id().0)[..8]);
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("golden").join(name)
+}
+
+/// Frames of the network of `ac85efaf…` coded without in-block mixing (the default model
+/// before `mixing`, id `88cfe51e…`), as volumes written then hold them.
 fn unmixed_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("golden").join("t5-unmixed.json")
 }
 
-/// The shipped model's network and tokenizer with in-block mixing off.
+/// The network and tokenizer of `ac85efaf…` with in-block mixing off.
 fn unmixed_model() -> std::sync::Arc<crate::t5::Model> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models").join("default");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models").join("ac85efaf");
     let read = |name: &str| std::fs::read(dir.join(name)).expect("models/default");
     let mut config: crate::t5::ModelConfig = serde_json::from_slice(&read("config.json")).expect("config");
     config.mixing = false;
@@ -162,6 +169,21 @@ fn every_kernel_set_produces_the_golden_frames() {
         ran.push(k);
     }
     assert!(ran.contains(&Kernels::Portable));
+}
+
+/// Every model that was the default before (embedded for reading) still writes and reads
+/// exactly the frames it wrote then.
+#[test]
+fn frames_of_previous_default_models_stay_exact() {
+    let previous = crate::codec::previous_models().expect("the previous models load");
+    assert!(!previous.is_empty());
+    for model in previous {
+        let path = previous_path(&model);
+        let want: Golden =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("golden file")).expect("valid json");
+        let got = produce_with(model);
+        assert_eq!(got, want, "{} no longer codes its frames", path.display());
+    }
 }
 
 /// Volumes written before in-block mixing hold frames of the unmixed model: that model
