@@ -136,10 +136,14 @@ pub fn open_codecs(
             }
         }
         None => {
-            // The tool reads frames of the built-in models whatever it writes.
-            let built_in = default_model().map(|m| vec![m]);
-            let previous = previous_models();
-            for m in built_in.into_iter().chain(previous).flatten() {
+            // The tool reads frames of the shipped models whatever it writes. Without
+            // --model, the writer's model is the default, registered above: not loaded twice.
+            let default = match (&model, &spec.model) {
+                (Some(_), None) => None,
+                _ => default_model().ok(),
+            };
+            let previous = previous_models().unwrap_or_default();
+            for m in default.into_iter().chain(previous) {
                 if !codecs.has_model(m.id()) {
                     codecs.register(Arc::new(T5Codec::new(m)));
                 }

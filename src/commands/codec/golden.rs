@@ -51,7 +51,7 @@ fn unmixed_path() -> PathBuf {
 /// The network and tokenizer of `ac85efaf…` with in-block mixing off.
 fn unmixed_model() -> std::sync::Arc<crate::t5::Model> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models").join("ac85efaf");
-    let read = |name: &str| std::fs::read(dir.join(name)).expect("models/default");
+    let read = |name: &str| std::fs::read(dir.join(name)).expect("models/ac85efaf");
     let mut config: crate::t5::ModelConfig = serde_json::from_slice(&read("config.json")).expect("config");
     config.mixing = false;
     let model = crate::t5::Model::from_files(
