@@ -22,6 +22,8 @@ use super::packed::{Centered, GROUP, PackedRef, STEP};
 
 /// Inputs per register block: each weight load serves this many.
 const TOKENS: usize = 2;
+/// Inputs per tile: each tile reads the matrix once.
+const TILE: usize = 16;
 /// Row groups per block: with 2 registers of sums per input and group, 8 in all.
 const GROUPS_MULTI: usize = 2;
 const GROUPS_SINGLE: usize = 4;
@@ -43,35 +45,50 @@ pub(super) fn matmul(packed: PackedRef<'_>, x: &[u8], n: usize, acc: &mut [i32])
 
 #[target_feature(enable = "avx2")]
 unsafe fn blocks(packed: &PackedRef<'_>, centered: Option<&[i32]>, x: &[u8], n: usize, acc: &mut [i32]) {
-    let mut i = 0;
-    while i + TOKENS <= n {
-        unsafe { strip::<TOKENS, GROUPS_MULTI>(packed, centered, x, i, acc) };
-        i += TOKENS;
+    if n == 1 {
+        unsafe { column::<GROUPS_SINGLE>(packed, centered, x, 0, 1, acc) };
+        return;
     }
-    while i < n {
-        unsafe { strip::<1, GROUPS_SINGLE>(packed, centered, x, i, acc) };
-        i += 1;
+    // Tiles of inputs, groups outer within a tile, as the AVX-512 kernel does (`vnni`).
+    let mut first = 0;
+    while first < n {
+        let end = first + (n - first).min(TILE);
+        unsafe { column::<GROUPS_MULTI>(packed, centered, x, first, end, acc) };
+        first = end;
     }
 }
 
-/// Inputs `i..i+M` times all row groups, N groups at a time.
+/// Inputs `first..end` times all row groups: N groups at a time, and for each, the
+/// inputs TOKENS at a time.
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn strip<const M: usize, const N: usize>(
+unsafe fn column<const N: usize>(
     packed: &PackedRef<'_>,
     centered: Option<&[i32]>,
     x: &[u8],
-    i: usize,
+    first: usize,
+    end: usize,
     acc: &mut [i32],
 ) {
     let mut g = 0;
-    while g + N <= packed.groups {
-        unsafe { block::<M, N>(packed, centered, x, i, g, acc) };
-        g += N;
-    }
     while g < packed.groups {
-        unsafe { block::<M, 1>(packed, centered, x, i, g, acc) };
-        g += 1;
+        let (step, run) = if g + N <= packed.groups { (N, true) } else { (1, false) };
+        let mut i = first;
+        while i + TOKENS <= end {
+            match run {
+                true => unsafe { block::<TOKENS, N>(packed, centered, x, i, g, acc) },
+                false => unsafe { block::<TOKENS, 1>(packed, centered, x, i, g, acc) },
+            }
+            i += TOKENS;
+        }
+        while i < end {
+            match run {
+                true => unsafe { block::<1, N>(packed, centered, x, i, g, acc) },
+                false => unsafe { block::<1, 1>(packed, centered, x, i, g, acc) },
+            }
+            i += 1;
+        }
+        g += step;
     }
 }
 

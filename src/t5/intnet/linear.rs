@@ -81,7 +81,11 @@ impl Linear {
             scratch.x_biased.extend(xi.iter().map(|&v| (v as u8) ^ 0x80));
             scratch.x_biased.resize(scratch.x_biased.len() + width - self.cols, 0x80);
         }
-        scratch.acc.resize(n * stride, 0);
+        // Every sum is written by the product: the buffer only grows (a shrink and regrow
+        // would zero it again on every call, as layers of different heights alternate).
+        if scratch.acc.len() < n * stride {
+            scratch.acc.resize(n * stride, 0);
+        }
         packed::matmul(m, &scratch.x_biased, n, &mut scratch.acc);
         (&scratch.acc[..n * stride], stride)
     }
@@ -196,7 +200,8 @@ mod tests {
         for (rows, cols, exp) in [(128, 128, 7), (384, 128, 7), (128, 384, 8), (2048, 128, 6), (37, 70, 5)] {
             let w: Vec<i8> = (0..rows * cols).map(|_| byte()).collect();
             let lin = Linear::new(&w, rows, cols, exp);
-            for n in [1, 2, 3, 5, 16] {
+            // Batches across the kernels' tiles of inputs, with ragged ends.
+            for n in [1, 2, 3, 5, 16, 37] {
                 let x: Vec<i8> = (0..n * cols).map(|_| byte()).collect();
                 let h0: Vec<i32> = (0..n * rows).map(|_| i32::from(byte()) * 200).collect();
                 let run = |k: Kernels| {

@@ -8,8 +8,12 @@ use super::packed::{GROUP, PackedRef, STEP};
 
 /// Inputs per register block: each packed weight load serves this many inputs.
 const TOKENS: usize = 4;
+/// Inputs per tile: each tile reads the matrix once.
+const TILE: usize = 16;
+/// Row groups per block for several inputs.
+const GROUPS_MULTI: usize = 2;
 /// Row groups per block for a single input: independent sums hide `vpdpbusd`'s latency.
-const GROUPS_SINGLE: usize = 4;
+const GROUPS_SINGLE: usize = 8;
 
 /// `packed::matmul` for CPUs with AVX-512 F, BW and VNNI, which the caller has checked,
 /// as it has checked the sizes.
@@ -21,33 +25,60 @@ pub(super) fn matmul(packed: PackedRef<'_>, x: &[u8], n: usize, acc: &mut [i32])
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn blocks(packed: &PackedRef<'_>, x: &[u8], n: usize, acc: &mut [i32]) {
-    let mut i = 0;
-    while i + TOKENS <= n {
-        unsafe { strip::<TOKENS, 2>(packed, x, i, acc) };
-        i += TOKENS;
+    if n == 1 {
+        let mut g = 0;
+        while g + GROUPS_SINGLE <= packed.groups {
+            unsafe { block::<1, GROUPS_SINGLE>(packed, x, 0, g, acc) };
+            g += GROUPS_SINGLE;
+        }
+        while g < packed.groups {
+            unsafe { block::<1, 1>(packed, x, 0, g, acc) };
+            g += 1;
+        }
+        return;
     }
-    while i + 2 <= n {
-        unsafe { strip::<2, 2>(packed, x, i, acc) };
-        i += 2;
-    }
-    while i < n {
-        unsafe { strip::<1, GROUPS_SINGLE>(packed, x, i, acc) };
-        i += 1;
+    // Tiles of inputs, groups outer within a tile: a block of groups' weights (a few KiB)
+    // stays in L1 while the tile's inputs pass it, and the tile's rows of sums are few
+    // enough not to evict each other from L1 (rows 8 KiB apart share cache sets).
+    let mut first = 0;
+    while first < n {
+        let tile = (n - first).min(TILE);
+        let mut g = 0;
+        while g + GROUPS_MULTI <= packed.groups {
+            unsafe { column::<GROUPS_MULTI>(packed, x, first, first + tile, g, acc) };
+            g += GROUPS_MULTI;
+        }
+        while g < packed.groups {
+            unsafe { column::<1>(packed, x, first, first + tile, g, acc) };
+            g += 1;
+        }
+        first += tile;
     }
 }
 
-/// Inputs `i..i+M` times all row groups, N groups at a time.
+/// Inputs `first..end` times row groups `g..g+N`, TOKENS inputs at a time.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn strip<const M: usize, const N: usize>(packed: &PackedRef<'_>, x: &[u8], i: usize, acc: &mut [i32]) {
-    let mut g = 0;
-    while g + N <= packed.groups {
-        unsafe { block::<M, N>(packed, x, i, g, acc) };
-        g += N;
+unsafe fn column<const N: usize>(
+    packed: &PackedRef<'_>,
+    x: &[u8],
+    first: usize,
+    end: usize,
+    g: usize,
+    acc: &mut [i32],
+) {
+    let mut i = first;
+    while i + TOKENS <= end {
+        unsafe { block::<TOKENS, N>(packed, x, i, g, acc) };
+        i += TOKENS;
     }
-    while g < packed.groups {
-        unsafe { block::<M, 1>(packed, x, i, g, acc) };
-        g += 1;
+    while i + 2 <= end {
+        unsafe { block::<2, N>(packed, x, i, g, acc) };
+        i += 2;
+    }
+    while i < end {
+        unsafe { block::<1, N>(packed, x, i, g, acc) };
+        i += 1;
     }
 }
 
