@@ -31,11 +31,5 @@ pub use self::kv::KvCache;
 pub use self::linear::{Linear, LinearScratch};
 pub use self::norm::rmsnorm;
 
-/// Whether this thread runs the AVX-512 kernels (for `t5::multiversion`'s switch).
-#[inline]
-pub fn avx512_available() -> bool {
-    kernels() == Kernels::Avx512
-}
-
 // The exponents are part of the format, defined with the config.
 use super::{E_A, E_GAIN, E_H, E_S, E_X, H_MAX};

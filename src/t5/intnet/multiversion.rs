@@ -1,8 +1,9 @@
-//! Functions compiled twice: for the baseline x86-64 CPU, and for AVX-512 where the CPU
-//! has it (the same switch as the int8 kernels, so `S2SFS_PORTABLE_KERNELS` forces the
-//! baseline for tests). The coder's per-token loops (exp-table lookups, rescaling with
-//! 64-bit products) vectorize only with AVX-512's gathers and wide multiplies. Integer
-//! code: both builds give the same results.
+//! Functions compiled three times: for the baseline x86-64 CPU, for AVX2 and for AVX-512,
+//! each used where the thread runs that kernel set (`kernels`, so `S2SFS_KERNELS` picks
+//! these too and every build is tested on one machine). The coder's per-token loops
+//! (exp-table lookups, rescaling with 64-bit products, requantizing) vectorize only with
+//! gathers and wide registers, which the baseline lacks. Integer code: every build gives
+//! the same results.
 
 /// `multiversion! { fn name(arg: Type, ...) -> Ret { body } }` defines `name` as above.
 macro_rules! multiversion {
@@ -19,9 +20,18 @@ macro_rules! multiversion {
             }
 
             #[cfg(target_arch = "x86_64")]
-            if $crate::t5::intnet::avx512_available() {
-                // SAFETY: avx512_available checked that the CPU has AVX-512 F, BW, VL and DQ.
-                return unsafe { avx512($($arg),*) };
+            #[target_feature(enable = "avx2")]
+            unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
+                body($($arg),*)
+            }
+
+            #[cfg(target_arch = "x86_64")]
+            match $crate::t5::intnet::kernels() {
+                // SAFETY: `kernels` runs a set only where the CPU has it: AVX-512 F, BW,
+                // VL and DQ for the first, AVX2 for the second.
+                $crate::t5::intnet::Kernels::Avx512 => return unsafe { avx512($($arg),*) },
+                $crate::t5::intnet::Kernels::Avx2 => return unsafe { avx2($($arg),*) },
+                $crate::t5::intnet::Kernels::Portable => {}
             }
             body($($arg),*)
         }
