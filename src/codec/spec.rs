@@ -138,11 +138,14 @@ pub fn open_codecs(
         None => {
             // The tool reads frames of the shipped models whatever it writes. Without
             // --model, the writer's model is the default, registered above: not loaded twice.
+            // One that cannot be loaded only costs the frames written with it: said once,
+            // and such a frame then fails as one of an unknown model.
+            let unreadable = |e: ModelError| log::warn!("{e}: frames of that model will not decode");
             let default = match (&model, &spec.model) {
                 (Some(_), None) => None,
-                _ => default_model().ok(),
+                _ => default_model().map_err(unreadable).ok(),
             };
-            let previous = previous_models().unwrap_or_default();
+            let previous = previous_models().map_err(unreadable).unwrap_or_default();
             for m in default.into_iter().chain(previous) {
                 if !codecs.has_model(m.id()) {
                     codecs.register(Arc::new(T5Codec::new(m)));
