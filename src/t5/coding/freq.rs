@@ -172,14 +172,7 @@ impl FreqTable {
         }
         lookup(&freq, levels, &mut self.freq);
         if split_left > 0 {
-            let mut start = 0;
-            // Usually one level holds the split remainder: whole chunks of symbols whose
-            // members of that level all get one more are done by vectorized passes.
-            let mut split_levels = present.iter().filter(|&&l| split[usize::from(l)]);
-            if let (Some(&only), None) = (split_levels.next(), split_levels.next()) {
-                (start, split_left) = add_one_in_whole_chunks(&mut self.freq, levels, only, split_left);
-            }
-            for (f, &l) in self.freq[start..].iter_mut().zip(&levels[start..]) {
+            for (f, &l) in self.freq.iter_mut().zip(levels) {
                 if split[usize::from(l)] {
                     *f += 1;
                     split_left -= 1;
@@ -290,30 +283,6 @@ multiversion! {
     fn lookup(table: &[u32; 256], idx: &[u8], out: &mut Vec<u32>) {
         out.clear();
         out.extend(idx.iter().map(|&i| table[usize::from(i)]));
-    }
-}
-
-/// Symbols per vectorized pass of the split group's search.
-const SPLIT_CHUNK: usize = 64;
-
-multiversion! {
-    /// Gives one more to the symbols of `level`, chunk by chunk, while a whole chunk's
-    /// fit in the `left` still owed; returns where the chunks stopped and what is owed.
-    fn add_one_in_whole_chunks(freq: &mut [u32], levels: &[u8], level: u8, left: u64) -> (usize, u64) {
-        let mut left = left;
-        let mut start = 0;
-        for (f, l) in freq.chunks_exact_mut(SPLIT_CHUNK).zip(levels.chunks_exact(SPLIT_CHUNK)) {
-            let hits: u64 = l.iter().map(|&x| u64::from(x == level)).sum();
-            if hits >= left {
-                break;
-            }
-            for (f, &x) in f.iter_mut().zip(l) {
-                *f += u32::from(x == level);
-            }
-            left -= hits;
-            start += SPLIT_CHUNK;
-        }
-        (start, left)
     }
 }
 

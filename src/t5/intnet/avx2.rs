@@ -46,20 +46,35 @@ pub(super) fn matmul(packed: PackedRef<'_>, x: &[u8], n: usize, acc: &mut [i32])
 #[target_feature(enable = "avx2")]
 unsafe fn blocks(packed: &PackedRef<'_>, centered: Option<&[i32]>, x: &[u8], n: usize, acc: &mut [i32]) {
     if n == 1 {
-        unsafe { column::<GROUPS_SINGLE>(packed, centered, x, 0, 1, acc) };
+        let mut g = 0;
+        while g + GROUPS_SINGLE <= packed.groups {
+            unsafe { block::<1, GROUPS_SINGLE>(packed, centered, x, 0, g, acc) };
+            g += GROUPS_SINGLE;
+        }
+        while g < packed.groups {
+            unsafe { block::<1, 1>(packed, centered, x, 0, g, acc) };
+            g += 1;
+        }
         return;
     }
     // Tiles of inputs, groups outer within a tile, as the AVX-512 kernel does (`vnni`).
     let mut first = 0;
     while first < n {
         let end = first + (n - first).min(TILE);
-        unsafe { column::<GROUPS_MULTI>(packed, centered, x, first, end, acc) };
+        let mut g = 0;
+        while g + GROUPS_MULTI <= packed.groups {
+            unsafe { column::<GROUPS_MULTI>(packed, centered, x, first, end, g, acc) };
+            g += GROUPS_MULTI;
+        }
+        while g < packed.groups {
+            unsafe { column::<1>(packed, centered, x, first, end, g, acc) };
+            g += 1;
+        }
         first = end;
     }
 }
 
-/// Inputs `first..end` times all row groups: N groups at a time, and for each, the
-/// inputs TOKENS at a time.
+/// Inputs `first..end` times row groups `g..g+N`, TOKENS inputs at a time.
 #[inline]
 #[target_feature(enable = "avx2")]
 unsafe fn column<const N: usize>(
@@ -68,27 +83,17 @@ unsafe fn column<const N: usize>(
     x: &[u8],
     first: usize,
     end: usize,
+    g: usize,
     acc: &mut [i32],
 ) {
-    let mut g = 0;
-    while g < packed.groups {
-        let (step, run) = if g + N <= packed.groups { (N, true) } else { (1, false) };
-        let mut i = first;
-        while i + TOKENS <= end {
-            match run {
-                true => unsafe { block::<TOKENS, N>(packed, centered, x, i, g, acc) },
-                false => unsafe { block::<TOKENS, 1>(packed, centered, x, i, g, acc) },
-            }
-            i += TOKENS;
-        }
-        while i < end {
-            match run {
-                true => unsafe { block::<1, N>(packed, centered, x, i, g, acc) },
-                false => unsafe { block::<1, 1>(packed, centered, x, i, g, acc) },
-            }
-            i += 1;
-        }
-        g += step;
+    let mut i = first;
+    while i + TOKENS <= end {
+        unsafe { block::<TOKENS, N>(packed, centered, x, i, g, acc) };
+        i += TOKENS;
+    }
+    while i < end {
+        unsafe { block::<1, N>(packed, centered, x, i, g, acc) };
+        i += 1;
     }
 }
 
