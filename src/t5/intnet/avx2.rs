@@ -18,12 +18,10 @@ use std::arch::x86_64::{
     _mm256_storeu_si256, _mm256_xor_si256,
 };
 
-use super::packed::{Centered, GROUP, PackedRef, STEP};
+use super::packed::{Centered, GROUP, PackedRef, RegisterBlocks, STEP, visit};
 
 /// Inputs per register block: each weight load serves this many.
 const TOKENS: usize = 2;
-/// Inputs per tile: each tile reads the matrix once.
-const TILE: usize = 16;
 /// Row groups per block: with 2 registers of sums per input and group, 8 in all.
 const GROUPS_MULTI: usize = 2;
 const GROUPS_SINGLE: usize = 4;
@@ -45,55 +43,23 @@ pub(super) fn matmul(packed: PackedRef<'_>, x: &[u8], n: usize, acc: &mut [i32])
 
 #[target_feature(enable = "avx2")]
 unsafe fn blocks(packed: &PackedRef<'_>, centered: Option<&[i32]>, x: &[u8], n: usize, acc: &mut [i32]) {
-    if n == 1 {
-        let mut g = 0;
-        while g + GROUPS_SINGLE <= packed.groups {
-            unsafe { block::<1, GROUPS_SINGLE>(packed, centered, x, 0, g, acc) };
-            g += GROUPS_SINGLE;
-        }
-        while g < packed.groups {
-            unsafe { block::<1, 1>(packed, centered, x, 0, g, acc) };
-            g += 1;
-        }
-        return;
-    }
-    // Tiles of inputs, groups outer within a tile, as the AVX-512 kernel does (`vnni`).
-    let mut first = 0;
-    while first < n {
-        let end = first + (n - first).min(TILE);
-        let mut g = 0;
-        while g + GROUPS_MULTI <= packed.groups {
-            unsafe { column::<GROUPS_MULTI>(packed, centered, x, first, end, g, acc) };
-            g += GROUPS_MULTI;
-        }
-        while g < packed.groups {
-            unsafe { column::<1>(packed, centered, x, first, end, g, acc) };
-            g += 1;
-        }
-        first = end;
-    }
+    let groups = packed.groups;
+    let mut operands = Avx2 { packed, centered, x, acc };
+    unsafe { visit::<_, GROUPS_SINGLE, GROUPS_MULTI, TOKENS>(&mut operands, groups, n) }
 }
 
-/// Inputs `first..end` times row groups `g..g+N`, TOKENS inputs at a time.
-#[inline]
-#[target_feature(enable = "avx2")]
-unsafe fn column<const N: usize>(
-    packed: &PackedRef<'_>,
-    centered: Option<&[i32]>,
-    x: &[u8],
-    first: usize,
-    end: usize,
-    g: usize,
-    acc: &mut [i32],
-) {
-    let mut i = first;
-    while i + TOKENS <= end {
-        unsafe { block::<TOKENS, N>(packed, centered, x, i, g, acc) };
-        i += TOKENS;
-    }
-    while i < end {
-        unsafe { block::<1, N>(packed, centered, x, i, g, acc) };
-        i += 1;
+/// One product's operands, for `packed::visit`.
+struct Avx2<'p, 'w> {
+    packed: &'p PackedRef<'w>,
+    centered: Option<&'p [i32]>,
+    x: &'p [u8],
+    acc: &'p mut [i32],
+}
+
+impl RegisterBlocks for Avx2<'_, '_> {
+    #[inline(always)]
+    unsafe fn block<const M: usize, const N: usize>(&mut self, i: usize, g: usize) {
+        unsafe { block::<M, N>(self.packed, self.centered, self.x, i, g, self.acc) }
     }
 }
 

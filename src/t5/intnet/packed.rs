@@ -92,6 +92,83 @@ pub fn matmul_on(k: Kernels, m: PackedRef<'_>, x: &[u8], n: usize, acc: &mut [i3
     matmul_portable(m, x, n, acc);
 }
 
+/// A SIMD product's register block (`vnni`, `avx2`): inputs `i..i+M` times row groups
+/// `g..g+N`, written to the product's sums.
+pub(super) trait RegisterBlocks {
+    /// # Safety
+    /// The CPU has the kernel's features, and `matmul_on` has checked the lengths.
+    unsafe fn block<const M: usize, const N: usize>(&mut self, i: usize, g: usize);
+}
+
+/// Inputs per tile of a SIMD product: each tile reads the matrix from L2 once.
+const TILE: usize = 16;
+
+/// The order in which the SIMD products visit a matrix of `groups` row groups for `n`
+/// inputs. One input: SINGLE groups at a time (independent sums hide the multiply's
+/// latency). Several: tiles of `TILE` inputs, and within a tile row group by row group,
+/// MULTI groups at a time, TOKENS inputs at a time (then 2, then 1), so that a group's
+/// weights stay in L1 while the tile's inputs pass them, and the tile's rows of sums are
+/// few enough not to evict each other from L1 (rows 8 KiB apart share cache sets).
+///
+/// # Safety
+/// As `RegisterBlocks::block`.
+#[inline(always)]
+pub(super) unsafe fn visit<B: RegisterBlocks, const SINGLE: usize, const MULTI: usize, const TOKENS: usize>(
+    blocks: &mut B,
+    groups: usize,
+    n: usize,
+) {
+    if n == 1 {
+        let mut g = 0;
+        while g + SINGLE <= groups {
+            unsafe { blocks.block::<1, SINGLE>(0, g) };
+            g += SINGLE;
+        }
+        while g < groups {
+            unsafe { blocks.block::<1, 1>(0, g) };
+            g += 1;
+        }
+        return;
+    }
+    let mut first = 0;
+    while first < n {
+        let end = first + (n - first).min(TILE);
+        let mut g = 0;
+        while g + MULTI <= groups {
+            unsafe { column::<B, MULTI, TOKENS>(blocks, first, end, g) };
+            g += MULTI;
+        }
+        while g < groups {
+            unsafe { column::<B, 1, TOKENS>(blocks, first, end, g) };
+            g += 1;
+        }
+        first = end;
+    }
+}
+
+/// Inputs `first..end` times row groups `g..g+N`, TOKENS inputs at a time, then 2, then 1.
+#[inline(always)]
+unsafe fn column<B: RegisterBlocks, const N: usize, const TOKENS: usize>(
+    blocks: &mut B,
+    first: usize,
+    end: usize,
+    g: usize,
+) {
+    let mut i = first;
+    while i + TOKENS <= end {
+        unsafe { blocks.block::<TOKENS, N>(i, g) };
+        i += TOKENS;
+    }
+    while i + 2 <= end {
+        unsafe { blocks.block::<2, N>(i, g) };
+        i += 2;
+    }
+    while i < end {
+        unsafe { blocks.block::<1, N>(i, g) };
+        i += 1;
+    }
+}
+
 fn matmul_portable(m: PackedRef<'_>, x: &[u8], n: usize, acc: &mut [i32]) {
     let (width, height) = (m.width(), m.height());
     for i in 0..n {

@@ -4,12 +4,10 @@
 
 use std::arch::x86_64::{__m512i, _mm512_dpbusd_epi32, _mm512_loadu_si512, _mm512_set1_epi32, _mm512_storeu_si512};
 
-use super::packed::{GROUP, PackedRef, STEP};
+use super::packed::{GROUP, PackedRef, RegisterBlocks, STEP, visit};
 
 /// Inputs per register block: each packed weight load serves this many inputs.
 const TOKENS: usize = 4;
-/// Inputs per tile: each tile reads the matrix once.
-const TILE: usize = 16;
 /// Row groups per block for several inputs.
 const GROUPS_MULTI: usize = 2;
 /// Row groups per block for a single input: independent sums hide `vpdpbusd`'s latency.
@@ -25,60 +23,21 @@ pub(super) fn matmul(packed: PackedRef<'_>, x: &[u8], n: usize, acc: &mut [i32])
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn blocks(packed: &PackedRef<'_>, x: &[u8], n: usize, acc: &mut [i32]) {
-    if n == 1 {
-        let mut g = 0;
-        while g + GROUPS_SINGLE <= packed.groups {
-            unsafe { block::<1, GROUPS_SINGLE>(packed, x, 0, g, acc) };
-            g += GROUPS_SINGLE;
-        }
-        while g < packed.groups {
-            unsafe { block::<1, 1>(packed, x, 0, g, acc) };
-            g += 1;
-        }
-        return;
-    }
-    // Tiles of inputs, groups outer within a tile: a block of groups' weights (a few KiB)
-    // stays in L1 while the tile's inputs pass it, and the tile's rows of sums are few
-    // enough not to evict each other from L1 (rows 8 KiB apart share cache sets).
-    let mut first = 0;
-    while first < n {
-        let tile = (n - first).min(TILE);
-        let mut g = 0;
-        while g + GROUPS_MULTI <= packed.groups {
-            unsafe { column::<GROUPS_MULTI>(packed, x, first, first + tile, g, acc) };
-            g += GROUPS_MULTI;
-        }
-        while g < packed.groups {
-            unsafe { column::<1>(packed, x, first, first + tile, g, acc) };
-            g += 1;
-        }
-        first += tile;
-    }
+    let groups = packed.groups;
+    unsafe { visit::<_, GROUPS_SINGLE, GROUPS_MULTI, TOKENS>(&mut Vnni { packed, x, acc }, groups, n) }
 }
 
-/// Inputs `first..end` times row groups `g..g+N`, TOKENS inputs at a time.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn column<const N: usize>(
-    packed: &PackedRef<'_>,
-    x: &[u8],
-    first: usize,
-    end: usize,
-    g: usize,
-    acc: &mut [i32],
-) {
-    let mut i = first;
-    while i + TOKENS <= end {
-        unsafe { block::<TOKENS, N>(packed, x, i, g, acc) };
-        i += TOKENS;
-    }
-    while i + 2 <= end {
-        unsafe { block::<2, N>(packed, x, i, g, acc) };
-        i += 2;
-    }
-    while i < end {
-        unsafe { block::<1, N>(packed, x, i, g, acc) };
-        i += 1;
+/// One product's operands, for `packed::visit`.
+struct Vnni<'p, 'w> {
+    packed: &'p PackedRef<'w>,
+    x: &'p [u8],
+    acc: &'p mut [i32],
+}
+
+impl RegisterBlocks for Vnni<'_, '_> {
+    #[inline(always)]
+    unsafe fn block<const M: usize, const N: usize>(&mut self, i: usize, g: usize) {
+        unsafe { block::<M, N>(self.packed, self.x, i, g, self.acc) }
     }
 }
 
