@@ -37,6 +37,7 @@ dpkg -i "$deb"
 for f in /usr/bin/s2sfs /sbin/mount.s2sfs /lib/systemd/system/s2sfs@.service \
     /usr/share/s2sfs/models/default/config.json /usr/share/s2sfs/models/default/tokenizer.json \
     /usr/share/s2sfs/models/default/weights.safetensors /usr/share/s2sfs/models/ac85efaf/weights.safetensors \
+    /usr/share/s2sfs/models/dc9df2c8/weights.safetensors \
     /usr/share/man/man1/s2sfs.1.gz \
     /usr/share/man/man1/s2sfs-mount.1.gz /usr/share/bash-completion/completions/s2sfs \
     /usr/share/zsh/vendor-completions/_s2sfs /usr/share/fish/vendor_completions.d/s2sfs.fish; do
@@ -82,12 +83,14 @@ echo "=== mount -t s2sfs (t5, the installed model)"
 mount_volume t5 codec=t5
 grep -q '"t5":{"blocks":[1-9]' "$WORK/stats-t5.json" || fail "the t5 volume stored no t5 frames: $(cat "$WORK/stats-t5.json")"
 
-echo "=== a file of the previous default model decodes with the installed binary alone"
+echo "=== files of the previous default models decode with the installed binary alone"
 text > "$WORK/old.txt"
-s2sfs codec compress --codec t5 --model /usr/share/s2sfs/models/ac85efaf "$WORK/old.txt" "$WORK/old.s2" ||
-    fail "codec compress with the previous default failed"
-s2sfs codec decompress "$WORK/old.s2" "$WORK/old.out" || fail "a file of the previous default does not decode"
-cmp "$WORK/old.txt" "$WORK/old.out" || fail "a file of the previous default decoded to other bytes"
+for old in ac85efaf dc9df2c8; do
+    s2sfs codec compress --codec t5 --model "/usr/share/s2sfs/models/$old" "$WORK/old.txt" "$WORK/old.s2" ||
+        fail "codec compress with the previous default $old failed"
+    s2sfs codec decompress "$WORK/old.s2" "$WORK/old.out" || fail "a file of the previous default $old does not decode"
+    cmp "$WORK/old.txt" "$WORK/old.out" || fail "a file of the previous default $old decoded to other bytes"
+done
 
 echo "=== a missing model is named"
 mv /usr/share/s2sfs/models/default "$WORK/model-away"

@@ -15,7 +15,7 @@ pub mod model;
 // The coder's files name each other by these flat paths (`crate::t5::freq`, …); the
 // folders group them as CODER.md's sections do.
 use self::batched::candle_net;
-use self::coding::{freq, predictor, range, t5_codec};
+use self::coding::{dist, freq, predictor, range, t5_codec};
 use self::intnet::{decoder, encoder, multiversion, relpos, weights};
 use self::matching::{confidence, matcher};
 use self::model::{config, tokenizer};

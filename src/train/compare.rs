@@ -64,6 +64,7 @@ pub fn compare(model_dir: &Path, files: &[PathBuf]) -> Result<Vec<Comparison>> {
         c.match_sse = false;
         c.extra_matchers.clear();
         c.mixing = false;
+        c.exact_tree = false;
         let path = model_dir.join(WEIGHTS_FILE);
         let bytes = std::fs::read(&path).map_err(TrainError::io(&path))?;
         Model::new(c, model.tokenizer().clone(), &Tensors::from_safetensors(&bytes, &path)?)?

@@ -24,6 +24,7 @@ fn tiny_config() -> ModelConfig {
         match_sse: false,
         extra_matchers: Vec::new(),
         mixing: false,
+        exact_tree: false,
         ..fixtures::tiny_config()
     }
 }

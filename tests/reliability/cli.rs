@@ -237,6 +237,7 @@ fn training_repeats_across_thread_counts_and_empty_latents_decode() {
         match_sse: false,
         extra_matchers: Vec::new(),
         mixing: false,
+        exact_tree: false,
         ..Default::default()
     };
     let config_path = dir.path().join("tiny.json");

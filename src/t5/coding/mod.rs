@@ -3,6 +3,7 @@
 //! back, and `T5Codec`, which puts tokenizer, latent, network and tables together into a
 //! frame payload.
 
+pub(crate) mod dist;
 pub(crate) mod freq;
 pub(crate) mod predictor;
 pub(crate) mod range;

@@ -1,11 +1,13 @@
 //! The coding distribution of every token: the decoder's logits, the match model's boost,
-//! and the exp table, turned into a `FreqTable` (CODER.md, "Operations", "Output"). The
-//! compressor and the decompressor both get their tables from here, in the same order of
-//! operations, which is what makes a frame decodable.
+//! and the exp table, turned into the network's distribution (CODER.md, "Operations",
+//! "Output"): a rounded `FreqTable`, or for `exact_tree` models the exp weights
+//! themselves. The compressor and the decompressor both get their distributions from here,
+//! in the same order of operations, which is what makes a frame decodable.
 
 use crate::t5::confidence::MatchSse;
 use crate::t5::config::ModelConfig;
 use crate::t5::decoder::{Decoder, START_TOKEN};
+use crate::t5::dist::{ExactDist, NetDist};
 use crate::t5::error::Result;
 use crate::t5::freq::FreqTable;
 use crate::t5::intnet::{EXP, EXP_LEVELS};
@@ -23,6 +25,8 @@ pub struct Predictor<'m> {
     logits: Vec<i32>,
     levels: Vec<u8>,
     table: FreqTable,
+    /// The exact distribution, for `exact_tree` models (then `table` stays unused).
+    exact: Option<ExactDist>,
     /// Match confidence stages, in the order CODER.md applies them.
     stages: Vec<Stage>,
     /// In-block mixing, when the model's config asks for it (CODER.md, "In-block mixing").
@@ -77,6 +81,7 @@ impl<'m> Predictor<'m> {
             logits: Vec::with_capacity(vocab * max_batch),
             levels: Vec::with_capacity(vocab),
             table: FreqTable::from_weights(&vec![1; vocab])?,
+            exact: model.config().exact_tree.then(ExactDist::default),
             stages: stages(model),
             mixing: model.config().mixing.then(|| Mixing {
                 tokens: TokenMixer::new(vocab, |t| model.tokenizer().token_bytes(t).map(<[u8]>::to_vec)),
@@ -106,9 +111,11 @@ impl<'m> Predictor<'m> {
 
     /// Codes `token` (ignored when decoding) under this position's table; returns it.
     fn code_token(&mut self, token: u32, io: &mut impl Io) -> Result<u32> {
-        match &mut self.mixing {
-            Some(m) => Ok(m.tokens.code(&self.table, &self.predictions, token, io)),
-            None => io.symbol(&self.table, token as usize).map(|t| t as u32),
+        match (&mut self.mixing, &self.exact) {
+            (Some(m), Some(exact)) => Ok(m.tokens.code(exact, &self.predictions, token, io)),
+            (Some(m), None) => Ok(m.tokens.code(&self.table, &self.predictions, token, io)),
+            // A config with `exact_tree` has `mixing` (checked at load).
+            (None, _) => io.symbol(&self.table, token as usize).map(|t| t as u32),
         }
     }
 
@@ -199,7 +206,7 @@ impl<'m> Predictor<'m> {
         self.code_token(0, io)
     }
 
-    /// The table for logits row `row`, the match models having seen `before`.
+    /// The distribution for logits row `row`, the match models having seen `before`.
     fn fill_table(&mut self, row: usize, before: &[u32]) -> Result<()> {
         let logits = &mut self.logits[row * self.vocab..(row + 1) * self.vocab];
         let pred = self.matcher.predict(before);
@@ -209,8 +216,13 @@ impl<'m> Predictor<'m> {
         {
             *l = l.saturating_add(boost);
         }
-        exp_levels(logits, &mut self.levels);
-        self.table.refill_from_levels(&self.levels, &EXP)?;
+        match &mut self.exact {
+            Some(exact) => exact.fill(logits),
+            None => {
+                exp_levels(logits, &mut self.levels);
+                self.table.refill_from_levels(&self.levels, &EXP)?;
+            }
+        }
         self.predictions = [None; MATCH_INPUTS];
         self.predictions[0] = pred;
         let mut more = self.predictions[1..].iter_mut();
@@ -226,7 +238,11 @@ impl<'m> Predictor<'m> {
                 None => pred,
             };
             if let Some(p) = stage_pred.filter(|p| (p.token as usize) < self.vocab) {
-                let ctx = stage.sse.apply(&mut self.table, p.token as usize, p.bucket);
+                let dist: &mut dyn NetDist = match &mut self.exact {
+                    Some(exact) => exact,
+                    None => &mut self.table,
+                };
+                let ctx = stage.sse.apply(dist, p.token as usize, p.bucket);
                 stage.pending = Some((ctx, p.token));
             }
         }

@@ -6,7 +6,8 @@
 //! `q + 128`, the weighted sum as values times the weights, split into their high and low
 //! bytes since a weight (up to 2^15) is wider than the product's unsigned bytes.
 
-use super::arith::{EXP, EXP_LEVELS, FloorDiv, clamp8};
+use super::arith::{FloorDiv, clamp8};
+use super::exp_row::exp_row;
 use super::kv::KvCache;
 use super::packed;
 use super::{E_A, E_S};
@@ -21,6 +22,7 @@ pub struct AttnScratch {
     q_biased: Vec<u8>,
     raw: Vec<i32>,
     scores: Vec<i32>,
+    weights: Vec<u32>,
     /// Per query, the weights by slot: a row of high bytes, then one of low bytes.
     weight_bytes: Vec<u8>,
     totals: Vec<i64>,
@@ -51,7 +53,7 @@ pub fn attend<'b, F>(cache: &KvCache, q: &[i8], n: usize, keys: F, out: &mut [i8
 where
     F: Fn(usize, usize) -> [KeyRun<'b>; 2],
 {
-    let AttnScratch { q_biased, raw, scores, weight_bytes, totals, sums } = scratch;
+    let AttnScratch { q_biased, raw, scores, weights, weight_bytes, totals, sums } = scratch;
     let (heads, dh) = (cache.heads(), cache.head_dim());
     let d = heads * dh;
     for head in 0..heads {
@@ -79,16 +81,18 @@ where
             }
             debug_assert!(scores.len() <= MAX_KEYS);
             let max = scores.iter().copied().max().unwrap_or(0);
+            weights.resize(scores.len(), 0);
+            // Gaps beyond the table all weigh EXP[127] (zero).
+            let total = exp_row(scores, max, weights);
             let (high, low) = weight_bytes[2 * i * vw..2 * (i + 1) * vw].split_at_mut(vw);
-            let mut total = 0i64;
             let mut at = 0;
             for run in &runs {
                 let len = run.bias.len();
                 let span = run.slot..run.slot + len;
-                total += weigh(&scores[at..at + len], max, &mut high[span.clone()], &mut low[span]);
+                split_bytes(&weights[at..at + len], &mut high[span.clone()], &mut low[span]);
                 at += len;
             }
-            totals.push(total);
+            totals.push(i64::from(total));
         }
         sums.resize(2 * n * vh, 0);
         packed::matmul(value_matrix, weight_bytes, 2 * n, sums);
@@ -111,19 +115,12 @@ where
 }
 
 multiversion! {
-    /// Each score's exp-table weight `EXP[min(max − s, 127)]` split into `high` and
-    /// `low` bytes; returns their sum.
-    fn weigh(scores: &[i32], max: i32, high: &mut [u8], low: &mut [u8]) -> i64 {
-        let mut total = 0u32;
-        for ((&s, h), l) in scores.iter().zip(high).zip(low) {
-            // max − s ≥ 0; gaps beyond the table all weigh EXP[127] (zero).
-            let level = (max.wrapping_sub(s) as u32).min(EXP_LEVELS as u32 - 1);
-            let w = EXP[level as usize];
-            total += w;
+    /// Each weight (below 2^16) as its `high` and `low` bytes.
+    fn split_bytes(weights: &[u32], high: &mut [u8], low: &mut [u8]) {
+        for ((&w, h), l) in weights.iter().zip(high).zip(low) {
             *h = (w >> 8) as u8;
             *l = w as u8;
         }
-        i64::from(total)
     }
 }
 
@@ -139,6 +136,7 @@ multiversion! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::t5::intnet::EXP;
 
     #[test]
     fn a_dominant_key_wins_and_equal_keys_average() {

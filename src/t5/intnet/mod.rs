@@ -9,6 +9,7 @@ mod attention;
 mod avx2;
 pub(crate) mod decoder;
 pub(crate) mod encoder;
+mod exp_row;
 mod ffn;
 mod kernels;
 mod kv;
@@ -23,6 +24,7 @@ pub(crate) mod weights;
 
 pub use self::arith::{EXP, EXP_LEVELS, clamp8, div_round};
 pub use self::attention::{AttnScratch, KeyRun, MAX_KEYS, ZERO_BIAS, attend};
+pub use self::exp_row::exp_row;
 pub use self::ffn::{Ffn, FfnScratch};
 #[cfg(test)]
 pub use self::kernels::with_kernels;

@@ -9,15 +9,14 @@
 //! costs nothing to store and adapts within a few hundred predictions. Integers only:
 //! the coder and the decoder make the same updates in the same order.
 
-use crate::t5::freq::{FREQ_TOTAL, FREQ_TOTAL_BITS, FreqTable};
+use crate::t5::dist::{NetDist, P_BITS};
+use crate::t5::freq::{FREQ_TOTAL, FREQ_TOTAL_BITS};
 use crate::t5::matcher::MATCH_BUCKETS;
 
 /// Network-confidence levels: the integer log2-odds of the predicted token, offset by
 /// `LEVEL_OFFSET` and clamped to `0..LEVELS`.
 const LEVELS: usize = 16;
 const LEVEL_OFFSET: i32 = 8;
-/// Fraction bits of a context's hit probability.
-const P_BITS: u32 = 22;
 /// Observations after which a context's rate stops falling (1 / (LIMIT + 2)).
 const LIMIT: u32 = 254;
 
@@ -46,16 +45,17 @@ impl MatchSse {
     }
 
     /// Gives `token` (the match model's prediction, with length bucket `bucket`) its
-    /// learned hit probability in `table`; returns the context to `update` once the token
-    /// is known. A context's first use takes the table's own probability as its start.
-    pub fn apply(&mut self, table: &mut FreqTable, token: usize, bucket: u8) -> usize {
-        let f = table.freq(token);
-        let ctx = usize::from(bucket).min(MATCH_BUCKETS - 1) * LEVELS + level(f);
+    /// learned hit probability in `dist`; returns the context to `update` once the token
+    /// is known. A context's first use takes the distribution's own probability as its
+    /// start.
+    pub fn apply(&mut self, dist: &mut (impl NetDist + ?Sized), token: usize, bucket: u8) -> usize {
+        let p = dist.p(token);
+        let ctx = usize::from(bucket).min(MATCH_BUCKETS - 1) * LEVELS + level(p >> (P_BITS - FREQ_TOTAL_BITS));
         let c = &mut self.contexts[ctx];
         if !c.seen {
-            *c = Context { p: f << (P_BITS - FREQ_TOTAL_BITS), n: 0, seen: true };
+            *c = Context { p, n: 0, seen: true };
         }
-        table.set_freq(token, (c.p >> (P_BITS - FREQ_TOTAL_BITS)).max(1));
+        dist.set_p(token, c.p);
         ctx
     }
 
@@ -83,6 +83,7 @@ fn level(f: u32) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::t5::freq::FreqTable;
 
     fn table(weights: &[u32]) -> FreqTable {
         FreqTable::from_weights(weights).unwrap()

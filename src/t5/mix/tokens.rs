@@ -10,7 +10,7 @@ use super::mixer::{Apm, Mixer};
 use super::repeat::{REPEAT_FROM, RepeatModel};
 use super::table::ContextTable;
 use super::*;
-use crate::t5::freq::{FREQ_TOTAL, FreqTable};
+use crate::t5::dist::NetDist;
 use crate::t5::matcher::MatchPrediction;
 
 pub struct TokenMixer {
@@ -49,7 +49,7 @@ impl TokenMixer {
     /// `table` and whose match models predict `matches`; returns the token.
     pub fn code(
         &mut self,
-        table: &FreqTable,
+        table: &impl NetDist,
         matches: &[Option<MatchPrediction>; MATCH_INPUTS],
         token: u32,
         io: &mut impl Io,
@@ -66,11 +66,8 @@ impl TokenMixer {
             missed = true;
         }
         let vocab = self.vocab;
-        let freqs = table.freqs();
-        // The frequency mass under the current node of the token tree: at the root, every
-        // table's total.
-        let mut all: u32 = FREQ_TOTAL;
-        debug_assert_eq!(freqs.iter().sum::<u32>(), FREQ_TOTAL);
+        // The network's mass under the current node of the token tree.
+        let mut all = table.total();
         let contexts = self.history.contexts();
         let mut lines = [0usize; CONTEXTS];
         let mut prefix = 0u32;
@@ -92,8 +89,8 @@ impl TokenMixer {
                 continue;
             }
             let hi = (lo + (1 << rest)).min(vocab);
-            let ones: u32 = freqs[mid..hi].iter().sum();
-            let p_net = ((u64::from(ones) << 16) / u64::from(all.max(1))).clamp(1, u64::from(P_MAX)) as u32;
+            let ones = table.mass(mid, hi);
+            let p_net = ((ones << 16) / all.max(1)).clamp(1, u64::from(P_MAX)) as u32;
             let node = (1usize << depth) | prefix as usize;
 
             let x = &mut self.inputs;
@@ -136,7 +133,7 @@ impl TokenMixer {
             for (e, at) in expected.into_iter().flatten() {
                 update(&mut self.match_maps[at], u32::from(bit == e), MATCH_LIMIT);
             }
-            all = if bit == 1 { ones } else { all - ones };
+            all = if bit == 1 { ones } else { all.saturating_sub(ones) };
             prefix = (prefix << 1) | bit;
             local = (local << 1) | bit as usize;
         }

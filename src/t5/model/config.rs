@@ -58,6 +58,10 @@ pub struct ModelConfig {
     /// adaptive context and match models; latents coded adaptively.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub mixing: bool,
+    /// The token tree reads the network's exp weights exactly, with no rounded frequency
+    /// table (CODER.md, "Output"). Needs `mixing`. Absent: the rounded table.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exact_tree: bool,
 }
 
 impl Default for ModelConfig {
@@ -80,6 +84,7 @@ impl Default for ModelConfig {
             match_sse: true,
             extra_matchers: vec![1, 2],
             mixing: true,
+            exact_tree: true,
         }
     }
 }
@@ -134,6 +139,9 @@ impl ModelConfig {
                 "extra_matchers {:?}: at most {MAX_EXTRA_MATCHERS}, each 1..={MATCH_CONTEXT_MAX} tokens",
                 self.extra_matchers
             ));
+        }
+        if self.exact_tree && !self.mixing {
+            return Err("exact_tree needs mixing (the token tree is the mixing coder's)".into());
         }
         for direction in [Direction::Bidirectional, Direction::Causal] {
             if RelBuckets::new(direction, self.rel_buckets, self.rel_max_distance).is_none() {
@@ -192,6 +200,7 @@ mod tests {
         bad(|c| c.window = 0, "window");
         bad(|c| c.d_ff = 2048, "1024");
         bad(|c| c.rel_max_distance = 4, "bucketed");
+        bad(|c| c.mixing = false, "exact_tree needs mixing");
 
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("config.json");
