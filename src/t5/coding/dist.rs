@@ -6,6 +6,7 @@
 //! tree asks only for the mass of eleven ranges per token, so building and rescaling
 //! 2048 frequencies per token (a fifth of a token's time) is work nobody reads.
 
+use crate::t5::config::MAX_EXTRA_MATCHERS;
 use crate::t5::freq::{FREQ_TOTAL_BITS, FreqTable};
 use crate::t5::intnet::exp_row;
 use crate::t5::multiversion::multiversion;
@@ -54,8 +55,8 @@ const ONE: u64 = 1 << 32;
 /// mass in all at 2048 tokens) coded the corpus's held-out files smallest of 2^-16..2^-22
 /// (2^-16, the rounded table's floor, cost 0.5% more).
 const FLOOR_SHIFT: u32 = 20;
-/// Tokens set apart: one per confidence stage.
-const MAX_PINNED: usize = 4;
+/// Tokens set apart: one per confidence stage (the match model's and the extra ones').
+const MAX_PINNED: usize = 1 + MAX_EXTRA_MATCHERS;
 
 /// A distribution proportional to exp weights, except for a few pinned tokens whose
 /// probabilities were set: an unpinned token's probability is its weight's share of the
@@ -155,8 +156,8 @@ impl NetDist for ExactDist {
                 self.pins[self.pinned] = (token, new);
                 self.pinned += 1;
             }
-            // More stages than pins cannot happen (the config allows fewer); keep the
-            // distribution as it is rather than panic.
+            // More stages than pins cannot happen (`ModelConfig::check` bounds the extra
+            // match models); keep the distribution as it is rather than panic.
             None => debug_assert!(false, "more than {MAX_PINNED} pinned tokens"),
         }
     }
@@ -231,6 +232,22 @@ mod tests {
         // Masses add up along any split.
         assert!(d.mass(0, 32) + d.mass(32, 64) <= total);
         assert!(total - (d.mass(0, 32) + d.mass(32, 64)) <= 1);
+    }
+
+    #[test]
+    fn every_confidence_stage_can_pin_its_token() {
+        // The most stages a config allows, each predicting another token.
+        let mut d = dist(&(0..64).map(|i| i % 13).collect::<Vec<_>>());
+        let p = 1 << (P_BITS - 4);
+        for token in 0..MAX_PINNED {
+            d.set_p(token * 3, p);
+        }
+        assert_eq!(d.p((MAX_PINNED - 1) * 3), p, "the last stage's token has what it set");
+        for token in 0..MAX_PINNED {
+            assert!(d.p(token * 3) > 0 && d.p(token * 3) <= p, "token {}", token * 3);
+        }
+        let total = d.total();
+        assert!(total <= ONE && ONE - total < 256, "{total}");
     }
 
     #[test]
