@@ -22,11 +22,17 @@ pub trait NetDist {
     fn mass(&self, lo: usize, hi: usize) -> u64;
     /// The probability of `token`, in units of 2^-`P_BITS`.
     fn p(&self, token: usize) -> u32;
+    /// The probability of `token` in units of 2^-16 (a table's frequency; the mixing
+    /// coder's bit probabilities).
+    fn p16(&self, token: usize) -> u32 {
+        self.p(token) >> TABLE_SHIFT
+    }
     /// Gives `token` probability `p` (units of 2^-`P_BITS`), every other token keeping
     /// its share of the rest.
     fn set_p(&mut self, token: usize, p: u32);
 }
 
+/// From units of 2^-`P_BITS` to a table's 2^-16.
 const TABLE_SHIFT: u32 = P_BITS - FREQ_TOTAL_BITS;
 
 impl NetDist for FreqTable {
@@ -117,7 +123,11 @@ impl ExactDist {
 
 impl NetDist for ExactDist {
     fn total(&self) -> u64 {
-        self.mass(0, self.weights.len())
+        // `mass(0, len)` without summing the weights again: the unpinned tokens are all
+        // of `unpinned`'s weight, so they take all of what the pins leave.
+        let (rest, all) = self.unpinned();
+        let pinned: u64 = self.pins().iter().map(|&(_, p)| p).sum();
+        Self::share(rest, all, all) + pinned
     }
 
     fn mass(&self, lo: usize, hi: usize) -> u64 {
@@ -228,6 +238,7 @@ mod tests {
         d.set_p(9, 1 << (P_BITS - 2));
         assert_eq!(d.p(9), 1 << (P_BITS - 2));
         let total = d.total();
+        assert_eq!(total, d.mass(0, 64), "the root is the mass of every token");
         assert!(total <= ONE && ONE - total < 64, "{total}");
         // Masses add up along any split.
         assert!(d.mass(0, 32) + d.mass(32, 64) <= total);

@@ -9,7 +9,7 @@ use super::io::Io;
 use super::logistic::{P_MAX, squash, stretch};
 use super::mixer::{Apm, Mixer, W_ONE};
 use super::{APM_RATE, LEN_BUCKETS, MATCH_LIMIT, MIXER_SHIFT, len_bucket};
-use crate::t5::dist::{NetDist, P_BITS};
+use crate::t5::dist::NetDist;
 use crate::t5::matcher::MatchPrediction;
 
 const REPEAT_INPUTS: usize = 3;
@@ -38,7 +38,7 @@ impl RepeatModel {
         // Matches of 256 tokens and more share one bucket: they all come true nearly always,
         // and a block of one long repeat should not pay to learn that once per doubling.
         let bucket = len_bucket(pred.len.min(REPEAT_SHARED));
-        let p_net = (table.p(pred.token as usize) >> (P_BITS - 16)).clamp(1, P_MAX);
+        let p_net = table.p16(pred.token as usize).clamp(1, P_MAX);
         let x: [i32; REPEAT_INPUTS] = [256, stretch(p_net), stretch(p16(self.hits[bucket]))];
         let p_mix = squash(self.mixer.mix(&x, bucket));
         let (p_apm, at) = self.apm.refine(p_mix, bucket);
