@@ -9,6 +9,7 @@
 use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -20,6 +21,9 @@ pub const EXIT_REPAIRED: u8 = 1;
 pub const EXIT_PROBLEMS: u8 = 4;
 pub const EXIT_ERROR: u8 = 8;
 
+/// How long fsck waits for a store whose daemon holds it but does not answer.
+const DAEMON_GONE_WAIT: Duration = Duration::from_secs(5);
+
 #[derive(Debug, thiserror::Error)]
 pub enum FsckError {
     #[error("{0}: not an s2sfs store (it has no format file)")]
@@ -30,6 +34,8 @@ pub enum FsckError {
     NoAnswer(PathBuf),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("the daemon that has store {0} mounted {1}")]
+    Daemon(PathBuf, String),
     #[error("writing the report: {0}")]
     Output(#[from] std::io::Error),
 }
@@ -49,15 +55,21 @@ pub fn exit_code(outcome: FsckOutcome) -> u8 {
 /// A store in use by a mounted daemon is checked read-only through that daemon (its
 /// control socket); `--repair` needs it unmounted.
 pub fn run(store_dir: &Path, repair: bool, json: bool) -> Result<u8, FsckError> {
-    let report = match check(store_dir, repair, !json && std::io::stderr().is_terminal()) {
-        Err(FsckError::InUse(dir)) if !repair => {
-            let mut out = std::io::stdout().lock();
-            return match check_mounted(&dir, json, &mut out)? {
-                Some(code) => Ok(code),
-                None => Err(FsckError::NoAnswer(dir)),
-            };
+    // A daemon that has just died (a crash, a kill) may hold its store and socket for a
+    // moment while its last threads exit: while no daemon answers, the store is tried again.
+    let deadline = Instant::now() + DAEMON_GONE_WAIT;
+    let report = loop {
+        match check(store_dir, repair, !json && std::io::stderr().is_terminal()) {
+            Err(FsckError::InUse(dir)) if !repair => {
+                let mut out = std::io::stdout().lock();
+                match check_mounted(&dir, json, &mut out)? {
+                    Some(code) => return Ok(code),
+                    None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+                    None => return Err(FsckError::NoAnswer(dir)),
+                }
+            }
+            other => break other?,
         }
-        other => other?,
     };
     let mut out = std::io::stdout().lock();
     render(&mut out, store_dir, &report, json)?;
@@ -201,21 +213,27 @@ fn codec_set_of(store: &Store) -> Codecs {
 }
 
 /// Asks the daemon that has `store` open for a read-only check; returns fsck's exit code
-/// with the report written to `out`, or None when no daemon answers.
-fn check_mounted(store: &Path, json: bool, out: &mut dyn Write) -> std::io::Result<Option<u8>> {
+/// with the report written to `out`, or None when no daemon answers (none listens, or the
+/// connection breaks before its reply: a daemon that is exiting).
+fn check_mounted(store: &Path, json: bool, out: &mut dyn Write) -> Result<Option<u8>, FsckError> {
     let Ok(mut stream) = UnixStream::connect(control_socket(store)) else { return Ok(None) };
-    writeln!(stream, "fsck {}", if json { "json" } else { "text" })?;
+    if writeln!(stream, "fsck {}", if json { "json" } else { "text" }).is_err() {
+        return Ok(None);
+    }
     let mut reader = BufReader::new(stream);
     let mut status = String::new();
-    reader.read_line(&mut status)?;
+    if reader.read_line(&mut status).is_err() || status.is_empty() {
+        return Ok(None);
+    }
     let status = status.trim_end();
+    let daemon = |what: String| FsckError::Daemon(store.to_path_buf(), what);
     if let Some(err) = status.strip_prefix("error ") {
-        return Err(std::io::Error::other(format!("the daemon could not check the store: {err}")));
+        return Err(daemon(format!("could not check it: {err}")));
     }
     let code = status
         .strip_prefix("exit ")
         .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("unexpected reply from the daemon: {status:?}")))?;
+        .ok_or_else(|| daemon(format!("gave an unexpected reply: {status:?}")))?;
     std::io::copy(&mut reader, out)?;
     Ok(Some(code))
 }
@@ -244,6 +262,21 @@ mod tests {
         let report = check(dir.path(), false, false).unwrap();
         assert_eq!(report.outcome, FsckOutcome::Clean);
         assert_eq!(exit_code(report.outcome), EXIT_CLEAN);
+    }
+
+    #[test]
+    fn a_store_let_go_by_a_silent_holder_is_checked() {
+        // A holder without a control socket that lets go after the lock's grace, as a
+        // killed daemon whose last thread is still exiting does: fsck waits for it.
+        let dir = tempfile::tempdir().unwrap();
+        let opts = crate::VolumeOptions { block_size: 4096, ..Default::default() };
+        let held = crate::Volume::open(dir.path(), opts).unwrap();
+        let letting_go = std::thread::spawn(move || {
+            std::thread::sleep(crate::store::LOCK_GRACE + Duration::from_millis(500));
+            drop(held);
+        });
+        assert_eq!(run(dir.path(), false, true).unwrap(), EXIT_CLEAN);
+        letting_go.join().unwrap();
     }
 
     #[test]

@@ -17,8 +17,12 @@ use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use super::StoreError;
+
+/// How long opening a store waits for a lock that another holder is letting go of.
+pub const LOCK_GRACE: Duration = Duration::from_secs(1);
 
 pub const FORMAT_VERSION: u32 = 2;
 /// The format whose metadata lived in sled (STORE/meta/); opened by migrating it.
@@ -123,7 +127,8 @@ impl Layout {
         self.root.join("format")
     }
 
-    /// Takes the store's exclusive lock without waiting; held until the file is dropped.
+    /// Takes the store's exclusive lock, waiting at most `LOCK_GRACE` for it; held until
+    /// the file is dropped.
     pub fn take_lock(&self) -> Result<File, StoreError> {
         std::fs::create_dir_all(&self.root).map_err(|e| io_err(&self.root, e))?;
         let path = self.lock();
@@ -134,16 +139,26 @@ impl Layout {
             .truncate(false)
             .open(&path)
             .map_err(|e| io_err(&path, e))?;
-        // SAFETY: flock on a descriptor we own; no memory is involved.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
+        // A lock whose holder has just let go can stay held for a moment: a child that
+        // another thread of this process forks holds a copy of every descriptor until it
+        // execs, and a killed daemon's descriptors close only when its last thread has
+        // exited. So a refusal is final only after LOCK_GRACE.
+        let deadline = Instant::now() + LOCK_GRACE;
+        loop {
+            // SAFETY: flock on a descriptor we own; no memory is involved.
+            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            if rc == 0 {
+                return Ok(file);
+            }
             let err = std::io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                return Err(io_err(&path, err));
+            }
+            if Instant::now() >= deadline {
                 return Err(StoreError::Locked(self.root.clone()));
             }
-            return Err(io_err(&path, err));
+            std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(file)
     }
 
     /// Checks the format file of an existing store, or lays out a new one.
@@ -234,6 +249,23 @@ mod tests {
         assert!(matches!(layout.take_lock(), Err(StoreError::Locked(_))));
         drop(held);
         assert!(layout.take_lock().is_ok());
+    }
+
+    #[test]
+    fn a_lock_let_go_within_the_grace_is_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        let held = layout.take_lock().unwrap();
+        // As a forked child's copy of the descriptor would: the lock outlives the
+        // holder's drop by a moment.
+        let letting_go = std::thread::spawn(move || {
+            std::thread::sleep(LOCK_GRACE / 4);
+            drop(held);
+        });
+        let started = Instant::now();
+        assert!(layout.take_lock().is_ok(), "refused though let go within the grace");
+        assert!(started.elapsed() >= LOCK_GRACE / 8, "taken while still held");
+        letting_go.join().unwrap();
     }
 
     #[test]

@@ -24,7 +24,7 @@ use std::sync::{Mutex, MutexGuard, RwLock};
 
 pub use check::{FsckOutcome, FsckReport, NO_PACK, PassResult, Problem, Progress, Totals, Verify, VerifyError};
 pub use compact::CompactStats;
-pub use layout::{CloseState, FORMAT_VERSION, close_state, control_socket};
+pub use layout::{CloseState, FORMAT_VERSION, LOCK_GRACE, close_state, control_socket};
 pub use records::{BlockHash, BlockRecord, EntryRecord, FrameInfo, InodeRecord, Superblock, Timestamp};
 pub use totals::{BlockTotals, FrameGroup};
 pub use txn::Txn;

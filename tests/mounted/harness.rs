@@ -273,16 +273,7 @@ impl Mounted {
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
         let deadline = Instant::now() + Duration::from_secs(30);
-        while pids.iter().any(|&p| Path::new(&format!("/proc/{p}")).exists()) {
-            // A killed process stays a zombie until reaped; its state says so.
-            let all_dead = pids.iter().all(|&p| {
-                fs::read_to_string(format!("/proc/{p}/stat"))
-                    .map(|s| s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
-                    .unwrap_or(true)
-            });
-            if all_dead {
-                break;
-            }
+        while !pids.iter().all(|&p| has_exited(p)) {
             assert!(Instant::now() < deadline, "daemon did not die after SIGKILL");
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -503,6 +494,19 @@ impl Rng {
 }
 
 /// Pids of the s2sfs daemons serving `mnt` (found through /proc/*/cmdline).
+/// Whether every thread of process `pid` has exited, so that its descriptors (the store's
+/// lock, the control socket) are closed. A killed process stays a zombie until reaped, and
+/// its main thread turns zombie while the others may still be exiting (one in the middle
+/// of an fsync, say): each thread's state says.
+pub fn has_exited(pid: i32) -> bool {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else { return true };
+    tasks.flatten().all(|task| {
+        fs::read_to_string(task.path().join("stat"))
+            .map(|s| s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+            .unwrap_or(true)
+    })
+}
+
 pub fn daemon_pids(mnt: &Path) -> Vec<i32> {
     let me = std::process::id() as i32;
     let want = mnt.as_os_str().as_bytes();

@@ -147,14 +147,6 @@ pub fn fsck(store: &Path, repair: bool) -> Fsck {
     Fsck { code: exit_code(&out), report, out }
 }
 
-/// Whether process `pid` is gone or a zombie (dead, not yet reaped).
-pub fn is_dead(pid: i32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(s) => s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
-    }
-}
-
 /// SIGKILL to each pid, then waits until all are dead.
 pub fn kill9(pids: &[i32]) {
     for &pid in pids {
@@ -162,7 +154,7 @@ pub fn kill9(pids: &[i32]) {
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !pids.iter().all(|&p| is_dead(p)) {
+    while !pids.iter().all(|&p| has_exited(p)) {
         assert!(Instant::now() < deadline, "s2sfs daemon {pids:?} did not die after SIGKILL");
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -368,7 +360,7 @@ impl Drop for Vol {
                 unsafe { libc::kill(pid, libc::SIGKILL) };
             }
             let deadline = Instant::now() + Duration::from_secs(10);
-            while !pids.iter().all(|&p| is_dead(p)) && Instant::now() < deadline {
+            while !pids.iter().all(|&p| has_exited(p)) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
