@@ -27,42 +27,53 @@ pub fn div_round(a: i64, b: i64) -> i64 {
     (2 * a + b).div_euclid(2 * b)
 }
 
-/// `floor(sqrt(n))`, exact for every u64.
+/// `floor(sqrt(n))`, exact for every u64: the f64 square root (a few cycles, where the
+/// integer one loops) is within one of it, then corrected.
+#[inline]
 pub fn isqrt(n: u64) -> u64 {
-    n.isqrt()
+    let mut r = (n as f64).sqrt() as u64;
+    while r.checked_mul(r).is_none_or(|square| square > n) {
+        r -= 1;
+    }
+    while (r + 1).checked_mul(r + 1).is_some_and(|square| square <= n) {
+        r += 1;
+    }
+    r
 }
 
-/// `floor(n / d)` by one multiplication, for a divisor used many times: exact when
-/// `2 ≤ d` and `(|n| + d) · d ≤ 2^64`. With `m = ceil(2^64 / d) = (2^64 + e) / d`,
-/// `0 ≤ e < d`, the product `k·m / 2^64` (k ≥ 0) exceeds `k / d` by `k·e / (d·2^64)`, less
-/// than `1/d` when `k·e < 2^64`: too little to reach the next integer.
+/// `floor(n / d)` for integers `|n| < 2^34` and `2 ≤ d < 2^26`, a divisor used many
+/// times, in f64 (vector units multiply f64, not 128-bit integers). Exact: `n`, `d` and
+/// every product below are integers under 2^53. `q = floor(RN(n · RN(1/d)))` is within
+/// `2^-32` of `n/d` (`|n/d| < 2^34`, relative errors of 2^-53 twice), while a non-integer
+/// `n/d` lies at least `1/d > 2^-26` from an integer: `q` is off by one at most, when
+/// `n/d` is an integer, and the exact remainder `n - q·d` says which way.
 #[derive(Debug, Clone, Copy)]
 pub struct FloorDiv {
-    d: u64,
-    m: u64,
+    d: f64,
+    inv: f64,
 }
 
 impl FloorDiv {
     pub fn new(d: u64) -> FloorDiv {
-        debug_assert!(d >= 2);
-        FloorDiv { d, m: u64::MAX / d.max(2) + 1 }
+        debug_assert!((2..1 << 26).contains(&d));
+        let d = d.clamp(2, (1 << 26) - 1) as f64;
+        FloorDiv { d, inv: 1.0 / d }
     }
 
-    #[inline]
-    pub fn floor(&self, n: i64) -> i64 {
-        debug_assert!(u128::from(n.unsigned_abs() + self.d) * u128::from(self.d) <= 1 << 64);
-        // Negative: floor(n/d) = -floor((|n| + d - 1) / d); branch-free, since signs of
-        // activations are unpredictable.
-        let negative = (n >> 63) as u64;
-        let magnitude = n.unsigned_abs() + ((self.d - 1) & negative);
-        let q = ((u128::from(magnitude) * u128::from(self.m)) >> 64) as u64;
-        (q ^ negative).wrapping_sub(negative) as i64
+    /// `floor(n / d)` for an integer-valued `n`, as an integer-valued f64.
+    #[inline(always)]
+    pub fn floor(&self, n: f64) -> f64 {
+        debug_assert!(n.abs() < (1u64 << 34) as f64 && n.fract() == 0.0);
+        let q = (n * self.inv).floor();
+        let r = n - q * self.d;
+        q + f64::from(u8::from(r >= self.d)) - f64::from(u8::from(r < 0.0))
     }
 }
 
 /// `floor(n / d)` for `|n| < 2^22` and `2 ≤ d < 2^16`, by one 64-bit multiplication
-/// (which vector units have, unlike `FloorDiv`'s 128-bit one): `FloorDiv`'s argument with
-/// 2^40 in place of 2^64, since then `k·e < (2^22 + 2^16) · 2^16 < 2^40`.
+/// (which vector units have). With `m = ceil(2^40 / d) = (2^40 + e) / d`, `0 ≤ e < d`, the
+/// product `k·m / 2^40` (k ≥ 0) exceeds `k / d` by `k·e / (d·2^40)`, less than `1/d`
+/// since `k·e < (2^22 + 2^16) · 2^16 < 2^40`: too little to reach the next integer.
 #[derive(Debug, Clone, Copy)]
 pub struct SmallFloorDiv {
     d: u64,
@@ -150,6 +161,13 @@ mod tests {
         }
 
         #[test]
+        fn isqrt_at_squares(k in 0u64..1 << 32, off in -1i64..=1) {
+            let n = (k * k).saturating_add_signed(off);
+            prop_assert_eq!(isqrt(n), n.isqrt());
+            prop_assert_eq!(isqrt(u64::MAX - k), (u64::MAX - k).isqrt());
+        }
+
+        #[test]
         fn div_round_is_nearest(a in -(1i64 << 40)..(1i64 << 40), b in 1i64..(1 << 20)) {
             let q = div_round(a, b);
             // q·b is within b/2 of a, ties going up.
@@ -157,8 +175,8 @@ mod tests {
         }
 
         #[test]
-        fn floor_div_is_exact(n in -(1i64 << 34)..(1i64 << 34), d in 2u64..(1 << 26)) {
-            prop_assert_eq!(FloorDiv::new(d).floor(n), n.div_euclid(d as i64));
+        fn floor_div_is_exact(n in -(1i64 << 34) + 1..(1i64 << 34), d in 2u64..(1 << 26)) {
+            prop_assert_eq!(FloorDiv::new(d).floor(n as f64) as i64, n.div_euclid(d as i64));
         }
 
         #[test]
@@ -175,7 +193,7 @@ mod tests {
         #[test]
         fn floor_div_at_multiples(k in -300i64..300, d in 2u64..(1 << 26), off in -1i64..=1) {
             let n = k * d as i64 + off;
-            prop_assert_eq!(FloorDiv::new(d).floor(n), n.div_euclid(d as i64));
+            prop_assert_eq!(FloorDiv::new(d).floor(n as f64) as i64, n.div_euclid(d as i64));
         }
 
         #[test]

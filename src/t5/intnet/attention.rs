@@ -6,7 +6,7 @@
 //! `q + 128`, the weighted sum as values times the weights, split into their high and low
 //! bytes since a weight (up to 2^15) is wider than the product's unsigned bytes.
 
-use super::arith::{FloorDiv, clamp8};
+use super::arith::FloorDiv;
 use super::exp_row::exp_row;
 use super::kv::KvCache;
 use super::packed;
@@ -103,13 +103,25 @@ where
                 continue;
             }
             let (high, low) = sums[2 * i * vh..2 * (i + 1) * vh].split_at(vh);
-            // div_round(a, total) = floor((2a + total) / 2·total). The best key weighs
-            // EXP[0], so 2·total ≥ 2^16; with at most MAX_KEYS keys 2·total ≤ 2^25 and
-            // |2a + total| < 2^34, inside FloorDiv's range.
-            let divisor = FloorDiv::new(2 * total as u64);
-            for ((o, &h), &l) in o.iter_mut().zip(high).zip(low) {
-                *o = clamp8(divisor.floor(2 * (256 * i64::from(h) + i64::from(l)) + total));
-            }
+            weighted_means(high, low, total, o);
+        }
+    }
+}
+
+multiversion! {
+    /// Each output `clamp8(div_round(a, total))`, the values' weighted mean, for the
+    /// weighted sums `a = 256·high + low` and the weights' sum `total`:
+    /// `div_round(a, total) = floor((2a + total) / 2·total)`. The best key weighs EXP[0],
+    /// so `2·total ≥ 2^16`; with at most MAX_KEYS keys `2·total ≤ 2^25` and
+    /// `|2a + total| < 2^34`, inside FloorDiv's range.
+    fn weighted_means(high: &[i32], low: &[i32], total: i64, out: &mut [i8]) {
+        let divisor = FloorDiv::new(2 * total as u64);
+        for ((o, &h), &l) in out.iter_mut().zip(high).zip(low) {
+            let n = 2.0 * (256.0 * f64::from(h) + f64::from(l)) + total as f64;
+            let q = divisor.floor(n).clamp(-127.0, 127.0);
+            // SAFETY: `q` is an integer in [-127, 127] (the saturating `as` would not
+            // vectorize).
+            *o = unsafe { q.to_int_unchecked::<i32>() } as i8;
         }
     }
 }
@@ -135,6 +147,7 @@ multiversion! {
 
 #[cfg(test)]
 mod tests {
+    use super::super::arith::clamp8;
     use super::*;
     use crate::t5::intnet::EXP;
 

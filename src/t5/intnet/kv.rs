@@ -3,6 +3,7 @@
 //! per head, keys as a matrix `[slot][dim]` and values transposed, `[dim][slot]`.
 
 use super::packed::{self, Centered, GROUP, PackedRef, STEP};
+use crate::t5::multiversion::multiversion;
 
 #[derive(Debug, Clone)]
 pub struct KvCache {
@@ -73,14 +74,19 @@ impl KvCache {
             let values = &mut self.values[head * vg * vs * GROUP * STEP..];
             let sums = &mut self.value_sums[head * vg * GROUP..];
             // A key row is packed as runs of STEP columns, one run per step.
-            for (step, run) in k.chunks(STEP).enumerate() {
-                let at = packed::index(slot, step * STEP, ks);
-                keys[at..at + run.len()].copy_from_slice(run);
+            // Steps are GROUP·STEP bytes apart; whole ones are fixed-size copies.
+            let first = packed::index(slot, 0, ks);
+            let runs = k.chunks_exact(STEP);
+            let last = runs.remainder();
+            for (step, run) in runs.enumerate() {
+                let at = first + step * GROUP * STEP;
+                keys[at..at + STEP].copy_from_slice(run);
             }
-            for (c, (&new, sum)) in v.iter().zip(sums.iter_mut()).enumerate() {
-                let old = std::mem::replace(&mut values[packed::index(c, slot, vs)], new);
-                *sum += 128 * (i32::from(new) - i32::from(old));
+            if !last.is_empty() {
+                let at = first + (dh / STEP) * GROUP * STEP;
+                keys[at..at + last.len()].copy_from_slice(last);
             }
+            put_column(values, sums, v, slot, vs);
             self.key_start[head * kg * GROUP + slot] = -128 * k.iter().map(|&x| i32::from(x)).sum::<i32>();
         }
     }
@@ -109,6 +115,38 @@ impl KvCache {
             centered: Centered::Sums(&self.value_sums[head * groups * GROUP..(head + 1) * groups * GROUP]),
             groups,
             steps,
+        }
+    }
+}
+
+multiversion! {
+    /// Writes `v` as column `slot` of a packed value matrix of `steps` steps (one head's),
+    /// keeping its rows' `Centered` sums. A group's 16 rows hold the column as byte
+    /// `slot % STEP` of 16 consecutive words, so a group is one masked update of a
+    /// 64-byte tile rather than 16 scattered bytes.
+    fn put_column(values: &mut [i8], sums: &mut [i32], v: &[i8], slot: usize, steps: usize) {
+        let shift = 8 * (slot % STEP) as u32;
+        for (g, (rows, sums)) in v.chunks(GROUP).zip(sums.chunks_exact_mut(GROUP)).enumerate() {
+            let mut new = [0i32; GROUP];
+            for (n, &x) in new.iter_mut().zip(rows) {
+                *n = i32::from(x);
+            }
+            let at = (g * steps + slot / STEP) * GROUP * STEP;
+            let Some(tile) = values.get_mut(at..at + GROUP * STEP) else { return };
+            let mut words = [0u32; GROUP];
+            for (w, b) in words.iter_mut().zip(tile.chunks_exact(STEP)) {
+                *w = u32::from_le_bytes([b[0] as u8, b[1] as u8, b[2] as u8, b[3] as u8]);
+            }
+            for ((w, sum), &n) in words.iter_mut().zip(sums.iter_mut()).zip(&new) {
+                let old = i32::from((*w >> shift) as u8 as i8);
+                *sum += 128 * (n - old);
+                *w = (*w & !(0xff << shift)) | (u32::from(n as u8) << shift);
+            }
+            for (w, b) in words.iter().zip(tile.chunks_exact_mut(STEP)) {
+                for (b, x) in b.iter_mut().zip(w.to_le_bytes()) {
+                    *b = x as i8;
+                }
+            }
         }
     }
 }
