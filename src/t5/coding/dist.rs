@@ -30,6 +30,27 @@ pub trait NetDist {
     /// Gives `token` probability `p` (units of 2^-`P_BITS`), every other token keeping
     /// its share of the rest.
     fn set_p(&mut self, token: usize, p: u32);
+    /// A token the distribution favours, found down the token tree by the heavier half
+    /// (of `len` tokens): what the coder guesses it will read, to fetch it early. Never
+    /// changes what is coded.
+    fn likeliest(&self, len: usize) -> usize {
+        descend(len, |lo, mid, hi| self.mass(mid, hi) > self.mass(lo, mid))
+    }
+}
+
+/// Down the token tree over `len` tokens (ids `0..len` in `bits_for(len)` bits, a node's
+/// halves split at its middle id), into the upper half where `upper(lo, mid, hi)`.
+fn descend(len: usize, upper: impl Fn(usize, usize, usize) -> bool) -> usize {
+    let mut rest = usize::BITS - len.saturating_sub(1).leading_zeros();
+    let mut lo = 0;
+    while rest > 0 {
+        let mid = lo + (1 << (rest - 1));
+        if mid < len && upper(lo, mid, (lo + (1 << rest)).min(len)) {
+            lo = mid;
+        }
+        rest -= 1;
+    }
+    lo
 }
 
 /// From units of 2^-`P_BITS` to a table's 2^-16.
@@ -147,6 +168,15 @@ impl NetDist for ExactDist {
         (self.p32(token) >> (32 - P_BITS)) as u32
     }
 
+    fn likeliest(&self, len: usize) -> usize {
+        if let Some(&(token, _)) = self.pins().iter().find(|&&(_, p)| p >= ONE / 2) {
+            return token;
+        }
+        // The exp weights alone: a guess need not pay `mass`'s divisions.
+        let w = &self.weights[..len.min(self.weights.len())];
+        descend(w.len(), |lo, mid, hi| sum(&w[mid..hi]) > sum(&w[lo..mid]))
+    }
+
     fn set_p(&mut self, token: usize, p: u32) {
         let new = u64::from(p.min((1 << P_BITS) - 1)) << (32 - P_BITS);
         let old = self.p32(token);
@@ -195,6 +225,23 @@ mod tests {
         let mut d = ExactDist::default();
         d.fill(logits);
         d
+    }
+
+    #[test]
+    fn the_likeliest_token_is_the_heavy_one_or_a_sure_pin() {
+        for len in [1, 2, 3, 7, 300, 2048] {
+            for top in [0, len / 2, len - 1] {
+                let mut logits = vec![0; len];
+                logits[top] = 120; // the others weigh nothing: beyond the exp table
+                let mut d = dist(&logits);
+                assert_eq!(d.likeliest(len), top, "{len} tokens");
+                // Through the masses (the default), the same path.
+                assert_eq!(descend(len, |lo, mid, hi| d.mass(mid, hi) > d.mass(lo, mid)), top);
+                let pinned = (top + 1) % len;
+                d.set_p(pinned, 3 << (P_BITS - 2));
+                assert_eq!(d.likeliest(len), pinned, "{len} tokens, one pinned at 3/4");
+            }
+        }
     }
 
     #[test]

@@ -68,6 +68,14 @@ impl Apm {
         }
     }
 
+    /// Asks the CPU to bring in the points of context `ctx`.
+    #[inline]
+    pub fn prefetch(&self, ctx: usize) {
+        if let Some(points) = self.points.get(ctx * APM_POINTS..(ctx + 1) * APM_POINTS) {
+            super::prefetch(points);
+        }
+    }
+
     /// The refined probability of `p` in context `ctx`, and where to update.
     #[inline]
     pub fn refine(&self, p: u32, ctx: usize) -> (u32, usize) {

@@ -5,6 +5,7 @@
 //! mixed with another context's.
 
 use super::counter::FRESH;
+use super::prefetch;
 
 /// Nodes a line holds (four levels of the binary tree: nodes 1..=15).
 pub const LINE_NODES: usize = 15;
@@ -39,17 +40,7 @@ impl ContextTable {
     /// Asks the CPU to bring in the line `line(hash)` will read.
     #[inline]
     pub fn prefetch(&self, hash: u64) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let line = &self.lines[(hash >> (64 - self.bits)) as usize];
-            // SAFETY: a prefetch reads nothing the program sees; SSE is in every x86-64 CPU.
-            #[allow(unused_unsafe)]
-            unsafe {
-                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(line.as_ptr().cast());
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = hash;
+        prefetch(&self.lines[(hash >> (64 - self.bits)) as usize]);
     }
 
     /// Node `node` (1..=15) of line `index`.

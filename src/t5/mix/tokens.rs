@@ -69,14 +69,27 @@ impl TokenMixer {
         // The network's mass under the current node of the token tree.
         let mut all = table.total();
         let contexts = self.history.contexts();
+        // What the deeper levels read depends on the bits still to be coded: the
+        // context lines and APM rows of the likeliest token's path are fetched while the
+        // first levels are coded.
+        let guess = table.likeliest(vocab) as u32;
+        for depth in 0..self.bits {
+            let prefix = guess >> (self.bits - depth);
+            if depth % LINE_LEVELS == 0 && depth > 0 {
+                for &ctx in &contexts {
+                    self.table.prefetch(line_hash(ctx, prefix, depth));
+                }
+            }
+            self.apm_node.prefetch((1 << depth) | prefix as usize);
+        }
         let mut lines = [0usize; CONTEXTS];
         let mut prefix = 0u32;
         let mut local = 1usize;
         for depth in 0..self.bits {
             let rest = self.bits - depth;
-            if depth % 4 == 0 {
+            if depth % LINE_LEVELS == 0 {
                 for (line, &ctx) in lines.iter_mut().zip(&contexts) {
-                    *line = self.table.line(finish(ctx ^ (u64::from(prefix) << 8 | u64::from(depth))));
+                    *line = self.table.line(line_hash(ctx, prefix, depth));
                 }
                 local = 1;
             }
@@ -145,7 +158,17 @@ impl TokenMixer {
         self.history.push(token);
         // The first lines the next token reads: fetched while the network runs.
         for ctx in self.history.contexts() {
-            self.table.prefetch(finish(ctx));
+            self.table.prefetch(line_hash(ctx, 0, 0));
         }
     }
+}
+
+/// Levels of the token tree one context-table line holds.
+const LINE_LEVELS: u32 = 4;
+const _: () = assert!((1 << LINE_LEVELS) - 1 == super::table::LINE_NODES);
+
+/// The hash of the line context `ctx` uses for the levels from `depth` (a multiple of
+/// LINE_LEVELS) under the tree node `prefix`; at depth 0 it is `finish(ctx)`.
+fn line_hash(ctx: u64, prefix: u32, depth: u32) -> u64 {
+    finish(ctx ^ (u64::from(prefix) << 8 | u64::from(depth)))
 }
