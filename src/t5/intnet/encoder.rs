@@ -16,6 +16,8 @@ pub struct Encoder<'m> {
     end: usize,
     rows: Activations,
     pooled: Vec<i8>,
+    /// Per column, the sum of a part's outputs (at most `segment` of 127: far inside i32).
+    sums: Vec<i32>,
     cache: KvCache,
 }
 
@@ -30,6 +32,7 @@ impl<'m> Encoder<'m> {
             end: config.latent_vocab,
             rows: Activations::default(),
             pooled: Vec::new(),
+            sums: Vec::new(),
             cache: KvCache::new(config.segment, config.n_heads, config.head_dim()),
         }
     }
@@ -49,11 +52,16 @@ impl<'m> Encoder<'m> {
             if lo == hi {
                 break;
             }
-            self.pooled.clear();
-            for c in 0..d {
-                let sum: i64 = (lo..hi).map(|i| i64::from(self.rows.x[i * d + c])).sum();
-                self.pooled.push(clamp8(div_round(sum, (hi - lo) as i64)));
+            // Row by row into per-column sums (a column walk would stride through rows).
+            self.sums.clear();
+            self.sums.resize(d, 0);
+            for row in self.rows.x[lo * d..hi * d].chunks_exact(d) {
+                for (sum, &x) in self.sums.iter_mut().zip(row) {
+                    *sum += i32::from(x);
+                }
             }
+            self.pooled.clear();
+            self.pooled.extend(self.sums.iter().map(|&sum| clamp8(div_round(i64::from(sum), (hi - lo) as i64))));
             let (scores, _) = self.net.latent_head.accumulate(&self.pooled, 1, &mut self.rows.linear);
             let mut best = 0;
             for (code, &score) in scores.iter().enumerate().take(self.end + 1) {
