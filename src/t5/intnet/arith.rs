@@ -70,32 +70,31 @@ impl FloorDiv {
     }
 }
 
-/// `floor(n / d)` for `|n| < 2^22` and `2 ≤ d < 2^16`, by one 64-bit multiplication
-/// (which vector units have). With `m = ceil(2^40 / d) = (2^40 + e) / d`, `0 ≤ e < d`, the
-/// product `k·m / 2^40` (k ≥ 0) exceeds `k / d` by `k·e / (d·2^40)`, less than `1/d`
-/// since `k·e < (2^22 + 2^16) · 2^16 < 2^40`: too little to reach the next integer.
+/// `floor(n / d)` for integers `|n| < 2^22` and `2 ≤ d < 2^16`, a divisor used many
+/// times, in f32 (sixteen lanes a vector). Exact: `n`, `d` and `q·d` (within `d` of `n`)
+/// are integers below 2^24, which f32 holds. `q = floor(RN(n · RN(1/d)))` is within a
+/// quarter of `n/d` (`|n/d| < 2^21`, relative errors of 2^-24 twice), so off by one at
+/// most, and the exact remainder `n - q·d` says which way.
 #[derive(Debug, Clone, Copy)]
 pub struct SmallFloorDiv {
-    d: u64,
-    m: u64,
+    d: f32,
+    inv: f32,
 }
 
 impl SmallFloorDiv {
-    const SHIFT: u32 = 40;
-
     pub fn new(d: u64) -> SmallFloorDiv {
         debug_assert!((2..1 << 16).contains(&d));
-        let d = d.clamp(2, (1 << 16) - 1);
-        SmallFloorDiv { d, m: ((1 << Self::SHIFT) - 1) / d + 1 }
+        let d = d.clamp(2, (1 << 16) - 1) as f32;
+        SmallFloorDiv { d, inv: 1.0 / d }
     }
 
+    /// `floor(n / d)` for an integer-valued `n`, as an integer-valued f32.
     #[inline(always)]
-    pub fn floor(&self, n: i64) -> i64 {
-        debug_assert!(n.unsigned_abs() < 1 << 22);
-        let negative = (n >> 63) as u64;
-        let magnitude = n.unsigned_abs() + ((self.d - 1) & negative);
-        let q = (magnitude * self.m) >> Self::SHIFT;
-        (q ^ negative).wrapping_sub(negative) as i64
+    pub fn floor(&self, n: f32) -> f32 {
+        debug_assert!(n.abs() < (1 << 22) as f32 && n.fract() == 0.0);
+        let q = (n * self.inv).floor();
+        let r = n - q * self.d;
+        q + f32::from(u8::from(r >= self.d)) - f32::from(u8::from(r < 0.0))
     }
 }
 
@@ -181,13 +180,13 @@ mod tests {
 
         #[test]
         fn small_floor_div_is_exact(n in -(1i64 << 22) + 1..(1i64 << 22), d in 2u64..(1 << 16)) {
-            prop_assert_eq!(SmallFloorDiv::new(d).floor(n), n.div_euclid(d as i64));
+            prop_assert_eq!(SmallFloorDiv::new(d).floor(n as f32) as i64, n.div_euclid(d as i64));
         }
 
         #[test]
         fn small_floor_div_at_multiples(k in -64i64..64, d in 2u64..(1 << 16), off in -1i64..=1) {
             let n = (k * d as i64 + off).clamp(-(1 << 22) + 1, (1 << 22) - 1);
-            prop_assert_eq!(SmallFloorDiv::new(d).floor(n), n.div_euclid(d as i64));
+            prop_assert_eq!(SmallFloorDiv::new(d).floor(n as f32) as i64, n.div_euclid(d as i64));
         }
 
         #[test]
