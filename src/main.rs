@@ -215,6 +215,12 @@ struct TrainArgs {
     /// Continue from MODELDIR/checkpoint.
     #[arg(long)]
     resume: bool,
+    /// Start a new training from this trained model's weights and tokenizer: tensors of
+    /// the same name and shape are copied, a changed shape takes the corner both share,
+    /// and what the model lacks starts fresh (e.g. fewer decoder layers, a wider
+    /// feed-forward layer).
+    #[arg(long, value_name = "MODELDIR", conflicts_with = "resume")]
+    init_from: Option<PathBuf>,
     /// Worker threads [default: one per core].
     #[arg(long, value_name = "N", default_value_t = 0)]
     threads: usize,
@@ -516,6 +522,7 @@ fn train(args: TrainArgs) -> Result<()> {
     opts.rl_steps = args.rl_steps;
     opts.rl_lr = args.rl_lr;
     opts.resume = args.resume;
+    opts.init_from = args.init_from;
     opts.threads = args.threads;
     opts.seed = args.seed;
     let summary = s2sfs::train::train(&opts)?;

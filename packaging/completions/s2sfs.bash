@@ -874,7 +874,7 @@ _s2sfs() {
             return 0
             ;;
         s2sfs__subcmd__train)
-            opts="-v -h --corpus --out --list-held-out --config --steps --batch --lr --rl-steps --rl-lr --resume --threads --seed --json --verbose --help"
+            opts="-v -h --corpus --out --list-held-out --config --steps --batch --lr --rl-steps --rl-lr --resume --init-from --threads --seed --json --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -909,6 +909,10 @@ _s2sfs() {
                     return 0
                     ;;
                 --rl-lr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --init-from)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

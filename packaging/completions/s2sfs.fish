@@ -84,6 +84,7 @@ complete -c s2sfs -n "__fish_s2sfs_using_subcommand train" -l batch -d 'Windows 
 complete -c s2sfs -n "__fish_s2sfs_using_subcommand train" -l lr -d 'Peak learning rate' -r
 complete -c s2sfs -n "__fish_s2sfs_using_subcommand train" -l rl-steps -d 'Steps of the reinforcement-learning stage, after the --steps supervised ones (CODER.md, "The latent: reinforcement learning")' -r
 complete -c s2sfs -n "__fish_s2sfs_using_subcommand train" -l rl-lr -d 'The reinforcement-learning stage\'s learning rate' -r
+complete -c s2sfs -n "__fish_s2sfs_using_subcommand train" -l init-from -d 'Start a new training from this trained model\'s weights and tokenizer: tensors of the same name and shape are copied, a changed shape takes the corner both share, and what the model lacks starts fresh (e.g. fewer decoder layers, a wider feed-forward layer)' -r -F
 complete -c s2sfs -n "__fish_s2sfs_using_subcommand train" -l threads -d 'Worker threads [default: one per core]' -r
 complete -c s2sfs -n "__fish_s2sfs_using_subcommand train" -l seed -d 'Seed of the initial weights, the batches and the latent sampling' -r
 complete -c s2sfs -n "__fish_s2sfs_using_subcommand train" -l list-held-out -d 'Print the corpus files held out of training (measured, never trained on), one per line, and exit'

@@ -9,7 +9,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use super::error::{Result, TrainError};
 use super::quant::{Grid, fake_quant, weight_exponent};
 use super::rng::Rng;
-use crate::t5::model::{Kind, MAX_EXP, MIN_EXP, TensorSpec, layout};
+use crate::t5::model::{Kind, MAX_EXP, MIN_EXP, TensorData, TensorSpec, Tensors, layout};
 use crate::t5::{E_GAIN, E_S, E_X, ModelConfig};
 
 /// How the integer network holds a tensor: a matrix on its own power-of-two grid, q8 at
@@ -128,6 +128,11 @@ impl Params {
         self.vars.iter().map(|(name, (var, holding))| (name.as_str(), var, *holding))
     }
 
+    #[cfg(test)]
+    fn get_var(&self, name: &str) -> &Tensor {
+        self.vars[name].0.as_tensor()
+    }
+
     pub fn parameter_count(&self) -> usize {
         self.vars.values().map(|(v, _)| v.elem_count()).sum()
     }
@@ -170,6 +175,78 @@ impl Params {
     }
 }
 
+/// How `Params::start_from` used a model's tensors: parameters that took its values
+/// whole, those that took the corner both shapes share, and those it has nothing for.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct StartReport {
+    pub copied: Vec<String>,
+    pub partial: Vec<String>,
+    pub fresh: Vec<String>,
+}
+
+impl Params {
+    /// Starts from a trained model's integer tensors: each parameter takes the float
+    /// values the model's integers stand for (`integer · 2^-exponent`) under the same
+    /// name; where the shapes differ (a wider layer, another vocabulary), the leading
+    /// corner both share, the rest keeping its fresh initialization. Parameters the model
+    /// lacks (a layer it does not have) stay fresh; tensors only the model has are unused.
+    pub fn start_from(&mut self, tensors: &Tensors) -> Result<StartReport> {
+        let mut report = StartReport::default();
+        for (name, (var, holding)) in &mut self.vars {
+            let Some(source) = tensors.get(name) else {
+                report.fresh.push(name.clone());
+                continue;
+            };
+            let exponent = match holding {
+                Holding::Matrix => match tensors.get(&format!("{name}.exp")).map(|t| &t.data) {
+                    Some(TensorData::I32(e)) if e.len() == 1 => e[0],
+                    _ => {
+                        report.fresh.push(name.clone());
+                        continue;
+                    }
+                },
+                Holding::Fixed(e) => *e,
+                Holding::Bias => E_S,
+            };
+            let scale = (-exponent as f32).exp2();
+            let values: Vec<f32> = match &source.data {
+                TensorData::I8(v) => v.iter().map(|&x| f32::from(x) * scale).collect(),
+                TensorData::I32(v) => v.iter().map(|&x| x as f32 * scale).collect(),
+            };
+            let shape = var.dims().to_vec();
+            if source.shape.len() != shape.len() || values.len() != source.shape.iter().product::<usize>() {
+                report.fresh.push(name.clone());
+                continue;
+            }
+            let mut fresh = var.as_tensor().flatten_all()?.to_vec1::<f32>()?;
+            for (at, value) in fresh.iter_mut().enumerate() {
+                if let Some(from) = index_in(at, &shape, &source.shape) {
+                    *value = values[from];
+                }
+            }
+            var.set(&Tensor::from_vec(fresh, shape.as_slice(), var.device())?)?;
+            if source.shape == shape { &mut report.copied } else { &mut report.partial }.push(name.clone());
+        }
+        Ok(report)
+    }
+}
+
+/// Where the element at flat index `at` of a row-major tensor of shape `to` lies in one
+/// of shape `from` (same rank), if inside it.
+fn index_in(mut at: usize, to: &[usize], from: &[usize]) -> Option<usize> {
+    let (mut index, mut stride) = (0, 1);
+    for (&n, &m) in to.iter().zip(from).rev() {
+        let coordinate = at % n;
+        at /= n;
+        if coordinate >= m {
+            return None;
+        }
+        index += coordinate * stride;
+        stride *= m;
+    }
+    Some(index)
+}
+
 /// The fake-quantized parameters of one step, by name.
 pub struct Quantized {
     tensors: HashMap<String, Tensor>,
@@ -178,5 +255,60 @@ pub struct Quantized {
 impl Quantized {
     pub fn get(&self, name: &str) -> candle_core::Result<&Tensor> {
         self.tensors.get(name).ok_or_else(|| candle_core::Error::Msg(format!("no parameter {name}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::t5::fixtures;
+    use crate::train::export::integer_tensors;
+
+    fn values(params: &Params, name: &str) -> Vec<f32> {
+        params.get_var(name).flatten_all().and_then(|t| t.to_vec1()).expect("a parameter")
+    }
+
+    #[test]
+    fn a_start_from_a_model_takes_its_values_where_shapes_allow() {
+        let config = ModelConfig { dec_layers: 2, ..fixtures::tiny_config() };
+        let trained = Params::init(&config, 1, &Device::Cpu).unwrap();
+        let tensors = integer_tensors(&trained).unwrap();
+
+        // The same shape: every parameter is the model's, so it exports to the same integers.
+        let mut same = Params::init(&config, 2, &Device::Cpu).unwrap();
+        let report = same.start_from(&tensors).unwrap();
+        assert!(report.partial.is_empty() && report.fresh.is_empty(), "{report:?}");
+        assert_eq!(integer_tensors(&same).unwrap(), tensors);
+
+        // One decoder layer, a wider feed-forward layer: the rows the model has are its.
+        let other = ModelConfig { dec_layers: 1, d_ff: config.d_ff + 16, ..config.clone() };
+        let before = Params::init(&other, 3, &Device::Cpu).unwrap();
+        let mut after = Params::init(&other, 3, &Device::Cpu).unwrap();
+        let report = after.start_from(&tensors).unwrap();
+        assert!(report.fresh.is_empty(), "{report:?}");
+        assert!(report.partial.contains(&"dec.0.ff.wi".to_string()), "{report:?}");
+        assert!(!report.copied.iter().chain(&report.partial).any(|n| n.starts_with("dec.1.")));
+        let wi = "dec.0.ff.wi";
+        let d = config.d_model;
+        let (model, fresh, got) = (values(&same, wi), values(&before, wi), values(&after, wi));
+        assert_eq!(got[..config.d_ff * d], model[..], "the model's rows");
+        assert_eq!(got[config.d_ff * d..], fresh[config.d_ff * d..], "the new rows stay fresh");
+        let wo = "dec.0.ff.wo";
+        let (model, fresh, got) = (values(&same, wo), values(&before, wo), values(&after, wo));
+        for r in 0..d {
+            let row = r * other.d_ff;
+            assert_eq!(got[row..row + config.d_ff], model[r * config.d_ff..(r + 1) * config.d_ff]);
+            assert_eq!(got[row + config.d_ff..row + other.d_ff], fresh[row + config.d_ff..row + other.d_ff]);
+        }
+    }
+
+    #[test]
+    fn index_in_maps_the_shared_corner() {
+        assert_eq!(index_in(0, &[3, 4], &[2, 2]), Some(0));
+        assert_eq!(index_in(5, &[3, 4], &[2, 2]), Some(3));
+        assert_eq!(index_in(2, &[3, 4], &[2, 2]), None);
+        assert_eq!(index_in(8, &[3, 4], &[2, 2]), None);
+        assert_eq!(index_in(4, &[6], &[5]), Some(4));
+        assert_eq!(index_in(5, &[6], &[5]), None);
     }
 }

@@ -21,7 +21,7 @@ use super::replay::ReplayBuffer;
 use super::rng::Rng;
 use super::summary::{Eval, TrainSummary};
 use super::windows::{Batch, Window, sample, windows};
-use crate::t5::model::TOKENIZER_FILE;
+use crate::t5::model::{Model, TOKENIZER_FILE, Tensors, WEIGHTS_FILE};
 use crate::t5::{ByteBpe, ModelConfig};
 
 /// Gradients are clipped to this global norm (of the bits-per-byte objective).
@@ -45,6 +45,9 @@ pub struct TrainOptions {
     /// Peak learning rate: linear warm-up, then cosine decay to a tenth.
     pub lr: f64,
     pub resume: bool,
+    /// A trained model directory whose weights a new training starts from
+    /// (`Params::start_from`), with its tokenizer.
+    pub init_from: Option<PathBuf>,
     /// Steps of the reinforcement-learning stage after the `steps` supervised ones.
     pub rl_steps: u64,
     /// The stage's learning rate (constant).
@@ -67,6 +70,7 @@ impl TrainOptions {
             batch: 16,
             lr: 2e-3,
             resume: false,
+            init_from: None,
             rl_steps: 0,
             rl_lr: 5e-5,
             threads: 0,
@@ -149,6 +153,11 @@ impl<'a> Trainer<'a> {
             }));
         }
         let wanted = opts.config.as_deref().map(ModelConfig::load).transpose()?;
+        if resuming && opts.init_from.is_some() {
+            return Err(TrainError::Config(
+                "--init-from starts a new training; --resume continues a checkpoint, which has its weights".into(),
+            ));
+        }
         let (state, params) = if resuming {
             let (state, params) = checkpoint::load(out, &device)?;
             if wanted.as_ref().is_some_and(|c| *c != state.config) {
@@ -158,7 +167,10 @@ impl<'a> Trainer<'a> {
         } else {
             let config = wanted.unwrap_or_default();
             config.check().map_err(TrainError::Config)?;
-            let params = Params::init(&config, opts.seed, &device)?;
+            let mut params = Params::init(&config, opts.seed, &device)?;
+            if let Some(dir) = &opts.init_from {
+                start_from_model(&mut params, dir, out)?;
+            }
             let state = State { config, seed: opts.seed, step: 0, tokens: 0, replay: None };
             (state, params)
         };
@@ -361,6 +373,43 @@ impl<'a> Trainer<'a> {
             codes_per_segment: codes / segments.max(1.0),
         }))
     }
+}
+
+/// Starts `params` from the model in `dir` (`Params::start_from`), whose tokenizer the new
+/// model must share (token ids index its embeddings): copied into `out`, or already there.
+fn start_from_model(params: &mut Params, dir: &Path, out: &Path) -> Result<()> {
+    let model = Model::load(dir)?;
+    if model.config().vocab != params.config().vocab {
+        return Err(TrainError::Config(format!(
+            "--init-from {}: its vocabulary has {} tokens, the config says {}",
+            dir.display(),
+            model.config().vocab,
+            params.config().vocab
+        )));
+    }
+    let (source, tokenizer) = (dir.join(TOKENIZER_FILE), out.join(TOKENIZER_FILE));
+    let read = |path: &Path| std::fs::read(path).map_err(TrainError::io(path));
+    if !tokenizer.is_file() {
+        std::fs::copy(&source, &tokenizer).map_err(TrainError::io(&tokenizer))?;
+    } else if read(&tokenizer)? != read(&source)? {
+        return Err(TrainError::Config(format!(
+            "{} differs from the tokenizer of --init-from {}",
+            tokenizer.display(),
+            dir.display()
+        )));
+    }
+    let weights = dir.join(WEIGHTS_FILE);
+    let report = params.start_from(&Tensors::from_safetensors(&read(&weights)?, &weights)?)?;
+    log::info!(
+        "started from {}: {} tensors copied, {} in part ({}), {} fresh ({})",
+        dir.display(),
+        report.copied.len(),
+        report.partial.len(),
+        report.partial.join(", "),
+        report.fresh.len(),
+        report.fresh.join(", ")
+    );
+    Ok(())
 }
 
 fn load_or_train_tokenizer(out: &Path, blocks: &[Vec<u8>], vocab: usize) -> Result<ByteBpe> {
