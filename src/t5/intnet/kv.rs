@@ -132,7 +132,7 @@ multiversion! {
                 *n = i32::from(x);
             }
             let at = (g * steps + slot / STEP) * GROUP * STEP;
-            let Some(tile) = values.get_mut(at..at + GROUP * STEP) else { return };
+            let tile = &mut values[at..at + GROUP * STEP];
             let mut words = [0u32; GROUP];
             for (w, b) in words.iter_mut().zip(tile.chunks_exact(STEP)) {
                 *w = u32::from_le_bytes([b[0] as u8, b[1] as u8, b[2] as u8, b[3] as u8]);
