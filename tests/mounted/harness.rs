@@ -269,14 +269,7 @@ impl Mounted {
     pub fn kill_daemon(&mut self) {
         let pids = self.daemon_pids();
         assert!(!pids.is_empty(), "no s2sfs daemon process found for {}", self.mnt.display());
-        for &pid in &pids {
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !pids.iter().all(|&p| has_exited(p)) {
-            assert!(Instant::now() < deadline, "daemon did not die after SIGKILL");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        kill9(&pids);
         let _ = Command::new("fusermount3").arg("-uz").arg(&self.mnt).stderr(Stdio::null()).status();
         if is_mounted(&self.mnt) {
             let _ = Command::new("umount").arg("-l").arg(&self.mnt).stderr(Stdio::null()).status();
@@ -493,7 +486,19 @@ impl Rng {
     }
 }
 
-/// Pids of the s2sfs daemons serving `mnt` (found through /proc/*/cmdline).
+/// SIGKILL to each pid, then waits until all have exited.
+pub fn kill9(pids: &[i32]) {
+    for &pid in pids {
+        // SAFETY: kill(2) on a pid found serving one of our own mount points.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !pids.iter().all(|&p| has_exited(p)) {
+        assert!(Instant::now() < deadline, "s2sfs daemon {pids:?} did not die after SIGKILL");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Whether every thread of process `pid` has exited, so that its descriptors (the store's
 /// lock, the control socket) are closed. A killed process stays a zombie until reaped, and
 /// its main thread turns zombie while the others may still be exiting (one in the middle
@@ -507,6 +512,7 @@ pub fn has_exited(pid: i32) -> bool {
     })
 }
 
+/// Pids of the s2sfs daemons serving `mnt` (found through /proc/*/cmdline).
 pub fn daemon_pids(mnt: &Path) -> Vec<i32> {
     let me = std::process::id() as i32;
     let want = mnt.as_os_str().as_bytes();

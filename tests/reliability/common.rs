@@ -147,19 +147,6 @@ pub fn fsck(store: &Path, repair: bool) -> Fsck {
     Fsck { code: exit_code(&out), report, out }
 }
 
-/// SIGKILL to each pid, then waits until all are dead.
-pub fn kill9(pids: &[i32]) {
-    for &pid in pids {
-        // SAFETY: kill(2) on a pid we found serving our own mount point.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !pids.iter().all(|&p| has_exited(p)) {
-        assert!(Instant::now() < deadline, "s2sfs daemon {pids:?} did not die after SIGKILL");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 /// A store and a mount point under a private temp dir, mounted and unmounted with the real
 /// binary. Unlike the harness's `Mounted` it can crash its daemon and clean up the dead
 /// mount with `s2sfs umount`, and its store may live on a small tmpfs. Dropping it always
