@@ -115,6 +115,23 @@ pub fn clamp8(x: i64) -> i8 {
     x.clamp(-127, 127) as i8
 }
 
+/// `clamp8` of an integer-valued, finite f64 (a floor division's quotient), in a form
+/// that vectorizes, which the saturating `as` does not.
+#[inline(always)]
+pub fn clamp8_f64(x: f64) -> i8 {
+    debug_assert!(x.is_finite());
+    // SAFETY: finite and clamped to [-127, 127], so inside i32.
+    unsafe { x.clamp(-127.0, 127.0).to_int_unchecked::<i32>() as i8 }
+}
+
+/// `clamp8_f64` for f32.
+#[inline(always)]
+pub fn clamp8_f32(x: f32) -> i8 {
+    debug_assert!(x.is_finite());
+    // SAFETY: finite and clamped to [-127, 127], so inside i32.
+    unsafe { x.clamp(-127.0, 127.0).to_int_unchecked::<i32>() as i8 }
+}
+
 #[inline]
 pub fn clamp16(x: i64) -> i32 {
     x.clamp(-32767, 32767) as i32

@@ -6,7 +6,7 @@
 //! `q + 128`, the weighted sum as values times the weights, split into their high and low
 //! bytes since a weight (up to 2^15) is wider than the product's unsigned bytes.
 
-use super::arith::FloorDiv;
+use super::arith::{FloorDiv, clamp8_f64};
 use super::exp_row::exp_row;
 use super::kv::KvCache;
 use super::packed;
@@ -118,10 +118,7 @@ multiversion! {
         let divisor = FloorDiv::new(2 * total as u64);
         for ((o, &h), &l) in out.iter_mut().zip(high).zip(low) {
             let n = 2.0 * (256.0 * f64::from(h) + f64::from(l)) + total as f64;
-            let q = divisor.floor(n).clamp(-127.0, 127.0);
-            // SAFETY: `q` is an integer in [-127, 127] (the saturating `as` would not
-            // vectorize).
-            *o = unsafe { q.to_int_unchecked::<i32>() } as i8;
+            *o = clamp8_f64(divisor.floor(n));
         }
     }
 }

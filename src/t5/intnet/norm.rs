@@ -1,6 +1,6 @@
 //! RMSNorm from the i32 residual to q8 activations, in integers (CODER.md, "Operations").
 
-use super::arith::{SmallFloorDiv, isqrt};
+use super::arith::{SmallFloorDiv, clamp8_f32, isqrt};
 use super::{E_GAIN, E_X};
 use crate::t5::multiversion::multiversion;
 
@@ -28,10 +28,7 @@ multiversion! {
         let divisor = SmallFloorDiv::new(2 * r as u64);
         let r = r as f32;
         for ((x, &v), &g) in x.iter_mut().zip(row).zip(gain) {
-            let q = divisor.floor((v * i32::from(g)) as f32 + r).clamp(-127.0, 127.0);
-            // SAFETY: `q` is an integer in [-127, 127] (the saturating `as` would not
-            // vectorize).
-            *x = unsafe { q.to_int_unchecked::<i32>() } as i8;
+            *x = clamp8_f32(divisor.floor((v * i32::from(g)) as f32 + r));
         }
     }
 }
