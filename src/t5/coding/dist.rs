@@ -34,19 +34,23 @@ pub trait NetDist {
     /// (of `len` tokens): what the coder guesses it will read, to fetch it early. Never
     /// changes what is coded.
     fn likeliest(&self, len: usize) -> usize {
-        descend(len, |lo, mid, hi| self.mass(mid, hi) > self.mass(lo, mid))
+        descend(len, self.mass(0, len), |lo, hi| self.mass(lo, hi))
     }
 }
 
-/// Down the token tree over `len` tokens (ids `0..len` in `bits_for(len)` bits, a node's
-/// halves split at its middle id), into the upper half where `upper(lo, mid, hi)`.
-fn descend(len: usize, upper: impl Fn(usize, usize, usize) -> bool) -> usize {
+/// Down the token tree over `len` tokens of weight `all` in total (ids `0..len` in
+/// `bits_for(len)` bits, a node's halves split at its middle id), into the heavier half
+/// each time: `weight(lo, hi)` is the weight of ids `lo..hi`, asked of lower halves only
+/// (an upper half weighs what its node does less its lower half).
+fn descend(len: usize, all: u64, weight: impl Fn(usize, usize) -> u64) -> usize {
     let mut rest = usize::BITS - len.saturating_sub(1).leading_zeros();
-    let mut lo = 0;
+    let (mut lo, mut node) = (0, all);
     while rest > 0 {
         let mid = lo + (1 << (rest - 1));
-        if mid < len && upper(lo, mid, (lo + (1 << rest)).min(len)) {
-            lo = mid;
+        if mid < len {
+            let lower = weight(lo, mid);
+            let upper = node.saturating_sub(lower);
+            (lo, node) = if upper > lower { (mid, upper) } else { (lo, lower) };
         }
         rest -= 1;
     }
@@ -174,7 +178,8 @@ impl NetDist for ExactDist {
         }
         // The exp weights alone: a guess need not pay `mass`'s divisions.
         let w = &self.weights[..len.min(self.weights.len())];
-        descend(w.len(), |lo, mid, hi| sum(&w[mid..hi]) > sum(&w[lo..mid]))
+        let all = if w.len() == self.weights.len() { self.sum } else { sum(w) };
+        descend(w.len(), u64::from(all), |lo, hi| u64::from(sum(&w[lo..hi])))
     }
 
     fn set_p(&mut self, token: usize, p: u32) {
@@ -236,7 +241,7 @@ mod tests {
                 let mut d = dist(&logits);
                 assert_eq!(d.likeliest(len), top, "{len} tokens");
                 // Through the masses (the default), the same path.
-                assert_eq!(descend(len, |lo, mid, hi| d.mass(mid, hi) > d.mass(lo, mid)), top);
+                assert_eq!(descend(len, d.mass(0, len), |lo, hi| d.mass(lo, hi)), top);
                 let pinned = (top + 1) % len;
                 d.set_p(pinned, 3 << (P_BITS - 2));
                 assert_eq!(d.likeliest(len), pinned, "{len} tokens, one pinned at 3/4");
