@@ -21,7 +21,7 @@ use super::replay::ReplayBuffer;
 use super::rng::Rng;
 use super::summary::{Eval, TrainSummary};
 use super::windows::{Batch, Window, sample, windows};
-use crate::t5::model::{Model, TOKENIZER_FILE, Tensors, WEIGHTS_FILE};
+use crate::t5::model::{Model, TOKENIZER_FILE};
 use crate::t5::{ByteBpe, ModelConfig};
 
 /// Gradients are clipped to this global norm (of the bits-per-byte objective).
@@ -387,19 +387,17 @@ fn start_from_model(params: &mut Params, dir: &Path, out: &Path) -> Result<()> {
             params.config().vocab
         )));
     }
-    let (source, tokenizer) = (dir.join(TOKENIZER_FILE), out.join(TOKENIZER_FILE));
-    let read = |path: &Path| std::fs::read(path).map_err(TrainError::io(path));
+    let tokenizer = out.join(TOKENIZER_FILE);
     if !tokenizer.is_file() {
-        std::fs::copy(&source, &tokenizer).map_err(TrainError::io(&tokenizer))?;
-    } else if read(&tokenizer)? != read(&source)? {
+        std::fs::write(&tokenizer, model.tokenizer_json()).map_err(TrainError::io(&tokenizer))?;
+    } else if std::fs::read(&tokenizer).map_err(TrainError::io(&tokenizer))? != model.tokenizer_json() {
         return Err(TrainError::Config(format!(
             "{} differs from the tokenizer of --init-from {}",
             tokenizer.display(),
             dir.display()
         )));
     }
-    let weights = dir.join(WEIGHTS_FILE);
-    let report = params.start_from(&Tensors::from_safetensors(&read(&weights)?, &weights)?)?;
+    let report = params.start_from(&model.tensors()?)?;
     log::info!(
         "started from {}: {} tensors copied, {} in part ({}), {} fresh ({})",
         dir.display(),

@@ -131,6 +131,17 @@ impl Model {
         &self.tokenizer
     }
 
+    /// The tokenizer file's bytes, as read.
+    pub fn tokenizer_json(&self) -> &[u8] {
+        &self.files.tokenizer
+    }
+
+    /// The integer tensors of the weights file, as read (for a training that starts from
+    /// this model).
+    pub fn tensors(&self) -> Result<Tensors> {
+        Tensors::from_safetensors(&self.files.weights, Path::new(WEIGHTS_FILE))
+    }
+
     pub(crate) fn net(&self) -> &Net {
         &self.net
     }
