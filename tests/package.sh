@@ -38,6 +38,7 @@ for f in /usr/bin/s2sfs /sbin/mount.s2sfs /lib/systemd/system/s2sfs@.service \
     /usr/share/s2sfs/models/default/config.json /usr/share/s2sfs/models/default/tokenizer.json \
     /usr/share/s2sfs/models/default/weights.safetensors /usr/share/s2sfs/models/ac85efaf/weights.safetensors \
     /usr/share/s2sfs/models/dc9df2c8/weights.safetensors \
+    /usr/share/s2sfs/models/3ac8458a/weights.safetensors \
     /usr/share/man/man1/s2sfs.1.gz \
     /usr/share/man/man1/s2sfs-mount.1.gz /usr/share/bash-completion/completions/s2sfs \
     /usr/share/zsh/vendor-completions/_s2sfs /usr/share/fish/vendor_completions.d/s2sfs.fish; do
@@ -85,7 +86,7 @@ grep -q '"t5":{"blocks":[1-9]' "$WORK/stats-t5.json" || fail "the t5 volume stor
 
 echo "=== files of the previous default models decode with the installed binary alone"
 text > "$WORK/old.txt"
-for old in ac85efaf dc9df2c8; do
+for old in ac85efaf dc9df2c8 3ac8458a; do
     s2sfs codec compress --codec t5 --model "/usr/share/s2sfs/models/$old" "$WORK/old.txt" "$WORK/old.s2" ||
         fail "codec compress with the previous default $old failed"
     s2sfs codec decompress "$WORK/old.s2" "$WORK/old.out" || fail "a file of the previous default $old does not decode"
