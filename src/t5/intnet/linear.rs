@@ -196,8 +196,10 @@ mod tests {
         use crate::t5::intnet::{Kernels, with_kernels};
         let mut next = crate::t5::fixtures::xorshift(3);
         let mut byte = move || ((next() % 255) as i32 - 127) as i8;
-        // The shipped model's shapes (d 128, d_ff 384, vocab 2048) and ragged ones.
-        for (rows, cols, exp) in [(128, 128, 7), (384, 128, 7), (128, 384, 8), (2048, 128, 6), (37, 70, 5)] {
+        // The shipped models' shapes (d 128, d_ff 512 and 384, vocab 2048) and ragged ones.
+        let shapes =
+            [(128, 128, 7), (512, 128, 7), (128, 512, 8), (384, 128, 7), (128, 384, 8), (2048, 128, 6), (37, 70, 5)];
+        for (rows, cols, exp) in shapes {
             let w: Vec<i8> = (0..rows * cols).map(|_| byte()).collect();
             let lin = Linear::new(&w, rows, cols, exp);
             // Batches across the kernels' tiles of inputs, with ragged ends.
