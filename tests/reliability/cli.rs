@@ -165,6 +165,59 @@ fn umount_of_a_mount_that_is_not_s2sfs_is_refused() {
     assert!(still, "`s2sfs umount` of a tmpfs unmounted it or changed it");
 }
 
+/// `codec compress` and `decompress` onto a full disk fail with ENOSPC and leave the
+/// disk as it was: an earlier file of the output's name keeps its bytes, and no partial
+/// output is left behind.
+#[test]
+fn codec_output_on_a_full_disk_changes_nothing() {
+    let base = test_dir("cli-codec-full");
+    let t = base.path().join("full");
+    fs::create_dir(&t).unwrap();
+    assert!(
+        Command::new("mount").args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"]).arg(&t).status().unwrap().success()
+    );
+    // Random bytes do not shrink: their container is as large as they are. Zeros shrink
+    // to almost nothing, and decompress back to 1 MiB.
+    let (random, zeros, packed) = (base.path().join("random"), base.path().join("zeros"), base.path().join("zeros.s2"));
+    fs::write(&random, random_bytes(7, MIB)).unwrap();
+    fs::write(&zeros, vec![0u8; MIB]).unwrap();
+    let zstd = [OsStr::new("--codec"), OsStr::new("zstd")];
+    let packing = s2sfs(
+        &[&[OsStr::new("codec"), OsStr::new("compress")], &zstd[..], &[zeros.as_os_str(), packed.as_os_str()]].concat(),
+    );
+    assert!(packing.status.success(), "{}", packing.describe());
+    let out = t.join("out");
+    fs::write(&out, b"an earlier file of the same name").unwrap();
+    let mut wrong = Vec::new();
+    for (verb, input) in [("compress", &random), ("decompress", &packed)] {
+        let args =
+            [&[OsStr::new("codec"), OsStr::new(verb)], &zstd[..], &[input.as_os_str(), out.as_os_str()]].concat();
+        let run = s2sfs(&args);
+        let line = first_line(&run.stderr);
+        let names: Vec<String> =
+            fs::read_dir(&t).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+        if run.status.success() || !line.contains("No space left on device") || names != ["out"] {
+            wrong.push(format!("codec {verb} onto a full disk: files after it {names:?}\n{}", run.describe()));
+        }
+    }
+    let kept = fs::read(&out).ok();
+    let _ = Command::new("umount").arg(&t).status();
+    summary(&format!(
+        "cli: codec compress and decompress onto a full disk failed with ENOSPC and left it as it was: {}",
+        if wrong.is_empty() && kept.as_deref() == Some(&b"an earlier file of the same name"[..]) {
+            "pass"
+        } else {
+            "FAIL"
+        }
+    ));
+    assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
+    let kept_len = kept.as_ref().map(Vec::len);
+    assert!(
+        kept.as_deref() == Some(&b"an earlier file of the same name"[..]),
+        "the earlier file of the output's name was changed (now {kept_len:?} bytes)"
+    );
+}
+
 /// `fsck --repair` of a mounted store is refused (exit 8) and changes nothing. (A plain
 /// `fsck` of a mounted store is a read-only check through the daemon's control socket,
 /// README "fsck": it must report the store clean and change nothing but the daemon's log.)

@@ -9,9 +9,10 @@
 mod batchbench;
 mod eval;
 mod latents;
+mod output;
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 pub use self::batchbench::{BatchReport, batch_decode};
@@ -93,12 +94,6 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(io(path))
 }
 
-/// Flushes and syncs a written output file.
-fn finish(out: BufWriter<File>, path: &Path) -> Result<()> {
-    let file = out.into_inner().map_err(|e| ToolError::Io { path: path.to_path_buf(), source: e.into_error() })?;
-    file.sync_all().map_err(io(path))
-}
-
 /// Compresses `input` into the container at `output`; `progress` gets bytes done.
 /// Blocks are compressed on all cores; returns the container's length.
 pub fn compress_file(
@@ -124,21 +119,20 @@ pub fn compress_file(
             frame
         })
         .collect::<Result<_>>()?;
-    let file = File::create(output).map_err(io(output))?;
-    let mut out = BufWriter::new(file);
     let mut header = Vec::with_capacity(HEADER_LEN);
     header.extend_from_slice(MAGIC);
     header.push(VERSION);
     header.extend_from_slice(&(block_size as u32).to_le_bytes());
     header.extend_from_slice(&(data.len() as u64).to_le_bytes());
-    let mut written = header.len() as u64;
-    out.write_all(&header).map_err(io(output))?;
-    for f in &frames {
-        out.write_all(&(f.len() as u32).to_le_bytes()).and_then(|_| out.write_all(f)).map_err(io(output))?;
-        written += 4 + f.len() as u64;
-    }
-    finish(out, output)?;
-    Ok(written)
+    output::write_output(output, |out| {
+        out.write_all(&header)?;
+        for f in &frames {
+            out.write_all(&(f.len() as u32).to_le_bytes())?;
+            out.write_all(f)?;
+        }
+        Ok(())
+    })?;
+    Ok(header.len() as u64 + frames.iter().map(|f| 4 + f.len() as u64).sum::<u64>())
 }
 
 /// Decodes the container at `input` into `output`. Every frame is checked (header,
@@ -195,11 +189,7 @@ pub fn decompress_file(codecs: &Codecs, input: &Path, output: &Path, progress: &
             Ok(p)
         })
         .collect::<Result<_>>()?;
-    let mut out = BufWriter::new(File::create(output).map_err(io(output))?);
-    for p in &plain {
-        out.write_all(p).map_err(io(output))?;
-    }
-    finish(out, output)?;
+    output::write_output(output, |out| plain.iter().try_for_each(|p| out.write_all(p)))?;
     Ok(total)
 }
 
