@@ -6,7 +6,7 @@
 //! found the store clean), 4 problems remain, 8 operational error (the store cannot be
 //! opened, e.g. because a daemon has it mounted).
 
-use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -214,7 +214,7 @@ fn codec_set_of(store: &Store) -> Codecs {
 
 /// Asks the daemon that has `store` open for a read-only check; returns fsck's exit code
 /// with the report written to `out`, or None when no daemon answers (none listens, or the
-/// connection breaks before its reply: a daemon that is exiting).
+/// connection breaks before the end of its reply: a daemon that is exiting).
 fn check_mounted(store: &Path, json: bool, out: &mut dyn Write) -> Result<Option<u8>, FsckError> {
     let Ok(mut stream) = UnixStream::connect(control_socket(store)) else { return Ok(None) };
     if writeln!(stream, "fsck {}", if json { "json" } else { "text" }).is_err() {
@@ -234,7 +234,14 @@ fn check_mounted(store: &Path, json: bool, out: &mut dyn Write) -> Result<Option
         .strip_prefix("exit ")
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| daemon(format!("gave an unexpected reply: {status:?}")))?;
-    std::io::copy(&mut reader, out)?;
+    // All of the reply before any of it is written: one that breaks off (a daemon killed
+    // while answering resets the connection) is no report, and leaves nothing half
+    // printed; the store is checked again once the daemon has let go of it.
+    let mut report = Vec::new();
+    if reader.read_to_end(&mut report).is_err() {
+        return Ok(None);
+    }
+    out.write_all(&report)?;
     Ok(Some(code))
 }
 
@@ -277,6 +284,39 @@ mod tests {
         });
         assert_eq!(run(dir.path(), false, true).unwrap(), EXIT_CLEAN);
         letting_go.join().unwrap();
+    }
+
+    #[test]
+    fn a_reply_broken_off_by_an_exiting_daemon_is_not_taken_for_a_report() {
+        // A daemon killed while it answers: its status line arrives, then the connection
+        // is reset. fsck checks the store itself once the daemon has let go of it.
+        use std::os::fd::AsRawFd;
+        use std::os::unix::net::UnixListener;
+        let dir = tempfile::tempdir().unwrap();
+        let opts = crate::VolumeOptions { block_size: 4096, ..Default::default() };
+        let held = crate::Volume::open(dir.path(), opts).unwrap();
+        let listener = UnixListener::bind(control_socket(dir.path())).unwrap();
+        let daemon = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            // The whole request arrives but stays unread: closing a connection with
+            // unread data resets it (ECONNRESET) instead of ending it.
+            let mut buf = [0u8; 64];
+            loop {
+                // SAFETY: recv into a buffer of the length given, on a socket we own.
+                let n = unsafe { libc::recv(conn.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_PEEK) };
+                assert!(n >= 0, "{}", std::io::Error::last_os_error());
+                if buf[..n as usize].contains(&b'\n') {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            conn.write_all(b"exit 4\ns2sfs fsck (cut short)\n").unwrap();
+            drop(conn);
+            drop(listener);
+            drop(held);
+        });
+        assert_eq!(run(dir.path(), false, true).unwrap(), EXIT_CLEAN);
+        daemon.join().unwrap();
     }
 
     #[test]

@@ -58,8 +58,29 @@ const CLEAN_TEXT: &str = "closed\n";
 const FAILED_PREFIX: &str = "close failed: ";
 
 /// Writes the state into a lock file we hold.
-pub fn record_state(lock: &File, path: &Path, text: &str) -> Result<(), StoreError> {
-    lock.set_len(0).and_then(|_| lock.write_all_at(text.as_bytes(), 0)).map_err(|e| io_err(path, e))
+pub fn record_state(lock: &StoreLock, path: &Path, text: &str) -> Result<(), StoreError> {
+    let file = &lock.file;
+    file.set_len(0).and_then(|_| file.write_all_at(text.as_bytes(), 0)).map_err(|e| io_err(path, e))
+}
+
+/// The store's lock file, flock()ed; dropping it lets go of the lock at once. Closing the
+/// descriptor alone would not: the lock belongs to the open file, which every copy of the
+/// descriptor shares, and a child that another thread of this process forks holds a copy
+/// until it execs (or exits). A store closed and opened again while a test harness or a
+/// daemon spawns a program would otherwise be refused as locked for as long as that
+/// child takes to exec, which a loaded machine can stretch past LOCK_GRACE. No s2sfs
+/// process forks a child that goes on using a store its parent opened, so the copies
+/// never need the lock.
+pub struct StoreLock {
+    file: File,
+}
+
+impl Drop for StoreLock {
+    fn drop(&mut self) {
+        // SAFETY: flock on a descriptor we own; no memory is involved. Should it fail,
+        // closing the descriptor still lets go once the copies are closed too.
+        unsafe { libc::flock(self.file.as_raw_fd(), libc::LOCK_UN) };
+    }
 }
 
 pub fn open_text() -> &'static str {
@@ -128,8 +149,8 @@ impl Layout {
     }
 
     /// Takes the store's exclusive lock, waiting at most `LOCK_GRACE` for it; held until
-    /// the file is dropped.
-    pub fn take_lock(&self) -> Result<File, StoreError> {
+    /// the `StoreLock` is dropped.
+    pub fn take_lock(&self) -> Result<StoreLock, StoreError> {
         std::fs::create_dir_all(&self.root).map_err(|e| io_err(&self.root, e))?;
         let path = self.lock();
         let file = OpenOptions::new()
@@ -139,16 +160,16 @@ impl Layout {
             .truncate(false)
             .open(&path)
             .map_err(|e| io_err(&path, e))?;
-        // A lock whose holder has just let go can stay held for a moment: a child that
-        // another thread of this process forks holds a copy of every descriptor until it
-        // execs, and a killed daemon's descriptors close only when its last thread has
-        // exited. So a refusal is final only after LOCK_GRACE.
+        // A lock whose holder has just let go can stay held for a moment: a killed daemon
+        // cannot let go (`StoreLock`'s drop), its descriptors close only when its last
+        // thread has exited, and a child it was forking holds copies of them until it
+        // execs. So a refusal is final only after LOCK_GRACE.
         let deadline = Instant::now() + LOCK_GRACE;
         loop {
             // SAFETY: flock on a descriptor we own; no memory is involved.
             let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
             if rc == 0 {
-                return Ok(file);
+                return Ok(StoreLock { file });
             }
             let err = std::io::Error::last_os_error();
             if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
@@ -266,6 +287,19 @@ mod tests {
         assert!(layout.take_lock().is_ok(), "refused though let go within the grace");
         assert!(started.elapsed() >= LOCK_GRACE / 8, "taken while still held");
         letting_go.join().unwrap();
+    }
+
+    #[test]
+    fn a_dropped_lock_is_let_go_while_a_copy_of_its_descriptor_lives() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        let held = layout.take_lock().unwrap();
+        // What a child that another thread forks holds until it execs: a copy of the
+        // descriptor, sharing the open file and so its lock.
+        let copy = held.file.try_clone().unwrap();
+        drop(held);
+        assert!(layout.take_lock().is_ok(), "refused while a copy of the let-go lock's descriptor is open");
+        drop(copy);
     }
 
     #[test]

@@ -16,7 +16,6 @@ mod txn;
 mod watermark;
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::ops::{Bound, ControlFlow};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -112,7 +111,8 @@ pub struct Store {
     watermark: Watermark,
     /// (changes found, changes known durable) when opened despite lost changes (fsck).
     lost_changes: Option<(u64, u64)>,
-    _lock: File,
+    /// Last, so dropped last: the next opener finds the database and packs closed.
+    _lock: layout::StoreLock,
 }
 
 /// Options used when the store is opened; `block_size` only when it is created.
