@@ -32,13 +32,21 @@ cargo deb --locked 2>&1 | tail -n 3
 deb=$(ls -t target/debian/s2sfs_*.deb | head -n 1)
 [ -f "$deb" ] || fail "cargo deb made no package"
 
+# Every earlier default model in the tree (models/ID) ships for reading.
+previous=() previous_weights=()
+for dir in models/*/; do
+    id=$(basename "$dir")
+    [ "$id" = default ] && continue
+    previous+=("$id")
+    previous_weights+=("/usr/share/s2sfs/models/$id/weights.safetensors")
+done
+
 echo "=== dpkg -i $deb"
 dpkg -i "$deb"
 for f in /usr/bin/s2sfs /sbin/mount.s2sfs /lib/systemd/system/s2sfs@.service \
     /usr/share/s2sfs/models/default/config.json /usr/share/s2sfs/models/default/tokenizer.json \
-    /usr/share/s2sfs/models/default/weights.safetensors /usr/share/s2sfs/models/ac85efaf/weights.safetensors \
-    /usr/share/s2sfs/models/dc9df2c8/weights.safetensors \
-    /usr/share/s2sfs/models/3ac8458a/weights.safetensors \
+    /usr/share/s2sfs/models/default/weights.safetensors \
+    "${previous_weights[@]}" \
     /usr/share/man/man1/s2sfs.1.gz \
     /usr/share/man/man1/s2sfs-mount.1.gz /usr/share/bash-completion/completions/s2sfs \
     /usr/share/zsh/vendor-completions/_s2sfs /usr/share/fish/vendor_completions.d/s2sfs.fish; do
@@ -86,7 +94,7 @@ grep -q '"t5":{"blocks":[1-9]' "$WORK/stats-t5.json" || fail "the t5 volume stor
 
 echo "=== files of the previous default models decode with the installed binary alone"
 text > "$WORK/old.txt"
-for old in ac85efaf dc9df2c8 3ac8458a; do
+for old in "${previous[@]}"; do
     s2sfs codec compress --codec t5 --model "/usr/share/s2sfs/models/$old" "$WORK/old.txt" "$WORK/old.s2" ||
         fail "codec compress with the previous default $old failed"
     s2sfs codec decompress "$WORK/old.s2" "$WORK/old.out" || fail "a file of the previous default $old does not decode"

@@ -130,7 +130,7 @@ pub fn default_model() -> Result<Arc<Model>, ModelError> {
 /// written by `s2sfs codec compress` carry only the model's id, and must still decode
 /// after an upgrade.
 pub fn previous_models() -> Result<Vec<Arc<Model>>, ModelError> {
-    Ok(vec![shipped!("3ac8458a")?, shipped!("dc9df2c8")?, shipped!("ac85efaf")?])
+    Ok(vec![shipped!("0184ac33")?, shipped!("3ac8458a")?, shipped!("dc9df2c8")?, shipped!("ac85efaf")?])
 }
 
 /// Where an installed s2sfs keeps its models (the Debian package puts the default model in
