@@ -3,8 +3,10 @@
 //! A regular output is written beside its final name, synced, and renamed over it only
 //! once every byte is on disk: a full disk, a killed process or a failed block leave
 //! any earlier file of that name as it was, and no half-written one behind (gzip and
-//! zstd delete theirs). A non-regular output (`/dev/stdout`, a FIFO, a device) cannot be
-//! replaced by a rename and is written in place.
+//! zstd delete theirs). The new file keeps the permissions of the one it replaces, and
+//! an output that is a symbolic link replaces the file the link names. A non-regular
+//! output (`/dev/stdout`, a FIFO, a device) cannot be replaced by a rename and is
+//! written in place.
 
 use std::fs::{File, OpenOptions};
 use std::io::BufWriter;
@@ -15,14 +17,23 @@ use super::{Result, ToolError, io};
 /// Writes `output` through `write`, atomically where `output` is (or will be) a
 /// regular file.
 pub fn write_output(output: &Path, write: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>) -> Result<()> {
-    let in_place = std::fs::metadata(output).is_ok_and(|m| !m.is_file());
-    if in_place {
+    // Through a symbolic link to the file it names, which is replaced; the link stays.
+    let output = &match std::fs::symlink_metadata(output) {
+        Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(output).map_err(io(output))?,
+        _ => output.to_path_buf(),
+    };
+    let existing = std::fs::metadata(output).ok();
+    if existing.as_ref().is_some_and(|m| !m.is_file()) {
         let mut out = BufWriter::new(OpenOptions::new().write(true).open(output).map_err(io(output))?);
         write(&mut out).map_err(io(output))?;
         return finish(out, output, false);
     }
     let part = part_path(output);
     let file = OpenOptions::new().write(true).create_new(true).open(&part).map_err(io(&part))?;
+    if let Some(m) = existing {
+        // The replaced file's permissions, as writing into it would have kept them.
+        file.set_permissions(m.permissions()).map_err(io(&part))?;
+    }
     let mut out = BufWriter::new(file);
     let written = write(&mut out).map_err(io(output)).and_then(|()| finish(out, output, true));
     let renamed = written.and_then(|()| std::fs::rename(&part, output).map_err(io(output)));

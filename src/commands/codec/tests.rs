@@ -75,6 +75,28 @@ fn damaged_truncated_and_foreign_containers_are_errors() {
 }
 
 #[test]
+fn an_output_that_exists_is_replaced_whole_keeping_its_mode_and_links() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (input, packed, target, link) =
+        (dir.path().join("in"), dir.path().join("packed"), dir.path().join("target"), dir.path().join("link"));
+    let data = sample();
+    std::fs::write(&input, &data).unwrap();
+    let zstd = tool_codecs(CodecKind::Zstd, None);
+    compress_file(&zstd, 4096, &input, &packed, &no_progress).unwrap();
+    std::fs::write(&target, b"older and longer than nothing").unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o640)).unwrap();
+    std::os::unix::fs::symlink("target", &link).unwrap();
+    decompress_file(&zstd, &packed, &link, &no_progress).unwrap();
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link was replaced");
+    assert_eq!(std::fs::read(&target).unwrap(), data);
+    assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o640);
+    let mut names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    names.sort();
+    assert_eq!(names, ["in", "link", "packed", "target"], "a part file was left behind");
+}
+
+#[test]
 fn eval_counts_every_byte_and_compares_with_zstd() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("f");
