@@ -2,11 +2,13 @@
 //!
 //! The layers (ARCHITECTURE.md): `fs` (thin fuser adapter) → `volume` (the filesystem,
 //! no FUSE types) → `cache` / `codec` / `store` (redb metadata + pack files); `watchdog`
-//! reports store operations that run far too long; `logging` writes and bounds the log.
+//! reports store operations that run far too long; `logging` writes and bounds the log;
+//! `durable` syncs directories after their entries change.
 
 pub mod cache;
 pub mod codec;
 pub mod commands;
+pub mod durable;
 pub mod error;
 pub mod fs;
 pub mod logging;

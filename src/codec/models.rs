@@ -10,6 +10,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::durable::sync_dir;
 use crate::t5::{CoderError, Model};
 
 /// Content hash of a learned model's files; all zero for classic codecs.
@@ -237,10 +238,6 @@ impl ModelRegistry {
         std::fs::remove_dir_all(self.model_dir(id))?;
         sync_dir(&self.dir)
     }
-}
-
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

@@ -242,7 +242,7 @@ impl Layout {
 
     /// Makes renames and removals in the store directory durable.
     pub fn sync_root(&self) -> Result<(), StoreError> {
-        File::open(&self.root).and_then(|d| d.sync_all()).map_err(|e| io_err(&self.root, e))
+        crate::durable::sync_dir(&self.root).map_err(|e| io_err(&self.root, e))
     }
 
     /// Removes format 1's sled directory once the store is of the current format (a

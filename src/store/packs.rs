@@ -231,7 +231,7 @@ impl Packs {
     }
 
     fn sync_dir(&self) -> Result<(), StoreError> {
-        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(|e| io_err(&self.dir, e))
+        crate::durable::sync_dir(&self.dir).map_err(|e| io_err(&self.dir, e))
     }
 }
 
