@@ -29,10 +29,11 @@ pub fn write_output(output: &Path, write: impl FnOnce(&mut BufWriter<File>) -> s
         return finish(out, output, false);
     }
     let part = part_path(output);
-    let file = OpenOptions::new().write(true).create_new(true).open(&part).map_err(io(&part))?;
+    // Errors name the output the user gave, not the hidden part file.
+    let file = OpenOptions::new().write(true).create_new(true).open(&part).map_err(io(output))?;
     if let Some(m) = existing {
         // The replaced file's permissions, as writing into it would have kept them.
-        file.set_permissions(m.permissions()).map_err(io(&part))?;
+        file.set_permissions(m.permissions()).map_err(io(output))?;
     }
     let mut out = BufWriter::new(file);
     let written = write(&mut out).map_err(io(output)).and_then(|()| finish(out, output, true));
